@@ -1,0 +1,12 @@
+/* The `oft` command: one file per subcommand, each an `int cmd_<name> (int argc, char **argv)`
+ * returning the process exit status. Errors go to stderr as "oft <cmd>: <message>". */
+#pragma once
+#include <glib.h>
+#include "oft/oft.h"
+
+int cmd_selfcheck (int argc, char **argv);
+int cmd_inspect (int argc, char **argv);
+int cmd_adapter (int argc, char **argv);
+
+/* Prints "oft <cmd>: <error->message>" and returns 1. */
+int cli_fail (const char *cmd, const GError *error);

@@ -1,0 +1,10 @@
+/* gimp-oft core library: the only header front-ends need. */
+#pragma once
+#include "oft/error.h"
+#include "oft/tensor.h"
+#include "oft/nn.h"
+#include "oft/adapters.h"
+#include "oft/safetensors.h"
+#include "oft/peft.h"
+
+const char *oft_version (void);

@@ -1,0 +1,54 @@
+/* safetensors: an mmap reader with a bounds-checked header, and an atomic writer.
+ * Format: u64-LE header length N, N bytes of JSON {name: {dtype, shape, data_offsets:[begin,end]}, ...,
+ * "__metadata__": {str: str}}, then the byte buffer; offsets are relative to the buffer. */
+#pragma once
+#include <glib.h>
+#include "oft/tensor.h"
+
+G_BEGIN_DECLS
+
+#define OFT_SAFETENSORS_MAX_HEADER (100u * 1000u * 1000u)  /* larger headers are refused */
+
+typedef struct {
+  const char *name;
+  OftDType dtype;
+  int ndim;
+  int64_t shape[OFT_MAX_DIMS];
+  uint64_t begin, end;      /* offsets into the data buffer */
+  const void *data;         /* points into the mapping; valid until close */
+} OftSafetensorsEntry;
+
+typedef struct _OftSafetensors OftSafetensors;
+
+/* Maps the file and validates the whole header: JSON syntax, UTF-8 names, known dtypes, shapes that
+ * match the byte ranges, ranges inside the file, no two ranges overlapping. Errors (OFT_IO_ERROR)
+ * name the file and the offending tensor. */
+OftSafetensors *oft_safetensors_open (const char *path, GError **error);
+void            oft_safetensors_close (OftSafetensors *st);
+const char     *oft_safetensors_path (const OftSafetensors *st);
+/* Entries in data-offset order. */
+size_t          oft_safetensors_count (const OftSafetensors *st);
+const OftSafetensorsEntry *oft_safetensors_entry (const OftSafetensors *st, size_t i);
+const OftSafetensorsEntry *oft_safetensors_find (const OftSafetensors *st, const char *name);
+/* `__metadata__` (string → string); NULL when absent. Owned by st. */
+GHashTable     *oft_safetensors_metadata (const OftSafetensors *st);
+/* A view of an entry (data in the mapping, read-only even though the pointer is not const). */
+OftTensor       oft_safetensors_view (const OftSafetensorsEntry *e);
+/* Copies tensor `name` converted to f32 into dst after checking that its shape is exactly `shape`
+ * (ndim < 0 skips the check and dst must hold numel floats). */
+gboolean        oft_safetensors_read_f32 (const OftSafetensors *st, const char *name, float *dst,
+                                          int ndim, const int64_t *shape, GError **error);
+/* Newly allocated f32 copy (g_free) of tensor `name`; numel in *numel when non-NULL. */
+float          *oft_safetensors_dup_f32 (const OftSafetensors *st, const char *name,
+                                         int64_t *numel, GError **error);
+
+/* Writes tensors (name[i], tensors[i]) and optional metadata (string → string, may be NULL)
+ * atomically: a temporary file beside `path`, fsync, rename, fsync of the folder. On any failure
+ * the previous file at `path` is untouched and the temporary file is removed. */
+gboolean oft_safetensors_write (const char *path, size_t n, const char *const *names,
+                                const OftTensor *tensors, GHashTable *metadata, GError **error);
+
+/* Atomic replacement of `path` by `len` bytes of `data` (same guarantees as above). */
+gboolean oft_file_write_atomic (const char *path, const void *data, size_t len, GError **error);
+
+G_END_DECLS

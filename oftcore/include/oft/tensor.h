@@ -1,0 +1,80 @@
+/* Tensors, dtypes and arenas: the foundation every layer, model and file reader uses. */
+#pragma once
+#include <glib.h>
+#include <stdint.h>
+#include <stddef.h>
+
+G_BEGIN_DECLS
+
+typedef enum {
+  OFT_DTYPE_F32,
+  OFT_DTYPE_F16,
+  OFT_DTYPE_BF16,
+  OFT_DTYPE_I32,
+  OFT_DTYPE_I64,
+  OFT_DTYPE_COUNT
+} OftDType;
+
+#define OFT_MAX_DIMS 8
+
+/* A view: shape and dtype over memory it does not own (an arena, an mmap, a caller's buffer).
+ * Always contiguous, row-major, PyTorch's dimension order. */
+typedef struct {
+  OftDType dtype;
+  int ndim;
+  int64_t shape[OFT_MAX_DIMS];
+  void *data;
+} OftTensor;
+
+size_t      oft_dtype_size (OftDType dtype);
+/* safetensors spelling: "F32", "F16", "BF16", "I32", "I64". */
+const char *oft_dtype_name (OftDType dtype);
+gboolean    oft_dtype_from_name (const char *name, OftDType *dtype);
+
+int64_t  oft_tensor_numel (const OftTensor *t);
+size_t   oft_tensor_nbytes (const OftTensor *t);
+gboolean oft_tensor_shape_equals (const OftTensor *t, int ndim, const int64_t *shape);
+/* "[2, 5, 64]"; free with g_free. */
+char    *oft_shape_to_string (int ndim, const int64_t *shape);
+/* Product of dims with overflow check; FALSE on a negative dim or overflow past `limit`. */
+gboolean oft_shape_numel_checked (int ndim, const int64_t *shape, int64_t limit, int64_t *numel);
+
+/* Half-precision conversions, round to nearest even (like torch's .half()/.bfloat16()). */
+float    oft_f16_to_f32 (uint16_t h);
+uint16_t oft_f32_to_f16 (float f);
+float    oft_bf16_to_f32 (uint16_t h);
+uint16_t oft_f32_to_bf16 (float f);
+/* n elements of `src` (any dtype) to f32, and back (integer targets round to nearest). */
+void oft_convert_to_f32 (float *dst, const void *src, OftDType src_dtype, size_t n);
+void oft_convert_from_f32 (void *dst, OftDType dst_dtype, const float *src, size_t n);
+
+/* Arenas: bump allocation in large chunks with explicit lifetimes.
+ * A model keeps parameters and gradients in one arena for its whole life; activations live in
+ * another that is rewound to a mark after each step. Allocations are 64-byte aligned and zeroed. */
+typedef struct _OftArenaChunk OftArenaChunk;
+typedef struct {
+  const char *name;      /* for messages and bench reports */
+  size_t chunk_size;     /* default size of a new chunk */
+  OftArenaChunk *head;   /* current chunk; older chunks follow ->prev */
+  size_t used;           /* bytes handed out now */
+  size_t peak;           /* high-water mark of `used` */
+  size_t reserved;       /* bytes held from the system */
+} OftArena;
+
+typedef struct {
+  OftArenaChunk *chunk;
+  size_t offset;
+  size_t used;
+} OftArenaMark;
+
+void       oft_arena_init (OftArena *arena, const char *name, size_t chunk_size);
+void      *oft_arena_alloc (OftArena *arena, size_t bytes);
+float     *oft_arena_floats (OftArena *arena, size_t n);
+/* A tensor of the given shape with zeroed storage in the arena. */
+OftTensor  oft_arena_tensor (OftArena *arena, OftDType dtype, int ndim, const int64_t *shape);
+OftArenaMark oft_arena_mark (const OftArena *arena);
+/* Frees everything allocated after `mark` (chunks opened after it go back to the system). */
+void       oft_arena_reset (OftArena *arena, OftArenaMark mark);
+void       oft_arena_release (OftArena *arena);
+
+G_END_DECLS
