@@ -6,5 +6,6 @@
 #include "oft/adapters.h"
 #include "oft/safetensors.h"
 #include "oft/peft.h"
+#include "oft/tokenizer.h"
 
 const char *oft_version (void);
