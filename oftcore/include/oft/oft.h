@@ -7,5 +7,6 @@
 #include "oft/safetensors.h"
 #include "oft/peft.h"
 #include "oft/tokenizer.h"
+#include "oft/scheduler.h"
 
 const char *oft_version (void);
