@@ -96,7 +96,7 @@ get_int (JsonObject *o, const char *key, gboolean required, int def, int lo, int
     return cfg_error (error, OFT_ERROR_INVALID, file, key, "expected an integer");
   gint64 v = json_node_get_int (n);
   if (v < lo || v > G_MAXINT)
-    return cfg_error (error, OFT_ERROR_INVALID, file, key, "%" G_GINT64_FORMAT " is out of range (≥ %d)", v, lo);
+    return cfg_error (error, OFT_ERROR_INVALID, file, key, "%" G_GINT64_FORMAT " is out of range (>= %d)", v, lo);
   *out = (int) v;
   return TRUE;
 }
@@ -161,7 +161,7 @@ parse_config (OftPeftAdapter *a, const char *file, GError **error)
                           "exactly one of \"r\" (%d) and \"oft_block_size\" (%d) must be non-zero",
                           r, c->oft_block_size);
       if (c->oft_block_size == 1)
-        return cfg_error (error, OFT_ERROR_INVALID, file, "oft_block_size", "1 leaves no rotation (need ≥ 2)");
+        return cfg_error (error, OFT_ERROR_INVALID, file, "oft_block_size", "1 leaves no rotation (need >= 2)");
       return TRUE;
     }
   if (g_strcmp0 (type, "BOFT") == 0)
@@ -228,7 +228,7 @@ check_module (const OftPeftAdapter *a, const OftTensor *param, const OftTensor *
         return shape_error (error, file, pkey, param, "expected [r, b(b-1)/2]");
       int b = block_size_from_packed (param->shape[1]);
       if (b < 2)
-        return shape_error (error, file, pkey, param, "%" G_GINT64_FORMAT " is not b(b-1)/2 for a block size b ≥ 2",
+        return shape_error (error, file, pkey, param, "%" G_GINT64_FORMAT " is not b(b-1)/2 for a block size b >= 2",
                             param->shape[1]);
       if (c->oft_block_size > 0 && b != c->oft_block_size)
         return shape_error (error, file, pkey, param, "block size %d, but oft_block_size is %d", b,
@@ -340,7 +340,7 @@ load_tensors (OftPeftAdapter *a, const char *file, GError **error)
       if (strstr (key, ".oft_r.") || g_str_has_suffix (key, ".oft_r"))
         {
           g_set_error (error, OFT_IO_ERROR, OFT_ERROR_INVALID,
-                       "%s: key '%s' is in the old OFT format of PEFT ≤ 0.15 (\"oft_r\"), which PEFT itself "
+                       "%s: key '%s' is in the old OFT format of PEFT <= 0.15 (\"oft_r\"), which PEFT itself "
                        "no longer loads; re-train or convert the adapter", file, key);
           ok = FALSE;
           break;
