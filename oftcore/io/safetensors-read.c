@@ -66,6 +66,9 @@ parse_entry (OftSafetensorsEntry *e, const char *name, JsonNode *node, const cha
     return fail (error, OFT_ERROR_CORRUPT, path, "tensor '%s': header entry is not an object", name);
   JsonObject *o = json_node_get_object (node);
   e->name = name;
+  /* the header bytes were valid UTF-8, but a \u escape (a lone surrogate) can still decode to junk */
+  if (!g_utf8_validate (name, -1, NULL))
+    return fail (error, OFT_ERROR_CORRUPT, path, "a tensor name is not valid UTF-8");
 
   JsonNode *dn = json_object_get_member (o, "dtype");
   const char *dtype = dn && JSON_NODE_HOLDS_VALUE (dn) && json_node_get_value_type (dn) == G_TYPE_STRING
@@ -101,7 +104,11 @@ parse_entry (OftSafetensorsEntry *e, const char *name, JsonNode *node, const cha
   if (!node_uint (json_array_get_element (oa, 0), &e->begin) ||
       !node_uint (json_array_get_element (oa, 1), &e->end))
     return fail (error, OFT_ERROR_CORRUPT, path, "tensor '%s': data_offsets are not non-negative integers", name);
-  if (e->begin > e->end || e->end > buffer_len)
+  if (e->begin > e->end)
+    return fail (error, OFT_ERROR_CORRUPT, path,
+                 "tensor '%s': data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT "] end before they begin",
+                 name, e->begin, e->end);
+  if (e->end > buffer_len)
     return fail (error, OFT_ERROR_CORRUPT, path,
                  "tensor '%s': data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT "] outside the "
                  "%" G_GUINT64_FORMAT "-byte data buffer (truncated file?)", name, e->begin, e->end, buffer_len);
@@ -156,7 +163,9 @@ parse_header (OftSafetensors *st, const char *json, size_t len, GError **error)
   gboolean ok = FALSE;
   if (!json_parser_load_from_data (parser, json, (gssize) len, &jerr))
     {
-      fail (error, OFT_ERROR_CORRUPT, st->path, "header is not valid JSON: %s", jerr->message);
+      char *msg = g_utf8_make_valid (jerr->message, -1); /* json-glib quotes raw header bytes */
+      fail (error, OFT_ERROR_CORRUPT, st->path, "header is not valid JSON: %s", msg);
+      g_free (msg);
       g_error_free (jerr);
       goto out;
     }
@@ -351,6 +360,23 @@ oft_safetensors_view (const OftSafetensorsEntry *e)
   return t;
 }
 
+/* Files from other writers may leave a tensor misaligned in the mapping; the converters read
+ * whole elements, so such data goes through an aligned copy first. */
+static void
+convert_view (float *dst, const OftTensor *t)
+{
+  size_t n = (size_t) oft_tensor_numel (t), es = oft_dtype_size (t->dtype);
+  if ((uintptr_t) t->data % es == 0)
+    {
+      oft_convert_to_f32 (dst, t->data, t->dtype, n);
+      return;
+    }
+  void *tmp = g_malloc (n * es + 1);
+  memcpy (tmp, t->data, n * es);
+  oft_convert_to_f32 (dst, tmp, t->dtype, n);
+  g_free (tmp);
+}
+
 gboolean
 oft_safetensors_read_f32 (const OftSafetensors *st, const char *name, float *dst,
                           int ndim, const int64_t *shape, GError **error)
@@ -368,7 +394,7 @@ oft_safetensors_read_f32 (const OftSafetensors *st, const char *name, float *dst
       g_free (got);
       return FALSE;
     }
-  oft_convert_to_f32 (dst, t.data, t.dtype, (size_t) oft_tensor_numel (&t));
+  convert_view (dst, &t);
   return TRUE;
 }
 
@@ -384,7 +410,7 @@ oft_safetensors_dup_f32 (const OftSafetensors *st, const char *name, int64_t *nu
   OftTensor t = oft_safetensors_view (e);
   int64_t n = oft_tensor_numel (&t);
   float *dst = g_new (float, n ? n : 1);
-  oft_convert_to_f32 (dst, t.data, t.dtype, (size_t) n);
+  convert_view (dst, &t);
   if (numel)
     *numel = n;
   return dst;

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The oft command line, end to end; prints TAP. Usage: test-cli.sh OFT_EXE CLI_HELPER
+# (OFT_GOLDEN_DIR points at the golden data).
+set -u
+OFT=$1
+HELPER=$2
+G=${OFT_GOLDEN_DIR:?OFT_GOLDEN_DIR must be set}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+
+n=0
+fails=0
+ok () { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok () { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; sed 's/^/# /' "$T/out" "$T/err" 2>/dev/null; }
+# run CMD...: output in $T/out and $T/err, status in $rc
+run () { "$@" >"$T/out" 2>"$T/err"; rc=$?; }
+expect_ok () { local what=$1; shift; run "$@"; if [ $rc -eq 0 ]; then ok "$what"; else not_ok "$what (exit $rc)"; fi; }
+# expect_fail WHAT PATTERN CMD...: non-zero exit and stderr matching PATTERN (extended regex)
+expect_fail () {
+  local what=$1 pat=$2; shift 2; run "$@"
+  if [ $rc -ne 0 ] && grep -Eq -- "$pat" "$T/err"; then ok "$what"; else not_ok "$what (exit $rc, wanted /$pat/)"; fi
+}
+# expect_out WHAT PATTERN: the last run's stdout matches PATTERN
+expect_out () { if grep -Eq -- "$2" "$T/out"; then ok "$1"; else not_ok "$1 (wanted /$2/)"; fi; }
+
+cases="oft_linear oft_linear_coft oft_linear_neumann oft_linear_block_share oft_conv3x3 oft_conv1x1 boft_linear"
+
+expect_ok "oft --help" "$OFT" --help
+expect_out "oft --help lists the commands" "inspect.*adapter|adapter" 
+expect_ok "oft --version" "$OFT" --version
+expect_fail "unknown command fails" "unknown command" "$OFT" frobnicate
+expect_ok "oft inspect --help" "$OFT" inspect --help
+expect_ok "oft adapter merge --help" "$OFT" adapter merge --help
+expect_out "merge --help names its options" "--base.*" 
+
+# inspect: a safetensors file
+run "$OFT" inspect "$G/oft_layers/oft_conv3x3/tensors.safetensors"
+if [ $rc -eq 0 ] && grep -Eq '^ +weight +F32 +\[32, 16, 3, 3\] +18432$' "$T/out" \
+   && grep -Eq '^ +oft_R +F32 +\[9, 120\] +4320$' "$T/out" && grep -q '^total: ' "$T/out"; then
+  ok "inspect safetensors lists names, dtypes, shapes and sizes"
+else not_ok "inspect safetensors lists names, dtypes, shapes and sizes"; fi
+run "$OFT" inspect "$G/oft_layers/oft_linear/adapter/adapter_model.safetensors"
+expect_out "inspect safetensors shows metadata" "format = pt"
+
+# inspect: adapter folders
+run "$OFT" inspect "$G/oft_layers/oft_linear/adapter"
+if [ $rc -eq 0 ] && grep -q 'peft_type: OFT' "$T/out" && grep -q 'block size: 16' "$T/out" \
+   && grep -q 'exact Cayley' "$T/out" && grep -Eq '^ +layer +64 +16 +4 +480$' "$T/out"; then
+  ok "inspect OFT adapter: config and block layout"
+else not_ok "inspect OFT adapter: config and block layout"; fi
+run "$OFT" inspect "$G/unet_oft/adapter"
+if [ $rc -eq 0 ] && grep -q 'modules: 128, parameters: 21728' "$T/out" && grep -q 'Cayley-Neumann series, 5 terms' "$T/out" \
+   && grep -Eq '^ +down_blocks\.0\.attentions\.0\.transformer_blocks\.0\.attn1\.to_q +32 +8 +4 +112$' "$T/out"; then
+  ok "inspect UNet adapter: 128 modules"
+else not_ok "inspect UNet adapter: 128 modules"; fi
+run "$OFT" inspect "$G/oft_layers/boft_linear/adapter"
+if [ $rc -eq 0 ] && grep -q 'peft_type: BOFT' "$T/out" && grep -q 'butterfly factors: 2' "$T/out" \
+   && grep -Eq '^ +layer +64 +8 +2x8 +1088$' "$T/out"; then
+  ok "inspect BOFT adapter"
+else not_ok "inspect BOFT adapter"; fi
+expect_fail "inspect a missing file fails naming it" "$T/missing.safetensors" "$OFT" inspect "$T/missing.safetensors"
+printf 'not a safetensors file' >"$T/junk.safetensors"
+expect_fail "inspect a corrupt file fails naming it" "$T/junk.safetensors" "$OFT" inspect "$T/junk.safetensors"
+
+# merge every golden case: layer.weight must become weight_merged
+for c in $cases; do
+  D="$G/oft_layers/$c"
+  "$HELPER" make-base "$D/tensors.safetensors" "$T/base-$c.safetensors" || echo "# make-base failed for $c"
+  run "$OFT" adapter merge --base "$T/base-$c.safetensors" --adapter "$D/adapter" --out "$T/merged-$c.safetensors"
+  if [ $rc -eq 0 ] && run "$HELPER" check-merged "$T/merged-$c.safetensors" "$D/tensors.safetensors" && [ $rc -eq 0 ]; then
+    ok "merge $c reproduces weight_merged: $(cat "$T/out")"
+  else not_ok "merge $c reproduces weight_merged"; fi
+done
+# the same with an F16 base: merged in f32, stored back as F16
+for c in $cases; do
+  D="$G/oft_layers/$c"
+  "$HELPER" make-base "$D/tensors.safetensors" "$T/b16-$c.safetensors" f16 || echo "# make-base failed for $c"
+  run "$OFT" adapter merge --base "$T/b16-$c.safetensors" --adapter "$D/adapter" --out "$T/m16-$c.safetensors"
+  if [ $rc -eq 0 ] && run "$HELPER" check-merged "$T/m16-$c.safetensors" "$D/tensors.safetensors" f16 && [ $rc -eq 0 ]; then
+    ok "merge $c into an F16 base: $(cat "$T/out")"
+  else not_ok "merge $c into an F16 base"; fi
+done
+
+# failures: a base whose weight does not fit the adapter, missing files, a missing module
+"$HELPER" make-base "$G/oft_layers/oft_linear/tensors.safetensors" "$T/wide.safetensors" wide
+cp "$T/wide.safetensors" "$T/out-existing.safetensors"
+expect_fail "merge onto a [96, 48] weight fails naming the shape problem" "layer\.weight.*\[96, 48\].*oft_R\.weight has shape \[4, 120\]" \
+  "$OFT" adapter merge --base "$T/wide.safetensors" --adapter "$G/oft_layers/oft_linear/adapter" --out "$T/out-existing.safetensors"
+if cmp -s "$T/wide.safetensors" "$T/out-existing.safetensors" && [ "$(ls -A "$T" | grep -c '^\.')" -eq 0 ]; then
+  ok "a failed merge leaves the existing output untouched and no temporary file"
+else not_ok "a failed merge leaves the existing output untouched and no temporary file"; fi
+expect_fail "merge with a missing base fails naming it" "$T/nope.safetensors" \
+  "$OFT" adapter merge --base "$T/nope.safetensors" --adapter "$G/oft_layers/oft_linear/adapter" --out "$T/x.safetensors"
+expect_fail "merge with a missing adapter fails naming its config" "$T/noadapter/adapter_config.json" \
+  "$OFT" adapter merge --base "$T/base-oft_linear.safetensors" --adapter "$T/noadapter" --out "$T/x.safetensors"
+expect_fail "merge with an adapter module absent from the base fails" "no tensor 'down_blocks\..*\.weight' for module" \
+  "$OFT" adapter merge --base "$T/base-oft_linear.safetensors" --adapter "$G/unet_oft/adapter" --out "$T/x.safetensors"
+expect_fail "merge without --out is a usage error" "required" \
+  "$OFT" adapter merge --base "$T/base-oft_linear.safetensors" --adapter "$G/oft_layers/oft_linear/adapter"
+[ -e "$T/x.safetensors" ] && echo "# x.safetensors should not exist" && fails=$((fails + 1))
+
+echo "1..$n"
+exit $((fails > 0))
