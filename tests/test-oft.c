@@ -534,11 +534,11 @@ run_oft_conv (const char *name)
         {
           double Lpm[2];
           float orig = pp[e];
-          /* h: a float-representable step so that p ± h is exact in the packed float row */
           const float h = 1.0f / 4096;
+          float pv[2] = { orig + h, orig - h };  /* divide by the steps actually taken: p ± h rounds */
           for (int sgn = 0; sgn < 2; sgn++)
             {
-              pp[e] = orig + (sgn ? -h : h);
+              pp[e] = pv[sgn];
               int r = (int) (e / ne);
               ref_rotation (Rd + (size_t) r * b * b, pp + (size_t) r * ne, &s);
               double L = 0;
@@ -553,7 +553,7 @@ run_oft_conv (const char *name)
               Lpm[sgn] = L;
             }
           pp[e] = orig;
-          fd[m] = (Lpm[0] - Lpm[1]) / (2.0 * h);
+          fd[m] = (Lpm[0] - Lpm[1]) / ((double) pv[0] - pv[1]);
           an[m] = dp[e];
         }
       /* central differences in double with h = 2^-12: truncation O(h²·‖L'''‖) ~ 1e-7 relative; the analytic
@@ -973,13 +973,14 @@ rotation_fd (const char *what, const OftSpec *s, float amp, guint32 seed)
   double *fd = g_new (double, np), *Rd = g_new (double, (size_t) b * b);
   for (int64_t e = 0; e < np; e++)
     {
-      const float h = 1.0f / 4096;  /* exact in fp32 next to |p| ≤ 1 */
+      const float h = 1.0f / 4096;
       float orig = p[e];
+      float pv[2] = { orig + h, orig - h };  /* divide by the steps actually taken: p ± h rounds */
       double L[2];
       int r = (int) (e / ne);
       for (int sgn = 0; sgn < 2; sgn++)
         {
-          p[e] = orig + (sgn ? -h : h);
+          p[e] = pv[sgn];
           ref_rotation (Rd, p + (size_t) r * ne, s);
           double acc = 0;
           for (int i = 0; i < b * b; i++)
@@ -987,7 +988,7 @@ rotation_fd (const char *what, const OftSpec *s, float amp, guint32 seed)
           L[sgn] = acc;
         }
       p[e] = orig;
-      fd[e] = (L[0] - L[1]) / (2.0 * h);
+      fd[e] = (L[0] - L[1]) / ((double) pv[0] - pv[1]);
     }
   /* double central differences, h = 2^-12: truncation ~h²/6 times the third derivative, ~1e-7 relative;
    * the analytic gradient is computed in double from fp32 inputs (the Cayley cache is fp32: ~1e-7). */
@@ -1086,10 +1087,11 @@ test_boft_backward_fd (void)
     {
       const float h = 1.0f / 4096;
       float orig = A[e];
+      float pv[2] = { orig + h, orig - h };
       double L[2];
       for (int sgn = 0; sgn < 2; sgn++)
         {
-          A[e] = orig + (sgn ? -h : h);
+          A[e] = pv[sgn];
           ref_boft_T (Td, A, &s);
           double acc = 0;
           for (int i = 0; i < d * d; i++)
@@ -1097,7 +1099,7 @@ test_boft_backward_fd (void)
           L[sgn] = acc;
         }
       A[e] = orig;
-      fd[e] = (L[0] - L[1]) / (2.0 * h);
+      fd[e] = (L[0] - L[1]) / ((double) pv[0] - pv[1]);
     }
   /* double central differences (h = 2^-12, ~1e-7 truncation) vs a gradient chained through fp32 factor
    * products (d-term sums of ~1e-7 relative error each): 1e-4 relative */
