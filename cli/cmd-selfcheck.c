@@ -481,6 +481,7 @@ cmd_selfcheck (int argc, char **argv)
       "reference, and rotation invariance of the hyperspherical energy. Exit status 0 if all pass.");
   g_option_context_add_main_entries (ctx, entries, NULL);
   GError *error = NULL;
+  /* parse a copy of argv: GOption removes what it consumed from the array it is given */
   char **args = g_new0 (char *, argc + 1);
   for (int i = 0; i < argc; i++)
     args[i] = argv[i];
@@ -488,18 +489,20 @@ cmd_selfcheck (int argc, char **argv)
   char **a = args;
   gboolean ok = g_option_context_parse (ctx, &n, &a, &error);
   g_option_context_free (ctx);
-  g_free (args);
   if (!ok)
     {
       cli_fail ("selfcheck", error);
       g_error_free (error);
+      g_free (args);
       return 2;
     }
   if (n > 1)
     {
       fprintf (stderr, "oft selfcheck: unexpected argument '%s'\n", a[1]);
+      g_free (args);
       return 2;
     }
+  g_free (args);
   Report rep = { .quiet = quiet };
   GRand *rng = g_rand_new_with_seed ((guint32) seed);
   gint64 t0 = g_get_monotonic_time ();
