@@ -534,11 +534,11 @@ run_oft_conv (const char *name)
         {
           double Lpm[2];
           float orig = pp[e];
-          /* h: a float-representable step so that p ± h is exact in the packed float row */
           const float h = 1.0f / 4096;
+          float pv[2] = { orig + h, orig - h };  /* divide by the steps actually taken: p ± h rounds */
           for (int sgn = 0; sgn < 2; sgn++)
             {
-              pp[e] = orig + (sgn ? -h : h);
+              pp[e] = pv[sgn];
               int r = (int) (e / ne);
               ref_rotation (Rd + (size_t) r * b * b, pp + (size_t) r * ne, &s);
               double L = 0;
@@ -553,7 +553,7 @@ run_oft_conv (const char *name)
               Lpm[sgn] = L;
             }
           pp[e] = orig;
-          fd[m] = (Lpm[0] - Lpm[1]) / (2.0 * h);
+          fd[m] = (Lpm[0] - Lpm[1]) / ((double) pv[0] - pv[1]);
           an[m] = dp[e];
         }
       /* central differences in double with h = 2^-12: truncation O(h²·‖L'''‖) ~ 1e-7 relative; the analytic
@@ -720,6 +720,487 @@ test_boft_linear (void)
   case_close (&c);
 }
 
+/* ---------------------------------------------------------------- invariants on random data */
+
+static OftSpec
+make_spec (int b, int n_blocks, bool neumann, int n_terms, bool share)
+{
+  return (OftSpec) { .d = b * n_blocks, .b = b, .n_blocks = n_blocks, .block_share = share, .neumann = neumann,
+                     .n_terms = n_terms };
+}
+
+static float *
+random_packed (const OftSpec *s, float amp, guint32 seed)
+{
+  int64_t n = (int64_t) oft_spec_rows (s) * s->b * (s->b - 1) / 2;
+  float *p = g_new (float, n);
+  test_fill_uniform (p, n, -amp, amp, seed);
+  return p;
+}
+
+static void
+test_cayley_orthogonal (void)
+{
+  /* Exact Cayley of a skew Q is orthogonal; our R is rounded to fp32 once (the solve runs in double), so
+   * RᵀR − I is a sum of b products each off by ~6e-8: ≤ b·6e-8·2 ≈ 8e-6 at b = 64 in the worst case,
+   * ~1e-6 in practice. 1e-5 is the bound; a wrong formula (e.g. (I − Q)(I + Q) without the inverse) is O(‖Q‖²). */
+  const int bs[] = { 8, 16, 32, 64 };
+  const float amps[] = { 0.05f, 0.5f };  /* PEFT's init scale after training, and a far-from-identity one */
+  for (size_t ib = 0; ib < G_N_ELEMENTS (bs); ib++)
+    for (size_t ia = 0; ia < G_N_ELEMENTS (amps); ia++)
+      {
+        OftSpec s = make_spec (bs[ib], 3, false, 0, false);
+        float *p = random_packed (&s, amps[ia], 100 + ib);
+        int b = s.b;
+        float *R = g_new (float, (size_t) 3 * b * b);
+        oft_rotation_forward (R, NULL, p, &s);
+        double worst = 0;
+        for (int r = 0; r < 3; r++)
+          for (int i = 0; i < b; i++)
+            for (int j = 0; j < b; j++)
+              {
+                double acc = 0;
+                for (int k = 0; k < b; k++)
+                  acc += (double) R[(r * b + k) * b + i] * R[(r * b + k) * b + j];
+                worst = fmax (worst, fabs (acc - (i == j)));
+              }
+        g_test_message ("cayley b=%d amp=%.2f: max|RᵀR − I| = %.3g", b, amps[ia], worst);
+        g_assert_cmpfloat (worst, <=, 1e-5);
+        g_free (R);
+        g_free (p);
+      }
+}
+
+static void
+test_zero_is_identity (void)
+{
+  /* zero parameters must give exactly I (no rounding: every product involves a 0) */
+  for (int variant = 0; variant < 3; variant++)
+    {
+      OftSpec s = make_spec (16, 4, variant > 0, variant == 1 ? 5 : 6, variant == 2);
+      int rows = oft_spec_rows (&s);
+      float *p = g_new0 (float, (size_t) rows * 120), *R = g_new (float, (size_t) rows * 256);
+      oft_rotation_forward (R, NULL, p, &s);
+      for (int r = 0; r < rows; r++)
+        for (int i = 0; i < 16; i++)
+          for (int j = 0; j < 16; j++)
+            g_assert_cmpfloat (R[(r * 16 + i) * 16 + j], ==, i == j ? 1.0f : 0.0f);
+      g_free (R);
+      g_free (p);
+    }
+  OftBoftSpec bs = { .d = 32, .b = 4, .n_blocks = 8, .n_factors = 3 };
+  float *A = g_new0 (float, 3 * 8 * 16), *T = g_new (float, 32 * 32);
+  oft_boft_transform_forward (T, NULL, A, &bs);
+  for (int i = 0; i < 32; i++)
+    for (int j = 0; j < 32; j++)
+      g_assert_cmpfloat (T[i * 32 + j], ==, i == j ? 1.0f : 0.0f);
+  /* and the module-level merge leaves W bit-identical (OFT and BOFT with s = 1) */
+  float W[24 * 32], W0[24 * 32], ones[24];
+  test_fill_uniform (W0, 24 * 32, -1, 1, 7);
+  for (int i = 0; i < 24; i++)
+    ones[i] = 1;
+  memcpy (W, W0, sizeof W);
+  OftAdapterConfig cfg = { .kind = OFT_ADAPTER_BOFT, .boft_block_size = 4, .boft_n_factors = 3 };
+  OftTensor pt = { .dtype = OFT_DTYPE_F32, .ndim = 4, .shape = { 3, 8, 4, 4 }, .data = A };
+  OftTensor st = { .dtype = OFT_DTYPE_F32, .ndim = 2, .shape = { 24, 1 }, .data = ones };
+  GError *error = NULL;
+  g_assert_true (oft_adapter_merge (W, 24, 32, &cfg, &pt, &st, "zero", &error));
+  g_assert_cmpmem (W, sizeof W, W0, sizeof W0);
+  float z[4 * 28] = { 0 };
+  OftAdapterConfig ocfg = { .kind = OFT_ADAPTER_OFT, .neumann = true, .n_terms = 5 };
+  OftTensor zt = { .dtype = OFT_DTYPE_F32, .ndim = 2, .shape = { 4, 28 }, .data = z };
+  g_assert_true (oft_adapter_merge (W, 24, 32, &ocfg, &zt, NULL, "zero", &error));
+  g_assert_cmpmem (W, sizeof W, W0, sizeof W0);
+  g_free (T);
+  g_free (A);
+}
+
+static void
+roundtrip (const char *what, const OftAdapterConfig *cfg, const OftTensor *param, const OftTensor *scale,
+           int out, int d)
+{
+  float *W0 = g_new (float, (size_t) out * d), *W = g_new (float, (size_t) out * d);
+  test_fill_uniform (W0, (int64_t) out * d, -1, 1, 11);
+  memcpy (W, W0, sizeof (float) * out * d);
+  GError *error = NULL;
+  g_assert_true (oft_adapter_merge (W, out, d, cfg, param, scale, what, &error));
+  g_assert_no_error (error);
+  double moved = 0;
+  for (int i = 0; i < out * d; i++)
+    moved = fmax (moved, fabs (W[i] - W0[i]));
+  g_assert_cmpfloat (moved, >, 1e-2);  /* the merge did something, so the round trip means something */
+  g_assert_true (oft_adapter_unmerge (W, out, d, cfg, param, scale, what, &error));
+  g_assert_no_error (error);
+  /* two fp32 passes of b-term dot products (and a solve in double): a few ulps of |W| ≤ 1 */
+  char *name = g_strdup_printf ("%s merge→unmerge restores W", what);
+  test_assert_close (name, W, W0, (int64_t) out * d, 1e-5);
+  g_free (name);
+  g_free (W);
+  g_free (W0);
+}
+
+static void
+test_merge_unmerge_roundtrip (void)
+{
+  /* exact Cayley, b = 16 */
+  float p[4 * 120];
+  test_fill_uniform (p, 4 * 120, -0.2f, 0.2f, 21);
+  OftTensor pt = { .dtype = OFT_DTYPE_F32, .ndim = 2, .shape = { 4, 120 }, .data = p };
+  OftAdapterConfig cfg = { .kind = OFT_ADAPTER_OFT, .oft_block_size = 16 };
+  roundtrip ("cayley", &cfg, &pt, NULL, 20, 64);
+  /* Neumann with large Q: R is visibly not orthogonal, so only a true inverse restores W */
+  cfg.neumann = true;
+  cfg.n_terms = 5;
+  roundtrip ("neumann", &cfg, &pt, NULL, 20, 64);
+  OftSpec s = make_spec (16, 4, true, 5, false);
+  float R[4 * 256];
+  oft_rotation_forward (R, NULL, p, &s);
+  double off = 0;
+  for (int i = 0; i < 16; i++)
+    for (int j = 0; j < 16; j++)
+      {
+        double acc = 0;
+        for (int k = 0; k < 16; k++)
+          acc += (double) R[k * 16 + i] * R[k * 16 + j];
+        off = fmax (off, fabs (acc - (i == j)));
+      }
+  g_test_message ("neumann R (amp 0.2): max|RᵀR − I| = %.3g", off);
+  g_assert_cmpfloat (off, >, 1e-3);
+  /* block_share */
+  OftTensor p1 = { .dtype = OFT_DTYPE_F32, .ndim = 2, .shape = { 1, 120 }, .data = p };
+  cfg.block_share = true;
+  roundtrip ("neumann block_share", &cfg, &p1, NULL, 20, 64);
+  /* BOFT with a magnitude scale */
+  float A[2 * 8 * 64], sv[20];
+  test_fill_uniform (A, 2 * 8 * 64, -0.3f, 0.3f, 22);
+  test_fill_uniform (sv, 20, 0.8f, 1.2f, 23);
+  OftTensor at = { .dtype = OFT_DTYPE_F32, .ndim = 4, .shape = { 2, 8, 8, 8 }, .data = A };
+  OftTensor st = { .dtype = OFT_DTYPE_F32, .ndim = 2, .shape = { 1, 20 }, .data = sv };
+  OftAdapterConfig bcfg = { .kind = OFT_ADAPTER_BOFT, .boft_block_size = 8, .boft_n_factors = 2 };
+  roundtrip ("boft", &bcfg, &at, &st, 20, 64);
+}
+
+static void
+test_merge_shape_errors (void)
+{
+  float W[8 * 64] = { 0 }, p[5 * 120] = { 0 }, A[2 * 8 * 64] = { 0 }, sv[16] = { 0 };
+  GError *error = NULL;
+  OftAdapterConfig cfg = { .kind = OFT_ADAPTER_OFT };
+  struct { int64_t rows, ne; bool share; int bsz; } bad[] = {
+    { 5, 120, false, 0 },   /* 5 blocks of 16 ≠ 64 */
+    { 4, 119, false, 0 },   /* not a triangle number */
+    { 4, 120, true, 0 },    /* block_share wants 1 row */
+    { 4, 120, false, 8 },   /* config says b = 8 */
+    { 3, 45, false, 0 },    /* b = 10 does not divide 64 */
+  };
+  for (size_t i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      cfg.block_share = bad[i].share;
+      cfg.oft_block_size = bad[i].bsz;
+      OftTensor t = { .dtype = OFT_DTYPE_F32, .ndim = 2, .shape = { bad[i].rows, bad[i].ne }, .data = p };
+      g_assert_false (oft_adapter_merge (W, 8, 64, &cfg, &t, NULL, "down.0.attn1.to_q", &error));
+      g_assert_error (error, OFT_MODEL_ERROR, OFT_ERROR_SHAPE);
+      g_test_message ("%s", error->message);
+      g_assert_nonnull (strstr (error->message, "down.0.attn1.to_q"));
+      char *got = g_strdup_printf ("[%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "]", bad[i].rows, bad[i].ne);
+      g_assert_nonnull (strstr (error->message, got));
+      g_free (got);
+      g_clear_error (&error);
+    }
+  OftAdapterConfig bcfg = { .kind = OFT_ADAPTER_BOFT, .boft_block_size = 8, .boft_n_factors = 2 };
+  OftTensor at = { .dtype = OFT_DTYPE_F32, .ndim = 4, .shape = { 2, 8, 8, 8 }, .data = A };
+  OftTensor st = { .dtype = OFT_DTYPE_F32, .ndim = 2, .shape = { 8, 2 }, .data = sv };
+  g_assert_false (oft_adapter_merge (W, 8, 64, &bcfg, &at, &st, "layer", &error));
+  g_assert_error (error, OFT_MODEL_ERROR, OFT_ERROR_SHAPE);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "boft_s"));
+  g_clear_error (&error);
+  OftTensor at2 = { .dtype = OFT_DTYPE_F32, .ndim = 4, .shape = { 2, 4, 8, 8 }, .data = A };
+  g_assert_false (oft_adapter_merge (W, 8, 64, &bcfg, &at2, NULL, "layer", &error));
+  g_assert_error (error, OFT_MODEL_ERROR, OFT_ERROR_SHAPE);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "[2, 4, 8, 8]"));
+  g_clear_error (&error);
+}
+
+static void
+test_energy (void)
+{
+  /* known values: two orthogonal unit rows. Paper: 2 ordered pairs at distance √2 → √2. Reference code:
+   * points ±e1, ±e2 with norms √(1 + 1e-4): 4 pairs with cos 0 → 2^(−1/2) each, 2 antipodal pairs with
+   * cos −1/(1 + 1e-4); mean over 6 pairs. */
+  float E[2 * 3] = { 1, 0, 0, 0, 1, 0 };
+  double want = sqrt (2.0);
+  g_assert_cmpfloat (fabs (oft_hyperspherical_energy (E, 2, 3) - want), <=, 1e-12);
+  double ca = -1.0 / (1.0 + 1e-4);
+  double want_ref = (4.0 / sqrt (2.0) + 2.0 / sqrt (2.0 - 2.0 * ca)) / 6.0;
+  g_assert_cmpfloat (fabs (oft_hyperspherical_energy_ref (E, 2, 3) - want_ref), <=, 1e-12);
+  /* invariance: every neuron rotated by the same orthogonal blockdiag(R) (the merge of exact Cayley).
+   * Energies are computed in double from fp32 rows; the rotation changes rows by fp32 rounding only, so
+   * the energies agree to ~1e-6 relative. */
+  float W[12 * 32], Wr[12 * 32];
+  test_fill_uniform (W, 12 * 32, -1, 1, 31);
+  OftSpec s = make_spec (8, 4, false, 0, false);
+  float *p = random_packed (&s, 0.4f, 32), R[4 * 64];
+  oft_rotation_forward (R, NULL, p, &s);
+  oft_rotate_weight_forward (Wr, W, R, 12, &s);
+  double e0 = oft_hyperspherical_energy (W, 12, 32), e1 = oft_hyperspherical_energy (Wr, 12, 32);
+  double r0 = oft_hyperspherical_energy_ref (W, 12, 32), r1 = oft_hyperspherical_energy_ref (Wr, 12, 32);
+  g_test_message ("HE paper %.9g → %.9g, reference-code variant %.9g → %.9g", e0, e1, r0, r1);
+  g_assert_cmpfloat (fabs (e1 - e0), <=, 1e-5 * e0);
+  g_assert_cmpfloat (fabs (r1 - r0), <=, 1e-5 * r0);
+  /* a non-orthogonal change (a shear) moves both */
+  for (int j = 0; j < 32; j++)
+    Wr[j] += 0.5f * Wr[32 + j];
+  g_assert_cmpfloat (fabs (oft_hyperspherical_energy (Wr, 12, 32) - e0), >, 1e-3 * e0);
+  /* the reference variant averages over all 276 pairs, so one sheared row moves it less */
+  g_assert_cmpfloat (fabs (oft_hyperspherical_energy_ref (Wr, 12, 32) - r0), >, 1e-4 * r0);
+  g_free (p);
+}
+
+/* L(p) = Σ G ⊙ R(p) in double; central differences against oft_rotation_backward */
+static void
+rotation_fd (const char *what, const OftSpec *s, float amp, guint32 seed)
+{
+  const int rows = oft_spec_rows (s), b = s->b, ne = b * (b - 1) / 2;
+  const int64_t np = (int64_t) rows * ne;
+  float *p = random_packed (s, amp, seed);
+  float *G = g_new (float, (size_t) rows * b * b), *cache = g_new (float, (size_t) rows * b * b);
+  float *R = g_new (float, (size_t) rows * b * b), *dp = g_new0 (float, np);
+  test_fill_uniform (G, (int64_t) rows * b * b, -1, 1, seed + 1);
+  oft_rotation_forward (R, cache, p, s);
+  oft_rotation_backward (dp, G, cache, p, s);
+  double *fd = g_new (double, np), *Rd = g_new (double, (size_t) b * b);
+  for (int64_t e = 0; e < np; e++)
+    {
+      const float h = 1.0f / 4096;
+      float orig = p[e];
+      float pv[2] = { orig + h, orig - h };  /* divide by the steps actually taken: p ± h rounds */
+      double L[2];
+      int r = (int) (e / ne);
+      for (int sgn = 0; sgn < 2; sgn++)
+        {
+          p[e] = pv[sgn];
+          ref_rotation (Rd, p + (size_t) r * ne, s);
+          double acc = 0;
+          for (int i = 0; i < b * b; i++)
+            acc += (double) G[(size_t) r * b * b + i] * Rd[i];
+          L[sgn] = acc;
+        }
+      p[e] = orig;
+      fd[e] = (L[0] - L[1]) / ((double) pv[0] - pv[1]);
+    }
+  /* double central differences, h = 2^-12: truncation ~h²/6 times the third derivative, ~1e-7 relative;
+   * the analytic gradient is computed in double from fp32 inputs (the Cayley cache is fp32: ~1e-7). */
+  test_assert_close_d (what, dp, fd, np, 1e-5);
+  g_free (Rd);
+  g_free (fd);
+  g_free (dp);
+  g_free (R);
+  g_free (cache);
+  g_free (G);
+  g_free (p);
+}
+
+static void
+test_rotation_backward_fd (void)
+{
+  OftSpec s = make_spec (8, 3, false, 0, false);
+  rotation_fd ("cayley b=8 backward vs FD", &s, 0.3f, 41);
+  s = make_spec (16, 2, false, 0, false);
+  rotation_fd ("cayley b=16 backward vs FD", &s, 0.1f, 42);
+  for (int n = 1; n <= 6; n++)
+    {
+      s = make_spec (8, 2, true, n, false);
+      char *what = g_strdup_printf ("neumann n=%d b=8 backward vs FD", n);
+      rotation_fd (what, &s, 0.2f, 50 + n);
+      g_free (what);
+    }
+  s = make_spec (8, 4, false, 0, true);
+  rotation_fd ("cayley block_share backward vs FD", &s, 0.2f, 60);
+}
+
+/* dense double T = M_{N−1}⋯M_0 from the definition: M_i = P_i·blockdiag(cayley(½(A − Aᵀ)))·P_iᵀ */
+static void
+ref_boft_T (double *T, const float *A, const OftBoftSpec *s)
+{
+  const int d = s->d, b = s->b;
+  double *M = g_new0 (double, (size_t) d * d), *P = g_new0 (double, (size_t) d * d);
+  double *tmp = g_new (double, (size_t) d * d), *S = g_new (double, (size_t) b * b), *Rb = g_new (double, (size_t) b * b);
+  int *idx = g_new (int, d);
+  memset (T, 0, sizeof (double) * d * d);
+  for (int i = 0; i < d; i++)
+    T[i * d + i] = 1;
+  for (int f = 0; f < s->n_factors; f++)
+    {
+      memset (M, 0, sizeof (double) * d * d);
+      for (int k = 0; k < s->n_blocks; k++)
+        {
+          const float *Ak = A + ((size_t) f * s->n_blocks + k) * b * b;
+          for (int i = 0; i < b; i++)
+            for (int j = 0; j < b; j++)
+              S[i * b + j] = 0.5 * ((double) Ak[i * b + j] - Ak[j * b + i]);
+          ref_cayley (Rb, S, b);
+          for (int i = 0; i < b; i++)
+            for (int j = 0; j < b; j++)
+              M[(size_t) (k * b + i) * d + k * b + j] = Rb[i * b + j];
+        }
+      oft_boft_perm (idx, s, f);   /* checked against boft_P in the golden case */
+      memset (P, 0, sizeof (double) * d * d);
+      for (int j = 0; j < d; j++)
+        P[(size_t) j * d + idx[j]] = 1;
+      ref_matmul (tmp, P, M, d);                 /* P·Bd */
+      for (int i = 0; i < d; i++)                /* (P·Bd)·Pᵀ: column j of Pᵀ picks column idx[j] */
+        for (int j = 0; j < d; j++)
+          M[(size_t) i * d + j] = tmp[(size_t) i * d + idx[j]];
+      ref_matmul (tmp, M, T, d);                 /* T ← M_f·T */
+      memcpy (T, tmp, sizeof (double) * d * d);
+    }
+  g_free (idx);
+  g_free (Rb);
+  g_free (S);
+  g_free (tmp);
+  g_free (P);
+  g_free (M);
+}
+
+static void
+test_boft_backward_fd (void)
+{
+  OftBoftSpec s = { .d = 16, .b = 4, .n_blocks = 4, .n_factors = 3 };
+  const int d = s.d;
+  const int64_t nA = (int64_t) s.n_factors * s.n_blocks * s.b * s.b;
+  float *A = g_new (float, nA), *G = g_new (float, d * d), *dA = g_new0 (float, nA);
+  float *T = g_new (float, d * d), *cache = g_new (float, oft_boft_cache_floats (&s));
+  test_fill_uniform (A, nA, -0.4f, 0.4f, 70);
+  test_fill_uniform (G, d * d, -1, 1, 71);
+  oft_boft_transform_forward (T, cache, A, &s);
+  double *Td = g_new (double, d * d), *fd = g_new (double, nA);
+  ref_boft_T (Td, A, &s);
+  float *Tdf = g_new (float, d * d);
+  for (int i = 0; i < d * d; i++)
+    Tdf[i] = (float) Td[i];
+  /* three fp32 factor applications of b-term sums: a few ulps */
+  test_assert_close ("boft T (3 factors) vs double reference", T, Tdf, d * d, 1e-5);
+  oft_boft_transform_backward (dA, G, cache, A, &s);
+  for (int64_t e = 0; e < nA; e++)
+    {
+      const float h = 1.0f / 4096;
+      float orig = A[e];
+      float pv[2] = { orig + h, orig - h };
+      double L[2];
+      for (int sgn = 0; sgn < 2; sgn++)
+        {
+          A[e] = pv[sgn];
+          ref_boft_T (Td, A, &s);
+          double acc = 0;
+          for (int i = 0; i < d * d; i++)
+            acc += (double) G[i] * Td[i];
+          L[sgn] = acc;
+        }
+      A[e] = orig;
+      fd[e] = (L[0] - L[1]) / ((double) pv[0] - pv[1]);
+    }
+  /* double central differences (h = 2^-12, ~1e-7 truncation) vs a gradient chained through fp32 factor
+   * products (d-term sums of ~1e-7 relative error each): 1e-4 relative */
+  test_assert_close_d ("boft backward vs FD", dA, fd, nA, 1e-4);
+  g_free (Tdf);
+  g_free (fd);
+  g_free (Td);
+  g_free (cache);
+  g_free (T);
+  g_free (dA);
+  g_free (G);
+  g_free (A);
+}
+
+static void
+test_neumann_is_transposed_cayley (void)
+{
+  /* PEFT's series truncates (I + Q)(I − Q)⁻¹ = I + 2Σ_{k≥1} Q^k = R_exactᵀ. Its error is 2Q² for n = 2 and
+   * Q^{n−1} + O(Q^n) for n ≥ 3 (the last kept term has coefficient 1, not 2; n = 3 and 4 coincide), so the
+   * order is p = 2, 3, 3, 4, 5 for n = 2..6: one less than n from n = 3 on. Halving Q must divide the error
+   * by ≈ 2^p; against R_exact itself (not transposed) the error stays O(‖Q‖), far larger. */
+  const int order[] = { 0, 0, 2, 3, 3, 4, 5 };
+  OftSpec se = make_spec (8, 1, false, 0, false);
+  float *p0 = random_packed (&se, 1.0f, 80);
+  for (int n = 2; n <= 6; n++)
+    {
+      double err[2], err_plain = 0;
+      for (int half = 0; half < 2; half++)
+        {
+          /* sizes where the error stays ≥ 1e-5, far above fp32 rounding, at both scales */
+          float amp = (n <= 3 ? 0.08f : 0.1f) / (half ? 2.0f : 1.0f);
+          float p[28], Re[64], Rn[64];
+          for (int i = 0; i < 28; i++)
+            p[i] = p0[i] * amp;
+          OftSpec sn = make_spec (8, 1, true, n, false);
+          oft_rotation_forward (Re, NULL, p, &se);
+          oft_rotation_forward (Rn, NULL, p, &sn);
+          err[half] = 0;
+          for (int i = 0; i < 8; i++)
+            for (int j = 0; j < 8; j++)
+              {
+                err[half] = fmax (err[half], fabs ((double) Rn[i * 8 + j] - Re[j * 8 + i]));
+                if (!half)
+                  err_plain = fmax (err_plain, fabs ((double) Rn[i * 8 + j] - Re[i * 8 + j]));
+              }
+        }
+      double ratio = err[0] / err[1];
+      g_test_message ("neumann n=%d: |N − R_exactᵀ| %.3g → %.3g when Q halves (ratio %.2f, 2^%d = %d); "
+                      "|N − R_exact| = %.3g", n, err[0], err[1], ratio, order[n], 1 << order[n], err_plain);
+      /* leading-order behaviour: ratio within 30% of 2^p (higher-order terms shift it a little) */
+      g_assert_cmpfloat (ratio, >=, 0.7 * (1 << order[n]));
+      g_assert_cmpfloat (ratio, <=, 1.3 * (1 << order[n]));
+      g_assert_cmpfloat (err_plain, >, 4 * err[0]);
+    }
+  g_free (p0);
+}
+
+static void
+test_rotate_inverse_and_scale_backward (void)
+{
+  /* weight-centric inverse undoes the forward for a non-orthogonal (Neumann) R */
+  OftSpec s = make_spec (8, 4, true, 3, false);
+  float *p = random_packed (&s, 0.3f, 90), R[4 * 64], W[10 * 32], Wr[10 * 32], W2[10 * 32];
+  test_fill_uniform (W, 320, -1, 1, 91);
+  oft_rotation_forward (R, NULL, p, &s);
+  oft_rotate_weight_forward (Wr, W, R, 10, &s);
+  GError *error = NULL;
+  g_assert_true (oft_rotate_weight_inverse (W2, Wr, R, 10, &s, &error));
+  test_assert_close ("rotate_weight_inverse(forward(W))", W2, W, 320, 1e-5);
+  /* a singular block is refused, not divided by */
+  for (int i = 0; i < 64; i++) /* block 0 all zero */
+    R[i] = 0;
+  g_assert_false (oft_rotate_weight_inverse (W2, Wr, R, 10, &s, &error));
+  g_assert_error (error, OFT_MODEL_ERROR, OFT_ERROR_NUMERIC);
+  g_clear_error (&error);
+  /* magnitude: L = Σ G ⊙ (s ⊙ W) has ∂L/∂s_o = Σ_i G_oi W_oi and ∂L/∂W = s ⊙ G; backward accumulates */
+  float sv[10], G[320], dW[320], ds[10];
+  test_fill_uniform (sv, 10, 0.5f, 1.5f, 92);
+  test_fill_uniform (G, 320, -1, 1, 93);
+  for (int i = 0; i < 320; i++)
+    dW[i] = 1;
+  for (int o = 0; o < 10; o++)
+    ds[o] = 1;
+  oft_scale_rows_backward (dW, ds, G, W, sv, 10, 32);
+  float wantW[320], wants[10];
+  for (int o = 0; o < 10; o++)
+    {
+      double acc = 0;
+      for (int i = 0; i < 32; i++)
+        {
+          acc += (double) G[o * 32 + i] * W[o * 32 + i];
+          wantW[o * 32 + i] = 1 + sv[o] * G[o * 32 + i];
+        }
+      wants[o] = (float) (1 + acc);
+    }
+  /* single fp32 products / one rounding of a double sum */
+  test_assert_close ("scale_rows_backward dW (accumulated)", dW, wantW, 320, 1e-6);
+  test_assert_close ("scale_rows_backward ds (accumulated)", ds, wants, 10, 1e-6);
+  g_free (p);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -731,5 +1212,14 @@ main (int argc, char **argv)
   g_test_add_func ("/oft/golden/oft_conv3x3", test_oft_conv3x3);
   g_test_add_func ("/oft/golden/oft_conv1x1", test_oft_conv1x1);
   g_test_add_func ("/oft/golden/boft_linear", test_boft_linear);
+  g_test_add_func ("/oft/invariant/cayley-orthogonal", test_cayley_orthogonal);
+  g_test_add_func ("/oft/invariant/zero-is-identity", test_zero_is_identity);
+  g_test_add_func ("/oft/invariant/merge-unmerge-roundtrip", test_merge_unmerge_roundtrip);
+  g_test_add_func ("/oft/invariant/merge-shape-errors", test_merge_shape_errors);
+  g_test_add_func ("/oft/invariant/hyperspherical-energy", test_energy);
+  g_test_add_func ("/oft/invariant/rotation-backward-fd", test_rotation_backward_fd);
+  g_test_add_func ("/oft/invariant/boft-backward-fd", test_boft_backward_fd);
+  g_test_add_func ("/oft/invariant/neumann-is-transposed-cayley", test_neumann_is_transposed_cayley);
+  g_test_add_func ("/oft/invariant/rotate-inverse-and-scale-backward", test_rotate_inverse_and_scale_backward);
   return g_test_run ();
 }

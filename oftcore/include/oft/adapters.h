@@ -66,7 +66,8 @@ typedef struct {
 /* idx[d] of butterfly factor i (P_i[j, idx[j]] = 1; factor 0 is the identity). */
 void oft_boft_perm (int *idx, const OftBoftSpec *s, int factor);
 /* T[d, d] (the product of the factors, as PEFT builds it) from boft_R[n_factors, n_blocks, b, b];
- * cache (oft_boft_cache_floats) keeps what backward needs. */
+ * cache (oft_boft_cache_floats) keeps what backward needs: first the rotation blocks R[n_factors, n_blocks, b, b],
+ * then (I + S)⁻¹ of each block. cache may be NULL when no backward follows. */
 size_t oft_boft_cache_floats (const OftBoftSpec *s);
 void oft_boft_transform_forward (float *T, float *cache, const float *boft_R, const OftBoftSpec *s);
 void oft_boft_transform_backward (float *dboft_R, const float *dT, const float *cache,
@@ -99,7 +100,8 @@ typedef struct {
 } OftAdapterConfig;
 
 /* Merge one module's adapter into its base weight W (f32, [out, d] with d = in or C·kh·kw), in place.
- * `param` is oft_R.weight (OFT) or boft_R (BOFT); `scale` is boft_s (BOFT) or NULL. Shapes are
+ * `param` is oft_R.weight (OFT) or boft_R (BOFT), F32/F16/BF16; `scale` is boft_s (BOFT) or NULL (s = 1). With
+ * cfg->coft the parameter (a private copy) is projected first, as PEFT does. Shapes are
  * checked against out/d and the config; mismatches give OFT_ERROR_SHAPE in OFT_MODEL_ERROR naming `module`. */
 gboolean oft_adapter_merge (float *W, int64_t out, int64_t d, const OftAdapterConfig *cfg,
                             const OftTensor *param, const OftTensor *scale,
