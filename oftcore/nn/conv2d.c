@@ -1,0 +1,187 @@
+/* 2-D convolution as im2col + sgemm per image: col[C·kh·kw, OH·OW] is laid out so that the weight
+ * [OC, C, kh, kw] read as [OC, C·kh·kw] multiplies it directly, giving NCHW output with no transpose.
+ * 1×1 stride-1 unpadded convs (half of SD's convs) skip im2col: the image itself is the col matrix. */
+#include "oft/nn.h"
+#include "nn-internal.h"
+#include <cblas.h>
+#include <string.h>
+
+int
+oft_conv2d_out_h (const OftConv2dShape *s)
+{
+  return (s->H + 2 * s->pad - s->kh) / s->stride + 1;
+}
+
+int
+oft_conv2d_out_w (const OftConv2dShape *s)
+{
+  return (s->W + 2 * s->pad - s->kw) / s->stride + 1;
+}
+
+static bool
+is_pointwise (const OftConv2dShape *s)
+{
+  return s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad == 0;
+}
+
+/* Forward needs the col matrix; backward reuses the same buffer, first as col (for dweight) and then
+ * as dcol (for dinp), so one image's col matrix covers both. */
+size_t
+oft_conv2d_scratch_floats (const OftConv2dShape *s)
+{
+  if (is_pointwise (s))
+    return 0;
+  return (size_t) s->C * s->kh * s->kw * (size_t) oft_conv2d_out_h (s) * (size_t) oft_conv2d_out_w (s);
+}
+
+static void
+im2col (float *col, const float *img, const OftConv2dShape *s, int OH, int OW)
+{
+  const int H = s->H, W = s->W, kh = s->kh, kw = s->kw, st = s->stride, pad = s->pad;
+  const int64_t P = (int64_t) OH * OW;
+#pragma omp parallel for if ((int64_t) s->C * kh * kw * P > OFT_NN_OMP_MIN)
+  for (int c = 0; c < s->C; c++)
+    {
+      const float *ic = img + (int64_t) c * H * W;
+      for (int ki = 0; ki < kh; ki++)
+        for (int kj = 0; kj < kw; kj++)
+          {
+            float *row = col + (((int64_t) c * kh + ki) * kw + kj) * P;
+            for (int oy = 0; oy < OH; oy++)
+              {
+                int y = oy * st - pad + ki;
+                float *r = row + (int64_t) oy * OW;
+                if (y < 0 || y >= H)
+                  {
+                    memset (r, 0, sizeof (float) * OW);
+                    continue;
+                  }
+                const float *iy = ic + (int64_t) y * W;
+                for (int ox = 0; ox < OW; ox++)
+                  {
+                    int x = ox * st - pad + kj;
+                    r[ox] = (x >= 0 && x < W) ? iy[x] : 0.0f;
+                  }
+              }
+          }
+    }
+}
+
+/* Adjoint of im2col: each col entry is added back to the pixel it was read from. Threads own whole
+ * input channels, so no two write the same pixel. */
+static void
+col2im_add (float *img, const float *col, const OftConv2dShape *s, int OH, int OW)
+{
+  const int H = s->H, W = s->W, kh = s->kh, kw = s->kw, st = s->stride, pad = s->pad;
+  const int64_t P = (int64_t) OH * OW;
+#pragma omp parallel for if ((int64_t) s->C * kh * kw * P > OFT_NN_OMP_MIN)
+  for (int c = 0; c < s->C; c++)
+    {
+      float *ic = img + (int64_t) c * H * W;
+      for (int ki = 0; ki < kh; ki++)
+        for (int kj = 0; kj < kw; kj++)
+          {
+            const float *row = col + (((int64_t) c * kh + ki) * kw + kj) * P;
+            for (int oy = 0; oy < OH; oy++)
+              {
+                int y = oy * st - pad + ki;
+                if (y < 0 || y >= H)
+                  continue;
+                const float *r = row + (int64_t) oy * OW;
+                float *iy = ic + (int64_t) y * W;
+                for (int ox = 0; ox < OW; ox++)
+                  {
+                    int x = ox * st - pad + kj;
+                    if (x >= 0 && x < W)
+                      iy[x] += r[ox];
+                  }
+              }
+          }
+    }
+}
+
+void
+oft_conv2d_forward (float *out, const float *inp, const float *weight, const float *bias,
+                    const OftConv2dShape *s, float *scratch)
+{
+  const int OH = oft_conv2d_out_h (s), OW = oft_conv2d_out_w (s);
+  const int P = OH * OW, K = s->C * s->kh * s->kw;
+  const int64_t in_sz = (int64_t) s->C * s->H * s->W, out_sz = (int64_t) s->OC * P;
+  for (int b = 0; b < s->B; b++)
+    {
+      const float *img = inp + b * in_sz;
+      float *o = out + b * out_sz;
+      const float *col = img;
+      if (!is_pointwise (s))
+        {
+          im2col (scratch, img, s, OH, OW);
+          col = scratch;
+        }
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, s->OC, P, K,
+                   1.0f, weight, K, col, P, 0.0f, o, P);
+      if (bias)
+        {
+#pragma omp parallel for if (out_sz > OFT_NN_OMP_MIN)
+          for (int oc = 0; oc < s->OC; oc++)
+            for (int p = 0; p < P; p++)
+              o[(int64_t) oc * P + p] += bias[oc];
+        }
+    }
+}
+
+void
+oft_conv2d_backward (float *dinp, float *dweight, float *dbias,
+                     const float *dout, const float *inp, const float *weight,
+                     const OftConv2dShape *s, float *scratch)
+{
+  const int OH = oft_conv2d_out_h (s), OW = oft_conv2d_out_w (s);
+  const int P = OH * OW, K = s->C * s->kh * s->kw;
+  const int64_t in_sz = (int64_t) s->C * s->H * s->W, out_sz = (int64_t) s->OC * P;
+  const bool pw = is_pointwise (s);
+
+  if (dbias)
+    {
+#pragma omp parallel for if (out_sz * s->B > OFT_NN_OMP_MIN)
+      for (int oc = 0; oc < s->OC; oc++)
+        {
+          double acc = 0;
+          for (int b = 0; b < s->B; b++)
+            {
+              const float *d = dout + b * out_sz + (int64_t) oc * P;
+              for (int p = 0; p < P; p++)
+                acc += d[p];
+            }
+          dbias[oc] += (float) acc;
+        }
+    }
+
+  for (int b = 0; b < s->B; b++)
+    {
+      const float *img = inp + b * in_sz;
+      const float *d = dout + b * out_sz;
+      if (dweight) /* dW[OC,K] += dout[OC,P] · colᵀ */
+        {
+          const float *col = img;
+          if (!pw)
+            {
+              im2col (scratch, img, s, OH, OW);
+              col = scratch;
+            }
+          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, s->OC, K, P,
+                       1.0f, d, P, col, P, 1.0f, dweight, K);
+        }
+      if (dinp) /* dcol[K,P] = Wᵀ · dout, then scattered back onto the image */
+        {
+          float *di = dinp + b * in_sz;
+          if (pw)
+            cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, K, P, s->OC,
+                         1.0f, weight, K, d, P, 1.0f, di, P);
+          else
+            {
+              cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, K, P, s->OC,
+                           1.0f, weight, K, d, P, 0.0f, scratch, P);
+              col2im_add (di, scratch, s, OH, OW);
+            }
+        }
+    }
+}
