@@ -160,7 +160,7 @@ test_linear (void)
 {
   check_linear (5, 7, 3, TRUE, 10);
   check_linear (4, 16, 9, FALSE, 20);
-  check_linear (300, 16, 130, TRUE, 30);   /* threaded bias add and column sums, two column blocks */
+  check_linear (1100, 16, 130, TRUE, 30);  /* > 1024 rows: dbias takes two sgemv chunks */
 }
 
 /* ---------------------------------------------------------------- conv2d */

@@ -34,6 +34,20 @@ oft_conv2d_scratch_floats (const OftConv2dShape *s)
   return (size_t) s->C * s->kh * s->kw * (size_t) oft_conv2d_out_h (s) * (size_t) oft_conv2d_out_w (s);
 }
 
+/* Output columns [*lo, *hi) of kernel column kj read inside the image (x = ox·stride − pad + kj in
+ * [0, W)); the rest read zero padding. Hoisting the bounds out of the inner loops turns them into
+ * plain copies (memcpy for stride 1) that the compiler vectorises. */
+static inline void
+valid_range (int *lo, int *hi, int kj, int W, int OW, int st, int pad)
+{
+  int l = pad - kj > 0 ? (pad - kj + st - 1) / st : 0;
+  int h = W + pad - kj > 0 ? (W + pad - kj + st - 1) / st : 0;
+  *lo = l < OW ? l : OW;
+  *hi = h < OW ? h : OW;
+  if (*hi < *lo)
+    *hi = *lo;
+}
+
 static void
 im2col (float *col, const float *img, const OftConv2dShape *s, int OH, int OW)
 {
@@ -47,6 +61,8 @@ im2col (float *col, const float *img, const OftConv2dShape *s, int OH, int OW)
         for (int kj = 0; kj < kw; kj++)
           {
             float *row = col + (((int64_t) c * kh + ki) * kw + kj) * P;
+            int lo, hi;
+            valid_range (&lo, &hi, kj, W, OW, st, pad);
             for (int oy = 0; oy < OH; oy++)
               {
                 int y = oy * st - pad + ki;
@@ -57,11 +73,14 @@ im2col (float *col, const float *img, const OftConv2dShape *s, int OH, int OW)
                     continue;
                   }
                 const float *iy = ic + (int64_t) y * W;
-                for (int ox = 0; ox < OW; ox++)
-                  {
-                    int x = ox * st - pad + kj;
-                    r[ox] = (x >= 0 && x < W) ? iy[x] : 0.0f;
-                  }
+                const int x0 = kj - pad;   /* pixel x = ox·st + x0 */
+                memset (r, 0, sizeof (float) * lo);
+                if (st == 1)
+                  memcpy (r + lo, iy + lo + x0, sizeof (float) * (hi - lo));
+                else
+                  for (int ox = lo; ox < hi; ox++)
+                    r[ox] = iy[ox * st + x0];
+                memset (r + hi, 0, sizeof (float) * (OW - hi));
               }
           }
     }
@@ -82,6 +101,8 @@ col2im_add (float *img, const float *col, const OftConv2dShape *s, int OH, int O
         for (int kj = 0; kj < kw; kj++)
           {
             const float *row = col + (((int64_t) c * kh + ki) * kw + kj) * P;
+            int lo, hi;
+            valid_range (&lo, &hi, kj, W, OW, st, pad);
             for (int oy = 0; oy < OH; oy++)
               {
                 int y = oy * st - pad + ki;
@@ -89,12 +110,17 @@ col2im_add (float *img, const float *col, const OftConv2dShape *s, int OH, int O
                   continue;
                 const float *r = row + (int64_t) oy * OW;
                 float *iy = ic + (int64_t) y * W;
-                for (int ox = 0; ox < OW; ox++)
+                const int x0 = kj - pad;
+                if (st == 1)
                   {
-                    int x = ox * st - pad + kj;
-                    if (x >= 0 && x < W)
-                      iy[x] += r[ox];
+                    float *dst = iy + lo + x0;
+                    const float *src = r + lo;
+                    for (int i = 0; i < hi - lo; i++)
+                      dst[i] += src[i];
                   }
+                else
+                  for (int ox = lo; ox < hi; ox++)
+                    iy[ox * st + x0] += r[ox];
               }
           }
     }
@@ -117,15 +143,13 @@ oft_conv2d_forward (float *out, const float *inp, const float *weight, const flo
           im2col (scratch, img, s, OH, OW);
           col = scratch;
         }
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, s->OC, P, K,
-                   1.0f, weight, K, col, P, 0.0f, o, P);
+      /* bias first, then the sgemm accumulates onto it (beta = 1), as in linear.c */
       if (bias)
-        {
-#pragma omp parallel for if (out_sz > OFT_NN_OMP_MIN)
-          for (int oc = 0; oc < s->OC; oc++)
-            for (int p = 0; p < P; p++)
-              o[(int64_t) oc * P + p] += bias[oc];
-        }
+        for (int oc = 0; oc < s->OC; oc++)
+          for (int p = 0; p < P; p++)
+            o[(int64_t) oc * P + p] = bias[oc];
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, s->OC, P, K,
+                   1.0f, weight, K, col, P, bias ? 1.0f : 0.0f, o, P);
     }
 }
 
@@ -139,26 +163,12 @@ oft_conv2d_backward (float *dinp, float *dweight, float *dbias,
   const int64_t in_sz = (int64_t) s->C * s->H * s->W, out_sz = (int64_t) s->OC * P;
   const bool pw = is_pointwise (s);
 
-  if (dbias)
-    {
-#pragma omp parallel for if (out_sz * s->B > OFT_NN_OMP_MIN)
-      for (int oc = 0; oc < s->OC; oc++)
-        {
-          double acc = 0;
-          for (int b = 0; b < s->B; b++)
-            {
-              const float *d = dout + b * out_sz + (int64_t) oc * P;
-              for (int p = 0; p < P; p++)
-                acc += d[p];
-            }
-          dbias[oc] += (float) acc;
-        }
-    }
-
   for (int b = 0; b < s->B; b++)
     {
       const float *img = inp + b * in_sz;
       const float *d = dout + b * out_sz;
+      if (dbias)
+        oft_nn_row_sums_add (dbias, d, s->OC, P, P);
       if (dweight) /* dW[OC,K] += dout[OC,P] · colᵀ */
         {
           const float *col = img;
