@@ -113,7 +113,8 @@ static void run_conv_fwd (void *p)
   oft_conv2d_forward (c->out, c->x, c->w, c->b, &c->s, c->scratch);
 }
 
-/* the GEMMs of the forward alone, on a col matrix that is already there */
+/* the GEMMs of a plain im2col conv alone, one per image, on a col matrix that is already there
+ * (oftcore batches small images into one GEMM, so its ratio can exceed 1 there) */
 static void run_conv_fwd_base (void *p)
 {
   Conv *c = p;

@@ -2,6 +2,7 @@
  *  - forward: the float kernel against the naive double loop;
  *  - backward: every gradient output against central differences of L = Σ out·g (g random) taken on
  *    the DOUBLE reference, so the finite differences themselves are accurate to ~1e-9;
+ *    conv2d covers both of its paths: batch in one GEMM (B > 1, < 256 output pixels) and per image;
  *  - accumulation: gradient buffers start with random values and backward runs twice (once with all
  *    outputs, once split over calls that pass NULL for the others), so (buf − pre) must equal 2·∂L/∂x.
  * Shapes are small and odd; each family also has one case above the OpenMP threshold (32768 floats of
@@ -214,6 +215,7 @@ test_conv2d (void)
   check_conv ((OftConv2dShape) { 1, 3, 5, 5, 2, 1, 1, 2, 0 }, TRUE, 140);   /* 1×1 stride 2: im2col */
   check_conv ((OftConv2dShape) { 2, 2, 5, 6, 3, 3, 2, 1, 1 }, TRUE, 150);   /* kh ≠ kw */
   check_conv ((OftConv2dShape) { 1, 2, 3, 4, 2, 1, 3, 1, 2 }, FALSE, 160);  /* pad > needed, 1×3 */
+  check_conv ((OftConv2dShape) { 2, 2, 17, 17, 3, 3, 3, 1, 1 }, TRUE, 165); /* ≥ 256 pixels: per image */
   check_conv ((OftConv2dShape) { 1, 4, 32, 33, 5, 3, 3, 1, 1 }, TRUE, 170); /* threaded im2col/col2im */
   check_conv ((OftConv2dShape) { 1, 8, 64, 64, 2, 1, 1, 1, 0 }, TRUE, 180); /* threaded bias, 1×1 */
 }

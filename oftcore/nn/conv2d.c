@@ -1,10 +1,16 @@
-/* 2-D convolution as im2col + sgemm per image: col[C·kh·kw, OH·OW] is laid out so that the weight
+/* 2-D convolution as im2col + sgemm: col[C·kh·kw, OH·OW] is laid out so that the weight
  * [OC, C, kh, kw] read as [OC, C·kh·kw] multiplies it directly, giving NCHW output with no transpose.
- * 1×1 stride-1 unpadded convs (half of SD's convs) skip im2col: the image itself is the col matrix. */
+ * 1×1 stride-1 unpadded convs (half of SD's convs) skip im2col: the image itself is the col matrix.
+ * Small images (the UNet's deepest levels: 8×8 at 512 px, 2×2 at 128 px) put the whole batch into one
+ * GEMM instead, col[K, B·P] and out[OC, B·P]: a GEMM only 64 (or 4) columns wide runs far below the
+ * BLAS rate, and the extra copy of a small output back to NCHW is cheap. */
 #include "oft/nn.h"
 #include "nn-internal.h"
 #include <cblas.h>
 #include <string.h>
+
+/* below this many output pixels per image, images are batched into one GEMM */
+#define BATCH_P_MAX 256
 
 int
 oft_conv2d_out_h (const OftConv2dShape *s)
@@ -24,14 +30,25 @@ is_pointwise (const OftConv2dShape *s)
   return s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad == 0;
 }
 
-/* Forward needs the col matrix; backward reuses the same buffer, first as col (for dweight) and then
- * as dcol (for dinp), so one image's col matrix covers both. */
+static bool
+is_batched (const OftConv2dShape *s)
+{
+  return !is_pointwise (s) && s->B > 1
+         && (int64_t) oft_conv2d_out_h (s) * oft_conv2d_out_w (s) < BATCH_P_MAX;
+}
+
+/* Per image: one col matrix, which backward reuses first as col (for dweight), then as dcol (for
+ * dinp). Batched: col[K, B·P] plus the output in GEMM layout [OC, B·P]. */
 size_t
 oft_conv2d_scratch_floats (const OftConv2dShape *s)
 {
   if (is_pointwise (s))
     return 0;
-  return (size_t) s->C * s->kh * s->kw * (size_t) oft_conv2d_out_h (s) * (size_t) oft_conv2d_out_w (s);
+  size_t P = (size_t) oft_conv2d_out_h (s) * (size_t) oft_conv2d_out_w (s);
+  size_t K = (size_t) s->C * s->kh * s->kw;
+  if (is_batched (s))
+    return (K + (size_t) s->OC) * (size_t) s->B * P;
+  return K * P;
 }
 
 /* Output columns [*lo, *hi) of kernel column kj read inside the image (x = ox·stride − pad + kj in
@@ -48,8 +65,9 @@ valid_range (int *lo, int *hi, int kj, int W, int OW, int st, int pad)
     *hi = *lo;
 }
 
+/* col rows are ldc apart (P for one image, B·P when the whole batch shares one GEMM). */
 static void
-im2col (float *col, const float *img, const OftConv2dShape *s, int OH, int OW)
+im2col (float *col, int64_t ldc, const float *img, const OftConv2dShape *s, int OH, int OW)
 {
   const int H = s->H, W = s->W, kh = s->kh, kw = s->kw, st = s->stride, pad = s->pad;
   const int64_t P = (int64_t) OH * OW;
@@ -60,7 +78,7 @@ im2col (float *col, const float *img, const OftConv2dShape *s, int OH, int OW)
       for (int ki = 0; ki < kh; ki++)
         for (int kj = 0; kj < kw; kj++)
           {
-            float *row = col + (((int64_t) c * kh + ki) * kw + kj) * P;
+            float *row = col + (((int64_t) c * kh + ki) * kw + kj) * ldc;
             int lo, hi;
             valid_range (&lo, &hi, kj, W, OW, st, pad);
             for (int oy = 0; oy < OH; oy++)
@@ -89,7 +107,7 @@ im2col (float *col, const float *img, const OftConv2dShape *s, int OH, int OW)
 /* Adjoint of im2col: each col entry is added back to the pixel it was read from. Threads own whole
  * input channels, so no two write the same pixel. */
 static void
-col2im_add (float *img, const float *col, const OftConv2dShape *s, int OH, int OW)
+col2im_add (float *img, const float *col, int64_t ldc, const OftConv2dShape *s, int OH, int OW)
 {
   const int H = s->H, W = s->W, kh = s->kh, kw = s->kw, st = s->stride, pad = s->pad;
   const int64_t P = (int64_t) OH * OW;
@@ -100,7 +118,7 @@ col2im_add (float *img, const float *col, const OftConv2dShape *s, int OH, int O
       for (int ki = 0; ki < kh; ki++)
         for (int kj = 0; kj < kw; kj++)
           {
-            const float *row = col + (((int64_t) c * kh + ki) * kw + kj) * P;
+            const float *row = col + (((int64_t) c * kh + ki) * kw + kj) * ldc;
             int lo, hi;
             valid_range (&lo, &hi, kj, W, OW, st, pad);
             for (int oy = 0; oy < OH; oy++)
@@ -126,6 +144,15 @@ col2im_add (float *img, const float *col, const OftConv2dShape *s, int OH, int O
     }
 }
 
+/* [B, OC, P] ↔ [OC, B·P] */
+static void
+nchw_to_gemm (float *g, const float *x, int B, int OC, int P)
+{
+  for (int b = 0; b < B; b++)
+    for (int oc = 0; oc < OC; oc++)
+      memcpy (g + ((int64_t) oc * B + b) * P, x + ((int64_t) b * OC + oc) * P, sizeof (float) * P);
+}
+
 void
 oft_conv2d_forward (float *out, const float *inp, const float *weight, const float *bias,
                     const OftConv2dShape *s, float *scratch)
@@ -133,6 +160,27 @@ oft_conv2d_forward (float *out, const float *inp, const float *weight, const flo
   const int OH = oft_conv2d_out_h (s), OW = oft_conv2d_out_w (s);
   const int P = OH * OW, K = s->C * s->kh * s->kw;
   const int64_t in_sz = (int64_t) s->C * s->H * s->W, out_sz = (int64_t) s->OC * P;
+
+  if (is_batched (s))
+    {
+      const int BP = s->B * P;
+      float *col = scratch, *g = scratch + (int64_t) K * BP;
+      for (int b = 0; b < s->B; b++)
+        im2col (col + (int64_t) b * P, BP, inp + b * in_sz, s, OH, OW);
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, s->OC, BP, K,
+                   1.0f, weight, K, col, BP, 0.0f, g, BP);
+      for (int b = 0; b < s->B; b++)
+        for (int oc = 0; oc < s->OC; oc++)
+          {
+            float *o = out + b * out_sz + (int64_t) oc * P;
+            const float *src = g + ((int64_t) oc * s->B + b) * P;
+            const float bb = bias ? bias[oc] : 0.0f;
+            for (int p = 0; p < P; p++)
+              o[p] = src[p] + bb;
+          }
+      return;
+    }
+
   for (int b = 0; b < s->B; b++)
     {
       const float *img = inp + b * in_sz;
@@ -140,7 +188,7 @@ oft_conv2d_forward (float *out, const float *inp, const float *weight, const flo
       const float *col = img;
       if (!is_pointwise (s))
         {
-          im2col (scratch, img, s, OH, OW);
+          im2col (scratch, P, img, s, OH, OW);
           col = scratch;
         }
       /* bias first, then the sgemm accumulates onto it (beta = 1), as in linear.c */
@@ -161,8 +209,32 @@ oft_conv2d_backward (float *dinp, float *dweight, float *dbias,
   const int OH = oft_conv2d_out_h (s), OW = oft_conv2d_out_w (s);
   const int P = OH * OW, K = s->C * s->kh * s->kw;
   const int64_t in_sz = (int64_t) s->C * s->H * s->W, out_sz = (int64_t) s->OC * P;
-  const bool pw = is_pointwise (s);
 
+  if (is_batched (s))
+    {
+      const int BP = s->B * P;
+      float *col = scratch, *g = scratch + (int64_t) K * BP;
+      nchw_to_gemm (g, dout, s->B, s->OC, P);
+      if (dbias)
+        oft_nn_row_sums_add (dbias, g, s->OC, BP, BP);
+      if (dweight)
+        {
+          for (int b = 0; b < s->B; b++)
+            im2col (col + (int64_t) b * P, BP, inp + b * in_sz, s, OH, OW);
+          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, s->OC, K, BP,
+                       1.0f, g, BP, col, BP, 1.0f, dweight, K);
+        }
+      if (dinp)
+        {
+          cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, K, BP, s->OC,
+                       1.0f, weight, K, g, BP, 0.0f, col, BP);
+          for (int b = 0; b < s->B; b++)
+            col2im_add (dinp + b * in_sz, col + (int64_t) b * P, BP, s, OH, OW);
+        }
+      return;
+    }
+
+  const bool pw = is_pointwise (s);
   for (int b = 0; b < s->B; b++)
     {
       const float *img = inp + b * in_sz;
@@ -174,7 +246,7 @@ oft_conv2d_backward (float *dinp, float *dweight, float *dbias,
           const float *col = img;
           if (!pw)
             {
-              im2col (scratch, img, s, OH, OW);
+              im2col (scratch, P, img, s, OH, OW);
               col = scratch;
             }
           cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, s->OC, K, P,
@@ -190,7 +262,7 @@ oft_conv2d_backward (float *dinp, float *dweight, float *dbias,
             {
               cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, K, P, s->OC,
                            1.0f, weight, K, d, P, 0.0f, scratch, P);
-              col2im_add (di, scratch, s, OH, OW);
+              col2im_add (di, scratch, P, s, OH, OW);
             }
         }
     }
