@@ -28,7 +28,8 @@ typedef struct {
 } OftConv2dShape;
 int    oft_conv2d_out_h (const OftConv2dShape *s);
 int    oft_conv2d_out_w (const OftConv2dShape *s);
-/* Floats of scratch that forward and backward need (im2col of one image; 0 for 1×1 stride-1 convs). */
+/* Floats of scratch that forward and backward need (im2col of one image, or of the whole batch plus
+ * its output when images are small; 0 for 1×1 stride-1 convs). */
 size_t oft_conv2d_scratch_floats (const OftConv2dShape *s);
 void oft_conv2d_forward (float *out, const float *inp, const float *weight, const float *bias,
                          const OftConv2dShape *s, float *scratch);
