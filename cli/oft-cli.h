@@ -7,6 +7,17 @@
 int cmd_selfcheck (int argc, char **argv);
 int cmd_inspect (int argc, char **argv);
 int cmd_adapter (int argc, char **argv);
+int cmd_generate (int argc, char **argv);
+int cmd_tokenize (int argc, char **argv);
 
 /* Prints "oft <cmd>: <error->message>" and returns 1. */
 int cli_fail (const char *cmd, const GError *error);
+
+/* Progress bar for long jobs: drawn only on a terminal. */
+typedef struct {
+  const char *label;
+  gboolean tty;
+  gint64 start;
+} CliProgress;
+void cli_progress_init (CliProgress *p, const char *label);
+void cli_progress_update (CliProgress *p, int done, int total);

@@ -12,6 +12,8 @@ typedef struct {
 } Command;
 
 static const Command commands[] = {
+  { "generate", cmd_generate, "generate an image from a prompt (txt2img)" },
+  { "tokenize", cmd_tokenize, "print CLIP token ids of texts as JSON" },
   { "selfcheck", cmd_selfcheck, "check the OFT invariants on random data" },
   { "inspect", cmd_inspect, "list tensors of a .safetensors file or an adapter folder" },
   { "adapter", cmd_adapter, "adapter tools: merge an adapter into base weights" },

@@ -8,5 +8,10 @@
 #include "oft/peft.h"
 #include "oft/tokenizer.h"
 #include "oft/scheduler.h"
+#include "oft/clip.h"
+#include "oft/vae.h"
+#include "oft/unet.h"
+#include "oft/rng.h"
+#include "oft/pipeline.h"
 
 const char *oft_version (void);

@@ -1,0 +1,131 @@
+/* oft generate: txt2img with a diffusers pipeline folder, written as an 8-bit PNG. */
+#include "oft-cli.h"
+#include <stdio.h>
+#include <string.h>
+
+static gboolean
+on_progress (int done, int total, gpointer data)
+{
+  cli_progress_update (data, done, total);
+  return TRUE;
+}
+
+/* --init-noise: a safetensors file with one f32/f16 tensor [1, C, h, w]. */
+static float *
+load_init_noise (const char *path, int C, int h, int w, GError **error)
+{
+  OftSafetensors *st = oft_safetensors_open (path, error);
+  if (!st)
+    return NULL;
+  float *x = NULL;
+  if (oft_safetensors_count (st) != 1)
+    g_set_error (error, OFT_IO_ERROR, OFT_ERROR_INVALID, "%s: expected exactly one tensor, found %zu", path,
+                 oft_safetensors_count (st));
+  else
+    {
+      int64_t shape[4] = { 1, C, h, w };
+      x = g_new (float, (size_t) C * h * w);
+      if (!oft_safetensors_read_f32 (st, oft_safetensors_entry (st, 0)->name, x, 4, shape, error))
+        g_clear_pointer (&x, g_free);
+    }
+  oft_safetensors_close (st);
+  return x;
+}
+
+int
+cmd_generate (int argc, char **argv)
+{
+  char *model = NULL, *prompt = NULL, *negative = NULL, *sampler = NULL, *out = NULL, *noise_path = NULL;
+  int steps = 30, width = 0, height = 0, clip_skip = 0;
+  double guidance = 7.5, eta = 0;
+  gint64 seed = -1;
+  GOptionEntry entries[] = {
+    { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model, "Stable Diffusion pipeline folder (diffusers layout)", "PATH" },
+    { "prompt", 'p', 0, G_OPTION_ARG_STRING, &prompt, "What to draw", "TEXT" },
+    { "negative", 'n', 0, G_OPTION_ARG_STRING, &negative, "What to avoid (default: empty)", "TEXT" },
+    { "steps", 0, 0, G_OPTION_ARG_INT, &steps, "Sampling steps (default 30)", "N" },
+    { "guidance", 'g', 0, G_OPTION_ARG_DOUBLE, &guidance, "Classifier-free guidance scale (default 7.5; ≤ 1 turns it off)", "G" },
+    { "scheduler", 's', 0, G_OPTION_ARG_STRING, &sampler, "ddim (default), euler, euler-a, dpmpp-2m, dpmpp-2m-karras", "NAME" },
+    { "eta", 0, 0, G_OPTION_ARG_DOUBLE, &eta, "DDIM η (default 0: deterministic)", "ETA" },
+    { "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Random seed (default: from the clock, printed)", "S" },
+    { "width", 'W', 0, G_OPTION_ARG_INT, &width, "Width in pixels (default: the model's native size)", "W" },
+    { "height", 'H', 0, G_OPTION_ARG_INT, &height, "Height in pixels (default: the model's native size)", "H" },
+    { "clip-skip", 0, 0, G_OPTION_ARG_INT, &clip_skip, "Skip this many final CLIP layers (default 0)", "N" },
+    { "init-noise", 0, 0, G_OPTION_ARG_FILENAME, &noise_path, "safetensors with one [1,4,H/8,W/8] tensor used as the initial noise", "FILE" },
+    { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Output PNG", "OUT.png" },
+    { NULL },
+  };
+  GOptionContext *ctx = g_option_context_new ("- generate an image from a prompt");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  GError *error = NULL;
+  int rc = 1;
+  OftPipeline *p = NULL;
+  float *noise = NULL, *rgb = NULL;
+  uint8_t *rgb8 = NULL;
+  if (!g_option_context_parse (ctx, &argc, &argv, &error))
+    goto out;
+  if (!model || !prompt || !out)
+    {
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--model, --prompt and --out are required (see --help)");
+      goto out;
+    }
+  OftGenerateParams gp;
+  oft_generate_params_init (&gp);
+  gp.prompt = prompt;
+  gp.negative = negative ? negative : "";
+  gp.steps = steps;
+  gp.guidance = (float) guidance;
+  gp.eta = (float) eta;
+  gp.clip_skip = clip_skip;
+  if (sampler && !oft_sampler_kind_from_name (sampler, &gp.sampler))
+    {
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID,
+                   "unknown scheduler '%s' (ddim, euler, euler-a, dpmpp-2m, dpmpp-2m-karras)", sampler);
+      goto out;
+    }
+  if (seed < 0)
+    {
+      seed = g_get_real_time () & G_MAXINT32;
+      fprintf (stderr, "oft generate: seed %" G_GINT64_FORMAT "\n", seed);
+    }
+  gp.seed = (uint64_t) seed;
+  p = oft_pipeline_load (model, &error);
+  if (!p)
+    goto out;
+  int f = oft_vae_factor (p->vae), native = oft_unet_sample_size (p->unet) * f;
+  gp.width = width > 0 ? width : native;
+  gp.height = height > 0 ? height : native;
+  if (noise_path)
+    {
+      noise = load_init_noise (noise_path, oft_unet_in_channels (p->unet), gp.height / f, gp.width / f, &error);
+      if (!noise)
+        goto out;
+      gp.init_noise = noise;
+    }
+  rgb = g_new (float, (size_t) 3 * gp.width * gp.height);
+  CliProgress bar;
+  cli_progress_init (&bar, "generate");
+  if (!oft_pipeline_generate (p, &gp, rgb, NULL, on_progress, &bar, &error))
+    goto out;
+  rgb8 = g_new (uint8_t, (size_t) 3 * gp.width * gp.height);
+  oft_image_to_rgb8 (rgb8, rgb, gp.width, gp.height);
+  if (!oft_png_write_rgb8 (out, rgb8, gp.width, gp.height, &error))
+    goto out;
+  rc = 0;
+out:
+  if (rc)
+    cli_fail ("generate", error);
+  g_clear_error (&error);
+  oft_pipeline_free (p);
+  g_free (noise);
+  g_free (rgb);
+  g_free (rgb8);
+  g_free (model);
+  g_free (prompt);
+  g_free (negative);
+  g_free (sampler);
+  g_free (out);
+  g_free (noise_path);
+  g_option_context_free (ctx);
+  return rc;
+}

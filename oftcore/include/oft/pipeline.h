@@ -1,0 +1,57 @@
+/* Text-to-image with a Stable Diffusion pipeline folder (diffusers layout): tokenizer, CLIP text
+ * encoder, UNet, VAE and the scheduler config; classifier-free guidance with the unconditional and
+ * conditional branches in one batch-2 UNet call. */
+#pragma once
+#include <glib.h>
+#include <stdint.h>
+#include "oft/scheduler.h"
+#include "oft/tokenizer.h"
+#include "oft/clip.h"
+#include "oft/unet.h"
+#include "oft/vae.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  OftTokenizer *tokenizer;
+  OftClipText *text;
+  OftUnet *unet;
+  OftVae *vae;
+  OftNoiseSchedule schedule;
+  char *dir;
+} OftPipeline;
+
+/* Reads model_index.json's folder: tokenizer/, text_encoder/, unet/, vae/, scheduler/. */
+OftPipeline *oft_pipeline_load (const char *dir, GError **error);
+void         oft_pipeline_free (OftPipeline *p);
+
+typedef struct {
+  const char *prompt;
+  const char *negative;     /* NULL = "" */
+  int steps;                /* default 30 */
+  float guidance;           /* ≤ 1 disables classifier-free guidance */
+  OftSamplerKind sampler;
+  float eta;                /* DDIM only */
+  uint64_t seed;
+  int width, height;        /* pixels, multiples of the VAE factor × UNet multiple */
+  int clip_skip;
+  const float *init_noise;  /* [1, latent, h, w] replaces the seeded noise (NULL: from the seed) */
+} OftGenerateParams;
+
+void oft_generate_params_init (OftGenerateParams *p);
+
+/* Called after each sampling step; return FALSE to cancel (the job then fails with
+ * OFT_ERROR_CANCELLED). `done` counts finished steps of `total`. */
+typedef gboolean (*OftProgressFunc) (int done, int total, gpointer user_data);
+
+/* rgb[3, height, width] in [0, 1] (diffusers' output_type "pt"); latents_out (may be NULL) receives
+ * the final latents [1, latent, h, w]. */
+gboolean oft_pipeline_generate (OftPipeline *p, const OftGenerateParams *params, float *rgb, float *latents_out,
+                                OftProgressFunc progress, gpointer progress_data, GError **error);
+
+/* 8-bit interleaved RGB from planar [3, H, W] in [0, 1], rounding half to even like diffusers' numpy_to_pil. */
+void oft_image_to_rgb8 (uint8_t *rgb8, const float *rgb, int width, int height);
+/* Writes 8-bit RGB as a PNG (libpng), atomically. */
+gboolean oft_png_write_rgb8 (const char *path, const uint8_t *rgb8, int width, int height, GError **error);
+
+G_END_DECLS

@@ -1,0 +1,33 @@
+/* UNet2DConditionModel (diffusers), SD 1.x/2.x family: CrossAttnDownBlock2D / DownBlock2D,
+ * UNetMidBlock2DCrossAttn, UpBlock2D / CrossAttnUpBlock2D, Transformer2DModel with conv or linear
+ * projections. The architecture is read from unet/config.json. */
+#pragma once
+#include <glib.h>
+#include <stdint.h>
+#include "oft/safetensors.h"
+
+G_BEGIN_DECLS
+
+typedef struct _OftUnet OftUnet;
+
+/* Called with a named intermediate ("time_proj", "conv_in", "down_blocks.0", "mid_block", ...) as
+ * diffusers' module names it; for tests and debugging. */
+typedef void (*OftTapFunc) (const char *name, const float *data, int64_t n, gpointer user_data);
+
+/* A diffusers unet/ folder: config.json + diffusion_pytorch_model.safetensors. */
+OftUnet *oft_unet_load (const char *dir, GError **error);
+void     oft_unet_free (OftUnet *u);
+int      oft_unet_in_channels (const OftUnet *u);
+int      oft_unet_out_channels (const OftUnet *u);
+int      oft_unet_context_dim (const OftUnet *u);
+/* Latent sizes must be multiples of this (2^number of downsamplers). */
+int      oft_unet_size_multiple (const OftUnet *u);
+/* config.json's sample_size: the latent size the model was trained at (64 for SD1.5). */
+int      oft_unet_sample_size (const OftUnet *u);
+void     oft_unet_set_tap (OftUnet *u, OftTapFunc tap, gpointer user_data);
+
+/* sample[B, in, h, w], timesteps[B], context[B, T, context_dim] → out[B, out, h, w]. */
+gboolean oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const float *context,
+                           int B, int h, int w, int T, float *out, GError **error);
+
+G_END_DECLS

@@ -1,0 +1,27 @@
+/* AutoencoderKL (diffusers): encoder to the latent distribution, decoder back to pixels.
+ * Built from vae/config.json; images are NCHW in [−1, 1], latents NCHW unscaled (multiply by
+ * scaling_factor before the UNet, divide after, as the pipelines do). */
+#pragma once
+#include <glib.h>
+#include <stdint.h>
+#include "oft/safetensors.h"
+
+G_BEGIN_DECLS
+
+typedef struct _OftVae OftVae;
+
+/* A diffusers vae/ folder: config.json + diffusion_pytorch_model.safetensors. */
+OftVae *oft_vae_load (const char *dir, GError **error);
+void    oft_vae_free (OftVae *v);
+float   oft_vae_scaling_factor (const OftVae *v);
+int     oft_vae_latent_channels (const OftVae *v);
+/* Spatial downsampling factor (8 for SD). */
+int     oft_vae_factor (const OftVae *v);
+
+/* img[B, 3, H, W] → mean, logvar [B, latent, H/f, W/f] (logvar clamped to [−30, 20]; may be NULL). */
+gboolean oft_vae_encode (OftVae *v, const float *img, int B, int H, int W, float *mean, float *logvar,
+                         GError **error);
+/* z[B, latent, h, w] → img[B, 3, h·f, w·f] */
+gboolean oft_vae_decode (OftVae *v, const float *z, int B, int h, int w, float *img, GError **error);
+
+G_END_DECLS

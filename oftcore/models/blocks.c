@@ -1,0 +1,176 @@
+#include "blocks.h"
+#include "oft/nn.h"
+#include <string.h>
+
+void
+oft_conv_apply (OftArena *scratch, float *out, const float *x, const float *w, const float *b,
+                int B, int C, int H, int W, int OC, int k, int stride, int pad)
+{
+  OftConv2dShape s = { .B = B, .C = C, .H = H, .W = W, .OC = OC, .kh = k, .kw = k, .stride = stride, .pad = pad };
+  OftArenaMark m = oft_arena_mark (scratch);
+  size_t n = oft_conv2d_scratch_floats (&s);
+  oft_conv2d_forward (out, x, w, b, &s, n ? oft_arena_floats (scratch, n) : NULL);
+  oft_arena_reset (scratch, m);
+}
+
+void
+oft_resnet_load (OftResnet *r, OftWeightLoader *l, const char *p, int cin, int cout, int temb, int groups, float eps)
+{
+  *r = (OftResnet) { .cin = cin, .cout = cout, .groups = groups, .eps = eps, .temb = temb };
+  r->n1w = oft_weights_get (l, OFT_SHAPE (cin), "%s.norm1.weight", p);
+  r->n1b = oft_weights_get (l, OFT_SHAPE (cin), "%s.norm1.bias", p);
+  r->c1w = oft_weights_get (l, OFT_SHAPE (cout, cin, 3, 3), "%s.conv1.weight", p);
+  r->c1b = oft_weights_get (l, OFT_SHAPE (cout), "%s.conv1.bias", p);
+  if (temb > 0)
+    {
+      r->tw = oft_weights_get (l, OFT_SHAPE (cout, temb), "%s.time_emb_proj.weight", p);
+      r->tb = oft_weights_get (l, OFT_SHAPE (cout), "%s.time_emb_proj.bias", p);
+    }
+  r->n2w = oft_weights_get (l, OFT_SHAPE (cout), "%s.norm2.weight", p);
+  r->n2b = oft_weights_get (l, OFT_SHAPE (cout), "%s.norm2.bias", p);
+  r->c2w = oft_weights_get (l, OFT_SHAPE (cout, cout, 3, 3), "%s.conv2.weight", p);
+  r->c2b = oft_weights_get (l, OFT_SHAPE (cout), "%s.conv2.bias", p);
+  if (cin != cout)
+    {
+      r->scw = oft_weights_get (l, OFT_SHAPE (cout, cin, 1, 1), "%s.conv_shortcut.weight", p);
+      r->scb = oft_weights_get (l, OFT_SHAPE (cout), "%s.conv_shortcut.bias", p);
+    }
+}
+
+void
+oft_resnet_forward (OftArena *scratch, float *out, const float *x, const float *temb_act,
+                    const OftResnet *r, int B, int H, int W)
+{
+  int64_t HW = (int64_t) H * W;
+  OftArenaMark m = oft_arena_mark (scratch);
+  float *h = oft_arena_floats (scratch, (size_t) B * (size_t) MAX (r->cin, r->cout) * HW);
+  float *mean = oft_arena_floats (scratch, (size_t) B * r->groups), *rstd = oft_arena_floats (scratch, (size_t) B * r->groups);
+  oft_groupnorm_forward (h, mean, rstd, x, r->n1w, r->n1b, B, r->cin, HW, r->groups, r->eps);
+  oft_silu_forward (h, h, B * r->cin * HW);
+  oft_conv_apply (scratch, out, h, r->c1w, r->c1b, B, r->cin, H, W, r->cout, 3, 1, 1);
+  if (r->tw && temb_act)
+    {
+      float *t = oft_arena_floats (scratch, (size_t) B * r->cout);
+      oft_linear_forward (t, temb_act, r->tw, r->tb, B, r->temb, r->cout);
+      for (int b = 0; b < B; b++)
+        for (int c = 0; c < r->cout; c++)
+          {
+            float *o = out + ((int64_t) b * r->cout + c) * HW, v = t[b * r->cout + c];
+            for (int64_t i = 0; i < HW; i++)
+              o[i] += v;
+          }
+    }
+  oft_groupnorm_forward (h, mean, rstd, out, r->n2w, r->n2b, B, r->cout, HW, r->groups, r->eps);
+  oft_silu_forward (h, h, B * r->cout * HW);
+  oft_conv_apply (scratch, out, h, r->c2w, r->c2b, B, r->cout, H, W, r->cout, 3, 1, 1);
+  if (r->scw)
+    {
+      oft_conv_apply (scratch, h, x, r->scw, r->scb, B, r->cin, H, W, r->cout, 1, 1, 0);
+      oft_add_forward (out, out, h, B * r->cout * HW);
+    }
+  else
+    oft_add_forward (out, out, x, B * r->cout * HW);
+  oft_arena_reset (scratch, m);
+}
+
+void
+oft_downsample_load (OftDownsample *d, OftWeightLoader *l, const char *p, int ch, bool asym_pad)
+{
+  d->ch = ch;
+  d->asym_pad = asym_pad;
+  d->w = oft_weights_get (l, OFT_SHAPE (ch, ch, 3, 3), "%s.conv.weight", p);
+  d->b = oft_weights_get (l, OFT_SHAPE (ch), "%s.conv.bias", p);
+}
+
+void
+oft_downsample_forward (OftArena *scratch, float *out, const float *x, const OftDownsample *d, int B, int H, int W)
+{
+  if (!d->asym_pad)
+    {
+      oft_conv_apply (scratch, out, x, d->w, d->b, B, d->ch, H, W, d->ch, 3, 2, 1);
+      return;
+    }
+  /* diffusers' Downsample2D with padding 0 pads (left 0, right 1, top 0, bottom 1) */
+  OftArenaMark m = oft_arena_mark (scratch);
+  int PH = H + 1, PW = W + 1;
+  float *p = oft_arena_floats (scratch, (size_t) B * d->ch * PH * PW);
+  for (int64_t bc = 0; bc < (int64_t) B * d->ch; bc++)
+    for (int y = 0; y < H; y++)
+      memcpy (p + (bc * PH + y) * PW, x + (bc * H + y) * W, W * sizeof (float));
+  oft_conv_apply (scratch, out, p, d->w, d->b, B, d->ch, PH, PW, d->ch, 3, 2, 0);
+  oft_arena_reset (scratch, m);
+}
+
+void
+oft_upsample_load (OftUpsample *u, OftWeightLoader *l, const char *p, int ch)
+{
+  u->ch = ch;
+  u->w = oft_weights_get (l, OFT_SHAPE (ch, ch, 3, 3), "%s.conv.weight", p);
+  u->b = oft_weights_get (l, OFT_SHAPE (ch), "%s.conv.bias", p);
+}
+
+void
+oft_upsample_forward (OftArena *scratch, float *out, const float *x, const OftUpsample *u, int B, int H, int W)
+{
+  OftArenaMark m = oft_arena_mark (scratch);
+  float *up = oft_arena_floats (scratch, (size_t) B * u->ch * 4 * H * W);
+  oft_upsample2x_forward (up, x, (int64_t) B * u->ch, H, W);
+  oft_conv_apply (scratch, out, up, u->w, u->b, B, u->ch, 2 * H, 2 * W, u->ch, 3, 1, 1);
+  oft_arena_reset (scratch, m);
+}
+
+void
+oft_spatial_attention_load (OftSpatialAttention *a, OftWeightLoader *l, const char *p, int ch, int groups, float eps)
+{
+  *a = (OftSpatialAttention) { .ch = ch, .groups = groups, .eps = eps };
+  a->nw = oft_weights_get (l, OFT_SHAPE (ch), "%s.group_norm.weight", p);
+  a->nb = oft_weights_get (l, OFT_SHAPE (ch), "%s.group_norm.bias", p);
+  a->qw = oft_weights_get (l, OFT_SHAPE (ch, ch), "%s.to_q.weight", p);
+  a->qb = oft_weights_get (l, OFT_SHAPE (ch), "%s.to_q.bias", p);
+  a->kw = oft_weights_get (l, OFT_SHAPE (ch, ch), "%s.to_k.weight", p);
+  a->kb = oft_weights_get (l, OFT_SHAPE (ch), "%s.to_k.bias", p);
+  a->vw = oft_weights_get (l, OFT_SHAPE (ch, ch), "%s.to_v.weight", p);
+  a->vb = oft_weights_get (l, OFT_SHAPE (ch), "%s.to_v.bias", p);
+  a->ow = oft_weights_get (l, OFT_SHAPE (ch, ch), "%s.to_out.0.weight", p);
+  a->ob = oft_weights_get (l, OFT_SHAPE (ch), "%s.to_out.0.bias", p);
+}
+
+void
+oft_spatial_attention_forward (OftArena *scratch, float *x, const OftSpatialAttention *a, int B, int H, int W)
+{
+  int C = a->ch;
+  int64_t HW = (int64_t) H * W, N = B * HW;
+  OftArenaMark m = oft_arena_mark (scratch);
+  float *h = oft_arena_floats (scratch, N * C), *t = oft_arena_floats (scratch, N * C);
+  float *q = oft_arena_floats (scratch, N * C), *k = oft_arena_floats (scratch, N * C), *v = oft_arena_floats (scratch, N * C);
+  float *att = oft_arena_floats (scratch, (size_t) B * HW * HW);
+  float *mean = oft_arena_floats (scratch, (size_t) B * a->groups), *rstd = oft_arena_floats (scratch, (size_t) B * a->groups);
+  oft_groupnorm_forward (h, mean, rstd, x, a->nw, a->nb, B, C, HW, a->groups, a->eps);
+  oft_nchw_to_nhwc (t, h, B, C, HW);
+  oft_linear_forward (q, t, a->qw, a->qb, N, C, C);
+  oft_linear_forward (k, t, a->kw, a->kb, N, C, C);
+  oft_linear_forward (v, t, a->vw, a->vb, N, C, C);
+  oft_attention_forward (h, att, q, k, v, B, (int) HW, (int) HW, 1, C, false);
+  oft_linear_forward (t, h, a->ow, a->ob, N, C, C);
+  oft_nhwc_to_nchw (h, t, B, C, HW);
+  oft_add_forward (x, x, h, N * C);
+  oft_arena_reset (scratch, m);
+}
+
+void
+oft_nchw_to_nhwc (float *out, const float *x, int B, int C, int64_t HW)
+{
+  for (int b = 0; b < B; b++)
+    for (int c = 0; c < C; c++)
+      for (int64_t i = 0; i < HW; i++)
+        out[((int64_t) b * HW + i) * C + c] = x[((int64_t) b * C + c) * HW + i];
+}
+
+void
+oft_nhwc_to_nchw (float *out, const float *x, int B, int C, int64_t HW)
+{
+  for (int b = 0; b < B; b++)
+    for (int c = 0; c < C; c++)
+      for (int64_t i = 0; i < HW; i++)
+        out[((int64_t) b * C + c) * HW + i] = x[((int64_t) b * HW + i) * C + c];
+}

@@ -1,0 +1,60 @@
+/* Building blocks shared by the UNet and the VAE (diffusers' ResnetBlock2D, Downsample2D,
+ * Upsample2D, the VAE's single-head spatial attention). Inference forward passes; scratch comes
+ * from an activation arena that the caller rewinds. */
+#pragma once
+#include <stdbool.h>
+#include "oft/tensor.h"
+#include "weights.h"
+
+typedef struct {
+  int cin, cout, groups;
+  float eps;
+  float *n1w, *n1b, *c1w, *c1b, *n2w, *n2b, *c2w, *c2b;
+  float *tw, *tb;    /* time_emb_proj [cout, temb]; NULL without a time embedding */
+  int temb;
+  float *scw, *scb;  /* 1×1 conv_shortcut when cin != cout */
+} OftResnet;
+
+void oft_resnet_load (OftResnet *r, OftWeightLoader *l, const char *prefix, int cin, int cout, int temb,
+                      int groups, float eps);
+/* out[B, cout, H, W] (must not alias x); temb_act = SiLU(time embedding) [B, temb] or NULL. */
+void oft_resnet_forward (OftArena *scratch, float *out, const float *x, const float *temb_act,
+                         const OftResnet *r, int B, int H, int W);
+
+/* conv2d of x[B, C, H, W] with scratch from the arena; returns OH·OW through oh/ow. */
+void oft_conv_apply (OftArena *scratch, float *out, const float *x, const float *w, const float *b,
+                     int B, int C, int H, int W, int OC, int k, int stride, int pad);
+
+typedef struct {
+  int ch;
+  bool asym_pad;     /* VAE encoder: pad right/bottom by 1, then conv stride 2 pad 0 */
+  float *w, *b;
+} OftDownsample;
+void oft_downsample_load (OftDownsample *d, OftWeightLoader *l, const char *prefix, int ch, bool asym_pad);
+/* out[B, ch, H/2, W/2] (rounded as the conv rounds) */
+void oft_downsample_forward (OftArena *scratch, float *out, const float *x, const OftDownsample *d,
+                             int B, int H, int W);
+
+typedef struct {
+  int ch;
+  float *w, *b;
+} OftUpsample;
+void oft_upsample_load (OftUpsample *u, OftWeightLoader *l, const char *prefix, int ch);
+/* out[B, ch, 2H, 2W]: nearest 2× then 3×3 conv */
+void oft_upsample_forward (OftArena *scratch, float *out, const float *x, const OftUpsample *u,
+                           int B, int H, int W);
+
+/* The VAE mid-block attention: GroupNorm, one head over all channels, residual. */
+typedef struct {
+  int ch, groups;
+  float eps;
+  float *nw, *nb, *qw, *qb, *kw, *kb, *vw, *vb, *ow, *ob;
+} OftSpatialAttention;
+void oft_spatial_attention_load (OftSpatialAttention *a, OftWeightLoader *l, const char *prefix, int ch,
+                                 int groups, float eps);
+/* in place on x[B, ch, H, W] */
+void oft_spatial_attention_forward (OftArena *scratch, float *x, const OftSpatialAttention *a, int B, int H, int W);
+
+/* [B, C, HW] ↔ [B, HW, C] */
+void oft_nchw_to_nhwc (float *out, const float *x, int B, int C, int64_t HW);
+void oft_nhwc_to_nchw (float *out, const float *x, int B, int C, int64_t HW);

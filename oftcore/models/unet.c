@@ -1,0 +1,509 @@
+/* UNet2DConditionModel forward (inference). Block structure and channel bookkeeping follow
+ * diffusers' UNet2DConditionModel.__init__: skip connections are pushed after conv_in, after every
+ * resnet(+attention) of a down block and after every downsampler, and popped by the up blocks. */
+#include "oft/unet.h"
+#include "oft/nn.h"
+#include "blocks.h"
+#include "config.h"
+#include <math.h>
+#include <string.h>
+
+#define MAX_LEVELS 8
+#define MAX_LAYERS 8
+
+typedef struct {
+  int dim, heads, ctx, ff;               /* ff = inner width of the GEGLU feed-forward */
+  float *n1w, *n1b, *n2w, *n2b, *n3w, *n3b;
+  float *q1, *k1, *v1, *o1w, *o1b;       /* self-attention (no q/k/v bias) */
+  float *q2, *k2, *v2, *o2w, *o2b;       /* cross-attention */
+  float *ffw, *ffb, *ff2w, *ff2b;
+} TBlock;
+
+typedef struct {
+  int ch, inner, groups, n_blocks;
+  bool linear_proj;
+  float *nw, *nb, *piw, *pib, *pow_, *pob;
+  TBlock *blocks;
+} Transformer;
+
+typedef struct {
+  int n;                                  /* resnets (and attentions when has_attn) */
+  bool has_attn, has_sample;
+  OftResnet res[MAX_LAYERS];
+  Transformer attn[MAX_LAYERS];
+  OftDownsample down;
+  OftUpsample up;
+  int out_ch;
+} Level;
+
+struct _OftUnet {
+  int in_ch, out_ch, n_levels, layers, groups, ctx_dim, temb, tproj, sample_size;
+  float norm_eps, freq_shift;
+  bool flip, linear_proj;
+  int ch[MAX_LEVELS], heads[MAX_LEVELS];
+  OftArena params, acts;
+  float *t1w, *t1b, *t2w, *t2b, *cin_w, *cin_b, *nout_w, *nout_b, *cout_w, *cout_b;
+  Level down[MAX_LEVELS], up[MAX_LEVELS];
+  OftResnet mid_r0, mid_r1;
+  Transformer mid_attn;
+  OftTapFunc tap;
+  gpointer tap_data;
+};
+
+int oft_unet_in_channels (const OftUnet *u) { return u->in_ch; }
+int oft_unet_out_channels (const OftUnet *u) { return u->out_ch; }
+int oft_unet_context_dim (const OftUnet *u) { return u->ctx_dim; }
+int oft_unet_size_multiple (const OftUnet *u) { return 1 << (u->n_levels - 1); }
+int oft_unet_sample_size (const OftUnet *u) { return u->sample_size; }
+
+void
+oft_unet_set_tap (OftUnet *u, OftTapFunc tap, gpointer user_data)
+{
+  u->tap = tap;
+  u->tap_data = user_data;
+}
+
+static void
+tap (OftUnet *u, const char *name, const float *x, int64_t n)
+{
+  if (u->tap)
+    u->tap (name, x, n, u->tap_data);
+}
+
+static void
+transformer_load (Transformer *t, OftWeightLoader *l, const char *p, int ch, int heads, int ctx, int groups,
+                  bool linear_proj)
+{
+  int D = ch; /* inner_dim = heads · (ch / heads) */
+  *t = (Transformer) { .ch = ch, .inner = D, .groups = groups, .n_blocks = 1, .linear_proj = linear_proj };
+  t->nw = oft_weights_get (l, OFT_SHAPE (ch), "%s.norm.weight", p);
+  t->nb = oft_weights_get (l, OFT_SHAPE (ch), "%s.norm.bias", p);
+  if (linear_proj)
+    {
+      t->piw = oft_weights_get (l, OFT_SHAPE (D, ch), "%s.proj_in.weight", p);
+      t->pow_ = oft_weights_get (l, OFT_SHAPE (ch, D), "%s.proj_out.weight", p);
+    }
+  else
+    {
+      t->piw = oft_weights_get (l, OFT_SHAPE (D, ch, 1, 1), "%s.proj_in.weight", p);
+      t->pow_ = oft_weights_get (l, OFT_SHAPE (ch, D, 1, 1), "%s.proj_out.weight", p);
+    }
+  t->pib = oft_weights_get (l, OFT_SHAPE (D), "%s.proj_in.bias", p);
+  t->pob = oft_weights_get (l, OFT_SHAPE (ch), "%s.proj_out.bias", p);
+  t->blocks = g_new0 (TBlock, t->n_blocks);
+  for (int i = 0; i < t->n_blocks; i++)
+    {
+      TBlock *b = &t->blocks[i];
+      *b = (TBlock) { .dim = D, .heads = heads, .ctx = ctx, .ff = 4 * D };
+#define W(field, what, ...) b->field = oft_weights_get (l, OFT_SHAPE (__VA_ARGS__), "%s.transformer_blocks.%d." what, p, i)
+      W (n1w, "norm1.weight", D);
+      W (n1b, "norm1.bias", D);
+      W (n2w, "norm2.weight", D);
+      W (n2b, "norm2.bias", D);
+      W (n3w, "norm3.weight", D);
+      W (n3b, "norm3.bias", D);
+      W (q1, "attn1.to_q.weight", D, D);
+      W (k1, "attn1.to_k.weight", D, D);
+      W (v1, "attn1.to_v.weight", D, D);
+      W (o1w, "attn1.to_out.0.weight", D, D);
+      W (o1b, "attn1.to_out.0.bias", D);
+      W (q2, "attn2.to_q.weight", D, D);
+      W (k2, "attn2.to_k.weight", D, ctx);
+      W (v2, "attn2.to_v.weight", D, ctx);
+      W (o2w, "attn2.to_out.0.weight", D, D);
+      W (o2b, "attn2.to_out.0.bias", D);
+      W (ffw, "ff.net.0.proj.weight", 2 * b->ff, D);
+      W (ffb, "ff.net.0.proj.bias", 2 * b->ff);
+      W (ff2w, "ff.net.2.weight", D, b->ff);
+      W (ff2b, "ff.net.2.bias", D);
+#undef W
+    }
+}
+
+/* BasicTransformerBlock on x[B·HW, D] in place; context[B, T, ctx]. */
+static void
+tblock_forward (OftArena *a, float *x, const float *context, const TBlock *b, int B, int64_t HW, int T)
+{
+  int D = b->dim, H = b->heads, F = b->ff;
+  int64_t N = B * HW, NC = (int64_t) B * T;
+  OftArenaMark m = oft_arena_mark (a);
+  float *h = oft_arena_floats (a, N * D), *q = oft_arena_floats (a, N * D), *o = oft_arena_floats (a, N * D);
+  float *k = oft_arena_floats (a, MAX (N, NC) * D), *v = oft_arena_floats (a, MAX (N, NC) * D);
+  float *mean = oft_arena_floats (a, N), *rstd = oft_arena_floats (a, N);
+  float *att = oft_arena_floats (a, (size_t) B * H * HW * MAX (HW, T));
+  float *f = oft_arena_floats (a, N * 2 * F), *g = oft_arena_floats (a, N * F);
+
+  oft_layernorm_forward (h, mean, rstd, x, b->n1w, b->n1b, N, D, 1e-5f);
+  oft_linear_forward (q, h, b->q1, NULL, N, D, D);
+  oft_linear_forward (k, h, b->k1, NULL, N, D, D);
+  oft_linear_forward (v, h, b->v1, NULL, N, D, D);
+  oft_attention_forward (o, att, q, k, v, B, (int) HW, (int) HW, H, D / H, false);
+  oft_linear_forward (h, o, b->o1w, b->o1b, N, D, D);
+  oft_add_forward (x, x, h, N * D);
+
+  oft_layernorm_forward (h, mean, rstd, x, b->n2w, b->n2b, N, D, 1e-5f);
+  oft_linear_forward (q, h, b->q2, NULL, N, D, D);
+  oft_linear_forward (k, context, b->k2, NULL, NC, b->ctx, D);
+  oft_linear_forward (v, context, b->v2, NULL, NC, b->ctx, D);
+  oft_attention_forward (o, att, q, k, v, B, (int) HW, T, H, D / H, false);
+  oft_linear_forward (h, o, b->o2w, b->o2b, N, D, D);
+  oft_add_forward (x, x, h, N * D);
+
+  oft_layernorm_forward (h, mean, rstd, x, b->n3w, b->n3b, N, D, 1e-5f);
+  oft_linear_forward (f, h, b->ffw, b->ffb, N, D, 2 * F);
+  oft_geglu_forward (g, f, N, F);
+  oft_linear_forward (h, g, b->ff2w, b->ff2b, N, F, D);
+  oft_add_forward (x, x, h, N * D);
+  oft_arena_reset (a, m);
+}
+
+/* Transformer2DModel in place on x[B, C, H, W]. */
+static void
+transformer_forward (OftArena *a, float *x, const float *context, const Transformer *t, int B, int Hh, int Ww, int T)
+{
+  int C = t->ch, D = t->inner;
+  int64_t HW = (int64_t) Hh * Ww, N = B * HW;
+  OftArenaMark m = oft_arena_mark (a);
+  float *h = oft_arena_floats (a, N * MAX (C, D)), *s = oft_arena_floats (a, N * MAX (C, D));
+  float *mean = oft_arena_floats (a, (size_t) B * t->groups), *rstd = oft_arena_floats (a, (size_t) B * t->groups);
+  /* Transformer2DModel's GroupNorm uses eps 1e-6 whatever the UNet's norm_eps */
+  oft_groupnorm_forward (h, mean, rstd, x, t->nw, t->nb, B, C, HW, t->groups, 1e-6f);
+  if (t->linear_proj)
+    {
+      oft_nchw_to_nhwc (s, h, B, C, HW);
+      oft_linear_forward (h, s, t->piw, t->pib, N, C, D);
+    }
+  else
+    {
+      oft_conv_apply (a, s, h, t->piw, t->pib, B, C, Hh, Ww, D, 1, 1, 0);
+      oft_nchw_to_nhwc (h, s, B, D, HW);
+    }
+  for (int i = 0; i < t->n_blocks; i++)
+    tblock_forward (a, h, context, &t->blocks[i], B, HW, T);
+  if (t->linear_proj)
+    {
+      oft_linear_forward (s, h, t->pow_, t->pob, N, D, C);
+      oft_nhwc_to_nchw (h, s, B, C, HW);
+    }
+  else
+    {
+      oft_nhwc_to_nchw (s, h, B, D, HW);
+      oft_conv_apply (a, h, s, t->pow_, t->pob, B, D, Hh, Ww, C, 1, 1, 0);
+    }
+  oft_add_forward (x, x, h, N * C);
+  oft_arena_reset (a, m);
+}
+
+static void
+transformer_free (Transformer *t)
+{
+  g_free (t->blocks);
+}
+
+static gboolean
+read_config (OftUnet *u, OftConfig *c, bool *cross_down, bool *cross_up)
+{
+  u->in_ch = oft_config_int (c, "in_channels", 4, 1, 64);
+  u->out_ch = oft_config_int (c, "out_channels", 4, 1, 64);
+  u->layers = oft_config_int (c, "layers_per_block", 2, 1, MAX_LAYERS - 1);
+  u->groups = oft_config_int (c, "norm_num_groups", 32, 1, 1024);
+  u->norm_eps = (float) oft_config_double (c, "norm_eps", 1e-5, 0, 1);
+  u->ctx_dim = oft_config_int (c, "cross_attention_dim", 768, 1, 1 << 16);
+  u->flip = oft_config_bool (c, "flip_sin_to_cos", TRUE);
+  u->freq_shift = (float) oft_config_double (c, "freq_shift", 0, -1e3, 1e3);
+  u->linear_proj = oft_config_bool (c, "use_linear_projection", FALSE);
+  u->sample_size = oft_config_int (c, "sample_size", 64, 1, 1 << 12);
+  int ntypes = 0;
+  char **down = oft_config_string_list (c, "down_block_types", &ntypes);
+  if (!down)
+    return FALSE;
+  u->n_levels = ntypes;
+  int nup = 0;
+  char **up = oft_config_string_list (c, "up_block_types", &nup);
+  gboolean ok = up != NULL;
+  if (ok && (ntypes < 1 || ntypes > MAX_LEVELS || nup != ntypes))
+    {
+      g_set_error (&c->error, OFT_MODEL_ERROR, OFT_ERROR_INVALID,
+                   "%s: down_block_types and up_block_types need the same count, 1 to %d", c->path, MAX_LEVELS);
+      ok = FALSE;
+    }
+  for (int i = 0; ok && i < ntypes; i++)
+    {
+      if (strcmp (down[i], "CrossAttnDownBlock2D") == 0)
+        cross_down[i] = true;
+      else if (strcmp (down[i], "DownBlock2D") != 0)
+        ok = FALSE;
+      if (ok && strcmp (up[i], "CrossAttnUpBlock2D") == 0)
+        cross_up[i] = true;
+      else if (ok && strcmp (up[i], "UpBlock2D") != 0)
+        ok = FALSE;
+      if (!ok)
+        g_set_error (&c->error, OFT_MODEL_ERROR, OFT_ERROR_INVALID,
+                     "%s: block type \"%s\" is not supported (CrossAttnDownBlock2D, DownBlock2D, "
+                     "CrossAttnUpBlock2D, UpBlock2D)", c->path, cross_down[i] || !strcmp (down[i], "DownBlock2D") ? up[i] : down[i]);
+    }
+  g_strfreev (down);
+  g_strfreev (up);
+  if (!ok)
+    return FALSE;
+  const char *mid = oft_config_string (c, "mid_block_type", "UNetMidBlock2DCrossAttn");
+  const char *act = oft_config_string (c, "act_fn", "silu");
+  const char *shift = oft_config_string (c, "resnet_time_scale_shift", "default");
+  if (!c->error && (g_strcmp0 (mid, "UNetMidBlock2DCrossAttn") || g_strcmp0 (act, "silu") || g_strcmp0 (shift, "default")))
+    g_set_error (&c->error, OFT_MODEL_ERROR, OFT_ERROR_INVALID,
+                 "%s: mid_block_type \"%s\", act_fn \"%s\", resnet_time_scale_shift \"%s\": only "
+                 "UNetMidBlock2DCrossAttn, silu and default are supported", c->path, mid, act, shift);
+  if (oft_config_int (c, "transformer_layers_per_block", 1, 1, 1) != 1)
+    return FALSE;
+  oft_config_int_list (c, "block_out_channels", u->ch, u->n_levels, 0, 1, 1 << 14);
+  /* diffusers reads attention_head_dim as the number of heads when num_attention_heads is unset */
+  JsonNode *nh = json_object_get_member (c->obj, "num_attention_heads");
+  const char *heads_key = nh && !JSON_NODE_HOLDS_NULL (nh) ? "num_attention_heads" : "attention_head_dim";
+  oft_config_int_list (c, heads_key, u->heads, u->n_levels, 8, 1, 1024);
+  for (int i = 0; i < u->n_levels && !c->error; i++)
+    if (u->ch[i] % u->groups || u->ch[i] % u->heads[i])
+      g_set_error (&c->error, OFT_MODEL_ERROR, OFT_ERROR_INVALID,
+                   "%s: block_out_channels[%d] = %d must be a multiple of norm_num_groups (%d) and of the "
+                   "head count (%d)", c->path, i, u->ch[i], u->groups, u->heads[i]);
+  u->tproj = u->ch[0];
+  u->temb = 4 * u->ch[0];
+  return !c->error;
+}
+
+static void
+load_weights (OftUnet *u, OftWeightLoader *l, const bool *cross_down, const bool *cross_up)
+{
+  int L = u->n_levels, G = u->groups, TE = u->temb;
+  float eps = u->norm_eps;
+  char p[160];
+  u->t1w = oft_weights_get (l, OFT_SHAPE (TE, u->tproj), "time_embedding.linear_1.weight");
+  u->t1b = oft_weights_get (l, OFT_SHAPE (TE), "time_embedding.linear_1.bias");
+  u->t2w = oft_weights_get (l, OFT_SHAPE (TE, TE), "time_embedding.linear_2.weight");
+  u->t2b = oft_weights_get (l, OFT_SHAPE (TE), "time_embedding.linear_2.bias");
+  u->cin_w = oft_weights_get (l, OFT_SHAPE (u->ch[0], u->in_ch, 3, 3), "conv_in.weight");
+  u->cin_b = oft_weights_get (l, OFT_SHAPE (u->ch[0]), "conv_in.bias");
+  int out = u->ch[0];
+  for (int i = 0; i < L; i++)
+    {
+      Level *d = &u->down[i];
+      int in = out;
+      out = u->ch[i];
+      d->n = u->layers;
+      d->out_ch = out;
+      d->has_attn = cross_down[i];
+      d->has_sample = i < L - 1;
+      for (int j = 0; j < d->n; j++)
+        {
+          g_snprintf (p, sizeof p, "down_blocks.%d.resnets.%d", i, j);
+          oft_resnet_load (&d->res[j], l, p, j == 0 ? in : out, out, TE, G, eps);
+          if (d->has_attn)
+            {
+              g_snprintf (p, sizeof p, "down_blocks.%d.attentions.%d", i, j);
+              transformer_load (&d->attn[j], l, p, out, u->heads[i], u->ctx_dim, G, u->linear_proj);
+            }
+        }
+      if (d->has_sample)
+        {
+          g_snprintf (p, sizeof p, "down_blocks.%d.downsamplers.0", i);
+          oft_downsample_load (&d->down, l, p, out, false);
+        }
+    }
+  int top = u->ch[L - 1];
+  oft_resnet_load (&u->mid_r0, l, "mid_block.resnets.0", top, top, TE, G, eps);
+  transformer_load (&u->mid_attn, l, "mid_block.attentions.0", top, u->heads[L - 1], u->ctx_dim, G, u->linear_proj);
+  oft_resnet_load (&u->mid_r1, l, "mid_block.resnets.1", top, top, TE, G, eps);
+  out = top;
+  for (int i = 0; i < L; i++)
+    {
+      Level *up = &u->up[i];
+      int prev = out;
+      out = u->ch[L - 1 - i];
+      int in = u->ch[L - 1 - MIN (i + 1, L - 1)];
+      up->n = u->layers + 1;
+      up->out_ch = out;
+      up->has_attn = cross_up[i];
+      up->has_sample = i < L - 1;
+      for (int j = 0; j < up->n; j++)
+        {
+          int skip = j == up->n - 1 ? in : out;
+          int rin = j == 0 ? prev : out;
+          g_snprintf (p, sizeof p, "up_blocks.%d.resnets.%d", i, j);
+          oft_resnet_load (&up->res[j], l, p, rin + skip, out, TE, G, eps);
+          if (up->has_attn)
+            {
+              g_snprintf (p, sizeof p, "up_blocks.%d.attentions.%d", i, j);
+              transformer_load (&up->attn[j], l, p, out, u->heads[L - 1 - i], u->ctx_dim, G, u->linear_proj);
+            }
+        }
+      if (up->has_sample)
+        {
+          g_snprintf (p, sizeof p, "up_blocks.%d.upsamplers.0", i);
+          oft_upsample_load (&up->up, l, p, out);
+        }
+    }
+  u->nout_w = oft_weights_get (l, OFT_SHAPE (u->ch[0]), "conv_norm_out.weight");
+  u->nout_b = oft_weights_get (l, OFT_SHAPE (u->ch[0]), "conv_norm_out.bias");
+  u->cout_w = oft_weights_get (l, OFT_SHAPE (u->out_ch, u->ch[0], 3, 3), "conv_out.weight");
+  u->cout_b = oft_weights_get (l, OFT_SHAPE (u->out_ch), "conv_out.bias");
+}
+
+OftUnet *
+oft_unet_load (const char *dir, GError **error)
+{
+  char *cfg_path = g_build_filename (dir, "config.json", NULL);
+  char *st_path = g_build_filename (dir, "diffusion_pytorch_model.safetensors", NULL);
+  OftUnet *u = g_new0 (OftUnet, 1);
+  oft_arena_init (&u->params, "unet-params", 0);
+  oft_arena_init (&u->acts, "unet-activations", 0);
+  OftSafetensors *st = NULL;
+  OftConfig c;
+  bool cross_down[MAX_LEVELS] = { 0 }, cross_up[MAX_LEVELS] = { 0 };
+  gboolean ok = FALSE;
+  if (!oft_config_open (&c, cfg_path, error))
+    goto out;
+  read_config (u, &c, cross_down, cross_up);
+  if (!oft_config_finish (&c, error))
+    goto out;
+  st = oft_safetensors_open (st_path, error);
+  if (st)
+    {
+      OftWeightLoader l = { .st = st, .prefix = "", .arena = &u->params };
+      load_weights (u, &l, cross_down, cross_up);
+      ok = oft_weights_finish (&l, error);
+    }
+out:
+  oft_config_close (&c);
+  oft_safetensors_close (st);
+  g_free (cfg_path);
+  g_free (st_path);
+  if (!ok)
+    {
+      oft_unet_free (u);
+      return NULL;
+    }
+  return u;
+}
+
+void
+oft_unet_free (OftUnet *u)
+{
+  if (!u)
+    return;
+  for (int i = 0; i < MAX_LEVELS; i++)
+    for (int j = 0; j < MAX_LAYERS; j++)
+      {
+        transformer_free (&u->down[i].attn[j]);
+        transformer_free (&u->up[i].attn[j]);
+      }
+  transformer_free (&u->mid_attn);
+  oft_arena_release (&u->params);
+  oft_arena_release (&u->acts);
+  g_free (u);
+}
+
+gboolean
+oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const float *context,
+                  int B, int h, int w, int T, float *out, GError **error)
+{
+  int L = u->n_levels, mult = oft_unet_size_multiple (u);
+  if (B < 1 || T < 1 || h < 1 || w < 1 || h % mult || w % mult)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_SHAPE,
+                   "UNet input %d×%d×%d (context length %d): the latent size must be a positive multiple of %d",
+                   B, h, w, T, mult);
+      return FALSE;
+    }
+  OftArena *a = &u->acts;
+  OftArenaMark mark = oft_arena_mark (a);
+  char name[64];
+
+  /* time embedding; every resnet consumes SiLU(temb) */
+  float *tp = oft_arena_floats (a, (size_t) B * u->tproj), *t1 = oft_arena_floats (a, (size_t) B * u->temb);
+  float *temb = oft_arena_floats (a, (size_t) B * u->temb);
+  oft_timestep_embedding (tp, timesteps, B, u->tproj, u->flip, u->freq_shift, 10000.0f);
+  tap (u, "time_proj", tp, (int64_t) B * u->tproj);
+  oft_linear_forward (t1, tp, u->t1w, u->t1b, B, u->tproj, u->temb);
+  oft_silu_forward (t1, t1, (int64_t) B * u->temb);
+  oft_linear_forward (temb, t1, u->t2w, u->t2b, B, u->temb, u->temb);
+  tap (u, "time_embedding", temb, (int64_t) B * u->temb);
+  oft_silu_forward (t1, temb, (int64_t) B * u->temb);
+  const float *temb_act = t1;
+
+  /* skip connections, largest first */
+  float *skips[1 + MAX_LEVELS * (MAX_LAYERS + 1)];
+  int skip_ch[G_N_ELEMENTS (skips)], n_skips = 0;
+  int cmax = 0;
+  for (int i = 0; i < L; i++)
+    cmax = MAX (cmax, u->ch[i]);
+  size_t big = (size_t) B * 2 * cmax * h * w; /* room for a concat at full resolution */
+  float *x = oft_arena_floats (a, big), *y = oft_arena_floats (a, big), *cat = oft_arena_floats (a, big);
+
+  oft_conv_apply (a, x, sample, u->cin_w, u->cin_b, B, u->in_ch, h, w, u->ch[0], 3, 1, 1);
+  tap (u, "conv_in", x, (int64_t) B * u->ch[0] * h * w);
+  int H = h, W = w, C = u->ch[0];
+#define PUSH()                                                                         \
+  do {                                                                                 \
+    skips[n_skips] = oft_arena_floats (a, (size_t) B * C * H * W);                     \
+    memcpy (skips[n_skips], x, (size_t) B * C * H * W * sizeof (float));               \
+    skip_ch[n_skips++] = C;                                                            \
+  } while (0)
+  PUSH ();
+  for (int i = 0; i < L; i++)
+    {
+      Level *d = &u->down[i];
+      for (int j = 0; j < d->n; j++)
+        {
+          oft_resnet_forward (a, y, x, temb_act, &d->res[j], B, H, W);
+          float *t = x; x = y; y = t;
+          C = d->out_ch;
+          if (d->has_attn)
+            transformer_forward (a, x, context, &d->attn[j], B, H, W, T);
+          PUSH ();
+        }
+      if (d->has_sample)
+        {
+          oft_downsample_forward (a, y, x, &d->down, B, H, W);
+          H /= 2, W /= 2;
+          float *t = x; x = y; y = t;
+          PUSH ();
+        }
+      g_snprintf (name, sizeof name, "down_blocks.%d", i);
+      tap (u, name, x, (int64_t) B * C * H * W);
+    }
+
+  oft_resnet_forward (a, y, x, temb_act, &u->mid_r0, B, H, W);
+  transformer_forward (a, y, context, &u->mid_attn, B, H, W, T);
+  oft_resnet_forward (a, x, y, temb_act, &u->mid_r1, B, H, W);
+  tap (u, "mid_block", x, (int64_t) B * C * H * W);
+
+  for (int i = 0; i < L; i++)
+    {
+      Level *up = &u->up[i];
+      for (int j = 0; j < up->n; j++)
+        {
+          int sc = skip_ch[--n_skips];
+          oft_concat_forward (cat, x, skips[n_skips], B, C, sc, (int64_t) H * W);
+          oft_resnet_forward (a, x, cat, temb_act, &up->res[j], B, H, W);
+          C = up->out_ch;
+          if (up->has_attn)
+            transformer_forward (a, x, context, &up->attn[j], B, H, W, T);
+        }
+      if (up->has_sample)
+        {
+          oft_upsample_forward (a, y, x, &up->up, B, H, W);
+          H *= 2, W *= 2;
+          float *t = x; x = y; y = t;
+        }
+      g_snprintf (name, sizeof name, "up_blocks.%d", i);
+      tap (u, name, x, (int64_t) B * C * H * W);
+    }
+#undef PUSH
+
+  float *mean = oft_arena_floats (a, (size_t) B * u->groups), *rstd = oft_arena_floats (a, (size_t) B * u->groups);
+  oft_groupnorm_forward (y, mean, rstd, x, u->nout_w, u->nout_b, B, C, (int64_t) H * W, u->groups, u->norm_eps);
+  tap (u, "conv_norm_out", y, (int64_t) B * C * H * W);
+  oft_silu_forward (y, y, (int64_t) B * C * H * W);
+  oft_conv_apply (a, out, y, u->cout_w, u->cout_b, B, C, H, W, u->out_ch, 3, 1, 1);
+  oft_arena_reset (a, mark);
+  return TRUE;
+}

@@ -1,0 +1,19 @@
+/* Loading model parameters by name from a safetensors file into an arena as f32, with a sticky
+ * error: after the first failure every further load returns NULL and the caller checks once. */
+#pragma once
+#include "oft/safetensors.h"
+#include "oft/error.h"
+
+typedef struct {
+  const OftSafetensors *st;
+  const char *prefix;      /* prepended to every name ("" for diffusers folders) */
+  OftArena *arena;         /* receives the f32 copies */
+  GError *error;           /* the first failure, owned */
+} OftWeightLoader;
+
+/* Tensor `prefix + printf(fmt, ...)` checked against shape[ndim]; NULL after any failure. */
+float *oft_weights_get (OftWeightLoader *l, int ndim, const int64_t *shape, const char *fmt, ...) G_GNUC_PRINTF (4, 5);
+/* TRUE if every load succeeded; otherwise moves the first error to `error`. */
+gboolean oft_weights_finish (OftWeightLoader *l, GError **error);
+
+#define OFT_SHAPE(...) G_N_ELEMENTS (((int64_t[]) { __VA_ARGS__ })), ((int64_t[]) { __VA_ARGS__ })
