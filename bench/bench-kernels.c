@@ -3,6 +3,8 @@
  * Usage: bench-kernels [--quick]   (--quick: one timed run, no warm-up, for smoke tests) */
 #include "bench-util.h"
 #include "oft/nn.h"
+#include "oft/adapters.h"
+#include "oft/runtime.h"
 #include <cblas.h>
 #include <glib.h>
 #include <stdio.h>
@@ -173,10 +175,58 @@ bench_conv (const BenchOpts *o, int B, int C, int H, int OC, int k)
   g_free (c.dx); g_free (c.dw); g_free (c.db); g_free (c.scratch); g_free (c.col);
 }
 
+/* ---- OFT on an attention projection: input-centric x·R then GEMM, against weight-centric
+ * W' = W·Rᵀ then GEMM. Both rebuild R from the packed parameters, as every training step must. ---- */
+typedef struct {
+  OftSpec spec;
+  int N, out;
+  float *packed, *R, *x, *xr, *w, *wr, *y;
+} Oft;
+
+static void
+run_oft_input (void *p)
+{
+  Oft *o = p;
+  oft_rotation_forward (o->R, NULL, o->packed, &o->spec);
+  oft_rotate_input_forward (o->xr, o->x, o->R, o->N, &o->spec);
+  oft_linear_forward (o->y, o->xr, o->w, NULL, o->N, o->spec.d, o->out);
+}
+
+static void
+run_oft_weight (void *p)
+{
+  Oft *o = p;
+  oft_rotation_forward (o->R, NULL, o->packed, &o->spec);
+  oft_rotate_weight_forward (o->wr, o->w, o->R, o->out, &o->spec);
+  oft_linear_forward (o->y, o->x, o->wr, NULL, o->N, o->spec.d, o->out);
+}
+
+static void
+bench_oft (const BenchOpts *opt, const char *what, int N, int d, int out, int b)
+{
+  Oft o = { .spec = { .d = d, .b = b, .n_blocks = d / b, .n_terms = 5 }, .N = N, .out = out };
+  int rows = o.spec.n_blocks, ne = b * (b - 1) / 2;
+  o.packed = random_floats ((size_t) rows * ne, 3);
+  for (int i = 0; i < rows * ne; i++)
+    o.packed[i] *= 0.05f;
+  o.R = g_new (float, (size_t) rows * b * b);
+  o.x = random_floats ((size_t) N * d, 4);
+  o.xr = g_new (float, (size_t) N * d);
+  o.w = random_floats ((size_t) out * d, 5);
+  o.wr = g_new (float, (size_t) out * d);
+  o.y = g_new (float, (size_t) N * out);
+  double ti, tw;
+  bench_pair_median_seconds (run_oft_input, run_oft_weight, &o, opt->warmup, opt->reps, &ti, &tw);
+  printf ("%-16s %-30s input-centric %8.3f ms  weight-centric %8.3f ms  ratio input/weight %.2f\n",
+          "oft_linear", what, ti * 1e3, tw * 1e3, ti / tw);
+  fflush (stdout);
+  g_free (o.packed); g_free (o.R); g_free (o.x); g_free (o.xr); g_free (o.w); g_free (o.wr); g_free (o.y);
+}
+
 int
 main (int argc, char **argv)
 {
-  bench_blas_setup (argv);
+  oft_runtime_tune_process (argv);
   BenchOpts o = { 1, 7 };
   for (int i = 1; i < argc; i++)
     {
@@ -190,7 +240,7 @@ main (int argc, char **argv)
     }
   printf ("# bench-kernels: median of %d run(s) after %d warm-up; GFLOP/s counts the GEMM work "
           "(backward: dinp + dweight); ours and sgemm alternate; ratio = sgemm time / oftcore time\n", o.reps, o.warmup);
-  printf ("# OpenBLAS %s, %d BLAS threads\n", bench_blas_description (), openblas_get_num_threads ());
+  printf ("# OpenBLAS %s, %d BLAS threads\n", oft_runtime_blas_description (), openblas_get_num_threads ());
 
   bench_square_sgemm (&o, 2048);
 
@@ -203,5 +253,12 @@ main (int argc, char **argv)
   bench_conv (&o, 2, 640, 32, 640, 3);
   bench_conv (&o, 2, 1280, 8, 1280, 3);
   bench_conv (&o, 2, 320, 64, 320, 1);
+
+  /* SD1.5 attention projections at a 64×64 latent (batch 2 = CFG), exact Cayley, block 32 */
+  bench_oft (&o, "to_q 8192x320->320 b32", 8192, 320, 320, 32);
+  bench_oft (&o, "to_q 2048x640->640 b32", 2048, 640, 640, 32);
+  bench_oft (&o, "to_q 512x1280->1280 b32", 512, 1280, 1280, 32);
+  bench_oft (&o, "to_k 154x768->320 b32", 154, 768, 320, 32);
+  bench_oft (&o, "to_q 8192x320->320 b8", 8192, 320, 320, 8);
   return 0;
 }

@@ -5,48 +5,6 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
-#include <cblas.h>
-
-static bool
-core_is (const char *core, const char *const *names)
-{
-  for (; *names; names++)
-    if (!strcasecmp (core, *names))
-      return true;
-  return false;
-}
-
-void
-bench_blas_setup (char **argv)
-{
-  if (getenv ("OPENBLAS_CORETYPE"))
-    return;
-  static const char *const avx512[] = { "SkylakeX", "Cooperlake", "SapphireRapids", NULL };
-  static const char *const avx2[] = { "Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids", NULL };
-  const char *core = openblas_get_corename ();
-  const char *want = NULL;
-  __builtin_cpu_init ();
-  if (__builtin_cpu_supports ("avx512f") && __builtin_cpu_supports ("avx512bw")
-      && __builtin_cpu_supports ("avx512dq") && __builtin_cpu_supports ("avx512vl"))
-    want = core_is (core, avx512) ? NULL : "SKYLAKEX";
-  else if (__builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma"))
-    want = core_is (core, avx2) ? NULL : "HASWELL";
-  if (!want)
-    return;
-  fprintf (stderr, "bench: OpenBLAS chose core %s on a CPU with %s; re-running with OPENBLAS_CORETYPE=%s\n",
-           core, strcmp (want, "SKYLAKEX") ? "AVX2" : "AVX-512", want);
-  setenv ("OPENBLAS_CORETYPE", want, 1);
-  execv ("/proc/self/exe", argv);
-  perror ("bench: execv /proc/self/exe");  /* carry on with the slow core */
-}
-
-const char *
-bench_blas_description (void)
-{
-  static char buf[256];
-  snprintf (buf, sizeof buf, "%s (%s)", openblas_get_corename (), openblas_get_config ());
-  return buf;
-}
 
 double
 bench_now (void)

@@ -5,14 +5,6 @@
 
 typedef void (*BenchFn) (void *ctx);
 
-/* OpenBLAS picks its kernels once, when it is loaded, from CPUID; on virtual CPUs that report a
- * generic model it falls back to "Prescott" (SSE3 only, ~4× slower sgemm here). Unless the user set
- * OPENBLAS_CORETYPE, this re-executes the program with the core the CPU's features allow (SkylakeX for
- * AVX-512, Haswell for AVX2+FMA). Call first thing in main; returns only when no re-exec happened. */
-void bench_blas_setup (char **argv);
-/* "<core> (<config>)" of the OpenBLAS in use, for the header line. */
-const char *bench_blas_description (void);
-
 /* Seconds on a monotonic clock. */
 double bench_now (void);
 /* Runs fn(ctx) `warmup` times untimed, then `reps` times; returns the median duration in seconds. */

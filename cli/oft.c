@@ -39,6 +39,7 @@ cli_fail (const char *cmd, const GError *error)
 int
 main (int argc, char **argv)
 {
+  oft_runtime_tune_process (argv);
   setlocale (LC_ALL, "");
   if (argc < 2)
     {

@@ -2,6 +2,7 @@
 #include "adapters-internal.h"
 #include <math.h>
 #include <string.h>
+#include <cblas.h>
 
 static inline const float *
 block_R (const float *R, const OftSpec *s, int k)
@@ -9,24 +10,16 @@ block_R (const float *R, const OftSpec *s, int k)
   return R + (s->block_share ? 0 : (size_t) k * s->b * s->b);
 }
 
+/* Every product below is one GEMM per block over a column slice of the row-major operands (leading
+ * dimension d), so OpenBLAS does the work at full rate and no OpenMP region sits between BLAS calls. */
+
 void
 oft_rotate_input_forward (float *xr, const float *x, const float *R, int64_t N, const OftSpec *s)
 {
   const int b = s->b, d = s->d;
-#pragma omp parallel for schedule(static) if (N * d * b > 1 << 18)
-  for (int64_t n = 0; n < N; n++)
-    for (int k = 0; k < s->n_blocks; k++)
-      {
-        const float *Rk = block_R (R, s, k), *xi = x + n * d + (size_t) k * b;
-        float *yo = xr + n * d + (size_t) k * b;
-        for (int j = 0; j < b; j++)
-          {
-            float acc = 0;
-            for (int i = 0; i < b; i++)
-              acc += xi[i] * Rk[i * b + j];
-            yo[j] = acc;
-          }
-      }
+  for (int k = 0; k < s->n_blocks; k++)
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) N, b, b, 1.0f, x + (size_t) k * b, d,
+                 block_R (R, s, k), b, 0.0f, xr + (size_t) k * b, d);
 }
 
 void
@@ -34,45 +27,15 @@ oft_rotate_input_backward (float *dx, float *dR, const float *dxr, const float *
                            int64_t N, const OftSpec *s)
 {
   const int b = s->b, d = s->d;
-  if (dx)
+  for (int k = 0; k < s->n_blocks; k++)
     {
-#pragma omp parallel for schedule(static) if (N * d * b > 1 << 18)
-      for (int64_t n = 0; n < N; n++)
-        for (int k = 0; k < s->n_blocks; k++)
-          {
-            const float *Rk = block_R (R, s, k), *g = dxr + n * d + (size_t) k * b;
-            float *o = dx + n * d + (size_t) k * b;
-            for (int i = 0; i < b; i++)
-              {
-                float acc = 0;
-                for (int j = 0; j < b; j++)
-                  acc += g[j] * Rk[i * b + j];
-                o[i] += acc;
-              }
-          }
-    }
-  if (dR)
-    {
-      /* dR_k[i, j] = Σ_n x[n, kb + i]·dxr[n, kb + j]; blocks of a shared R all land in row 0 */
-      const int rows = oft_spec_rows (s);
-#pragma omp parallel for schedule(static) if (rows > 1 && N * d * b > 1 << 18)
-      for (int r = 0; r < rows; r++)
-        {
-          float *D = dR + (size_t) r * b * b;
-          int k0 = s->block_share ? 0 : r, k1 = s->block_share ? s->n_blocks : r + 1;
-          for (int k = k0; k < k1; k++)
-            for (int64_t n = 0; n < N; n++)
-              {
-                const float *xi = x + n * d + (size_t) k * b, *g = dxr + n * d + (size_t) k * b;
-                for (int i = 0; i < b; i++)
-                  {
-                    float xv = xi[i];
-                    if (xv != 0)
-                      for (int j = 0; j < b; j++)
-                        D[i * b + j] += xv * g[j];
-                  }
-              }
-        }
+      /* dx_k += dxr_k·R_kᵀ; dR_k += x_kᵀ·dxr_k (blocks of a shared R all land in row 0) */
+      if (dx)
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) N, b, b, 1.0f, dxr + (size_t) k * b, d,
+                     block_R (R, s, k), b, 1.0f, dx + (size_t) k * b, d);
+      if (dR)
+        cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, b, b, (int) N, 1.0f, x + (size_t) k * b, d,
+                     dxr + (size_t) k * b, d, 1.0f, (float *) block_R (dR, s, k), b);
     }
 }
 
@@ -80,20 +43,9 @@ void
 oft_rotate_weight_forward (float *Wr, const float *W, const float *R, int64_t out, const OftSpec *s)
 {
   const int b = s->b, d = s->d;
-#pragma omp parallel for schedule(static) if (out * d * b > 1 << 18)
-  for (int64_t o = 0; o < out; o++)
-    for (int k = 0; k < s->n_blocks; k++)
-      {
-        const float *Rk = block_R (R, s, k), *w = W + o * d + (size_t) k * b;
-        float *y = Wr + o * d + (size_t) k * b;
-        for (int i = 0; i < b; i++)
-          {
-            float acc = 0;
-            for (int j = 0; j < b; j++)
-              acc += w[j] * Rk[i * b + j];
-            y[i] = acc;
-          }
-      }
+  for (int k = 0; k < s->n_blocks; k++)
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) out, b, b, 1.0f, W + (size_t) k * b, d,
+                 block_R (R, s, k), b, 0.0f, Wr + (size_t) k * b, d);
 }
 
 void
@@ -101,26 +53,11 @@ oft_rotate_weight_backward (float *dR, const float *dWr, const float *W, int64_t
 {
   if (!dR)
     return;
-  /* Wr[o, kb + i] = Σ_j W[o, kb + j]·R_k[i, j]  ⇒  dR_k[i, j] += Σ_o dWr[o, kb + i]·W[o, kb + j] */
-  const int b = s->b, d = s->d, rows = oft_spec_rows (s);
-#pragma omp parallel for schedule(static) if (rows > 1 && out * d * b > 1 << 18)
-  for (int r = 0; r < rows; r++)
-    {
-      float *D = dR + (size_t) r * b * b;
-      int k0 = s->block_share ? 0 : r, k1 = s->block_share ? s->n_blocks : r + 1;
-      for (int k = k0; k < k1; k++)
-        for (int64_t o = 0; o < out; o++)
-          {
-            const float *g = dWr + o * d + (size_t) k * b, *w = W + o * d + (size_t) k * b;
-            for (int i = 0; i < b; i++)
-              {
-                float gv = g[i];
-                if (gv != 0)
-                  for (int j = 0; j < b; j++)
-                    D[i * b + j] += gv * w[j];
-              }
-          }
-    }
+  /* Wr_k = W_k·R_kᵀ  ⇒  dR_k += dWr_kᵀ·W_k */
+  const int b = s->b, d = s->d;
+  for (int k = 0; k < s->n_blocks; k++)
+    cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, b, b, (int) out, 1.0f, dWr + (size_t) k * b, d,
+                 W + (size_t) k * b, d, 1.0f, (float *) block_R (dR, s, k), b);
 }
 
 gboolean

@@ -13,5 +13,6 @@
 #include "oft/unet.h"
 #include "oft/rng.h"
 #include "oft/pipeline.h"
+#include "oft/runtime.h"
 
 const char *oft_version (void);
