@@ -26,15 +26,15 @@ oft_clip_text_config (const OftClipText *m)
   return &m->cfg;
 }
 
-OftClipText *
-oft_clip_text_load_from (const OftClipConfig *cfg, const OftSafetensors *st, const char *prefix, GError **error)
+static OftClipText *
+load_weights (const OftClipConfig *cfg, const OftWeightSource *src, GError **error)
 {
   OftClipText *m = g_new0 (OftClipText, 1);
   m->cfg = *cfg;
   oft_arena_init (&m->params, "clip-params", 0);
   oft_arena_init (&m->acts, "clip-activations", 0);
   int64_t H = cfg->hidden, I = cfg->intermediate;
-  OftWeightLoader l = { .st = st, .prefix = prefix, .arena = &m->params };
+  OftWeightLoader l = { .src = src, .arena = &m->params };
   m->tok_emb = oft_weights_get (&l, OFT_SHAPE (cfg->vocab_size, H), "text_model.embeddings.token_embedding.weight");
   m->pos_emb = oft_weights_get (&l, OFT_SHAPE (cfg->max_positions, H), "text_model.embeddings.position_embedding.weight");
   m->layers = g_new0 (ClipLayer, cfg->n_layers);
@@ -71,15 +71,12 @@ oft_clip_text_load_from (const OftClipConfig *cfg, const OftSafetensors *st, con
 }
 
 OftClipText *
-oft_clip_text_load (const char *dir, GError **error)
+oft_clip_text_load_from (const char *cfg_path, const OftWeightSource *src, GError **error)
 {
-  char *cfg_path = g_build_filename (dir, "config.json", NULL);
-  char *st_path = g_build_filename (dir, "model.safetensors", NULL);
   OftClipText *m = NULL;
-  OftSafetensors *st = NULL;
   OftConfig c;
   if (!oft_config_open (&c, cfg_path, error))
-    goto out;
+    return NULL;
   OftClipConfig cfg = {
     .vocab_size = oft_config_int (&c, "vocab_size", 49408, 1, 1 << 24),
     .hidden = oft_config_int (&c, "hidden_size", 768, 1, 1 << 16),
@@ -102,13 +99,24 @@ oft_clip_text_load (const char *dir, GError **error)
   if (!c.error && cfg.hidden % cfg.n_heads != 0)
     g_set_error (&c.error, OFT_MODEL_ERROR, OFT_ERROR_INVALID,
                  "%s: hidden_size %d is not a multiple of num_attention_heads %d", cfg_path, cfg.hidden, cfg.n_heads);
-  if (!oft_config_finish (&c, error))
-    goto out;
-  st = oft_safetensors_open (st_path, error);
-  if (st)
-    m = oft_clip_text_load_from (&cfg, st, "", error);
-out:
+  if (oft_config_finish (&c, error))
+    m = load_weights (&cfg, src, error);
   oft_config_close (&c);
+  return m;
+}
+
+OftClipText *
+oft_clip_text_load (const char *dir, GError **error)
+{
+  char *cfg_path = g_build_filename (dir, "config.json", NULL);
+  char *st_path = g_build_filename (dir, "model.safetensors", NULL);
+  OftClipText *m = NULL;
+  /* the config is read first, so its errors come before a missing weights file's */
+  GError *open_error = NULL;
+  OftSafetensors *st = oft_safetensors_open (st_path, &open_error);
+  OftWeightSource src = { .st = st, .open_error = open_error };
+  m = oft_clip_text_load_from (cfg_path, &src, error);
+  g_clear_error (&open_error);
   oft_safetensors_close (st);
   g_free (cfg_path);
   g_free (st_path);

@@ -348,14 +348,11 @@ load_weights (OftUnet *u, OftWeightLoader *l, const bool *cross_down, const bool
 }
 
 OftUnet *
-oft_unet_load (const char *dir, GError **error)
+oft_unet_load_from (const char *cfg_path, const OftWeightSource *src, GError **error)
 {
-  char *cfg_path = g_build_filename (dir, "config.json", NULL);
-  char *st_path = g_build_filename (dir, "diffusion_pytorch_model.safetensors", NULL);
   OftUnet *u = g_new0 (OftUnet, 1);
   oft_arena_init (&u->params, "unet-params", 0);
   oft_arena_init (&u->acts, "unet-activations", 0);
-  OftSafetensors *st = NULL;
   OftConfig c;
   bool cross_down[MAX_LEVELS] = { 0 }, cross_up[MAX_LEVELS] = { 0 };
   gboolean ok = FALSE;
@@ -364,23 +361,35 @@ oft_unet_load (const char *dir, GError **error)
   read_config (u, &c, cross_down, cross_up);
   if (!oft_config_finish (&c, error))
     goto out;
-  st = oft_safetensors_open (st_path, error);
-  if (st)
-    {
-      OftWeightLoader l = { .st = st, .prefix = "", .arena = &u->params };
-      load_weights (u, &l, cross_down, cross_up);
-      ok = oft_weights_finish (&l, error);
-    }
+  OftWeightLoader l = { .src = src, .arena = &u->params };
+  load_weights (u, &l, cross_down, cross_up);
+  ok = oft_weights_finish (&l, error);
 out:
   oft_config_close (&c);
-  oft_safetensors_close (st);
-  g_free (cfg_path);
-  g_free (st_path);
   if (!ok)
     {
       oft_unet_free (u);
       return NULL;
     }
+  return u;
+}
+
+OftUnet *
+oft_unet_load (const char *dir, GError **error)
+{
+  char *cfg_path = g_build_filename (dir, "config.json", NULL);
+  char *st_path = g_build_filename (dir, "diffusion_pytorch_model.safetensors", NULL);
+  OftUnet *u = NULL;
+  OftSafetensors *st = NULL;
+  /* the config is read first, so its errors come before a missing weights file's */
+  GError *open_error = NULL;
+  st = oft_safetensors_open (st_path, &open_error);
+  OftWeightSource src = { .st = st, .open_error = open_error };
+  u = oft_unet_load_from (cfg_path, &src, error);
+  g_clear_error (&open_error);
+  oft_safetensors_close (st);
+  g_free (cfg_path);
+  g_free (st_path);
   return u;
 }
 

@@ -63,9 +63,9 @@ mid_load (VaeMid *m, OftWeightLoader *l, const char *side, int ch, int groups, b
 }
 
 static gboolean
-load_weights (OftVae *v, const OftSafetensors *st, bool mid_attn, GError **error)
+load_weights (OftVae *v, const OftWeightSource *src, bool mid_attn, GError **error)
 {
-  OftWeightLoader l = { .st = st, .prefix = "", .arena = &v->params };
+  OftWeightLoader l = { .src = src, .arena = &v->params };
   int L = v->n_levels, *ch = v->ch, G = v->groups, lat = v->latent;
   char p[128];
   /* encoder */
@@ -156,14 +156,11 @@ check_block_types (OftConfig *c, const char *key, const char *want, int n)
 }
 
 OftVae *
-oft_vae_load (const char *dir, GError **error)
+oft_vae_load_from (const char *cfg_path, const OftWeightSource *src, GError **error)
 {
-  char *cfg_path = g_build_filename (dir, "config.json", NULL);
-  char *st_path = g_build_filename (dir, "diffusion_pytorch_model.safetensors", NULL);
   OftVae *v = g_new0 (OftVae, 1);
   oft_arena_init (&v->params, "vae-params", 0);
   oft_arena_init (&v->acts, "vae-activations", 0);
-  OftSafetensors *st = NULL;
   OftConfig c;
   gboolean ok = FALSE;
   if (!oft_config_open (&c, cfg_path, error))
@@ -201,18 +198,33 @@ oft_vae_load (const char *dir, GError **error)
     g_set_error (&c.error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "%s: act_fn \"%s\" is not supported (silu)", cfg_path, act);
   if (!oft_config_finish (&c, error))
     goto out;
-  st = oft_safetensors_open (st_path, error);
-  ok = st && load_weights (v, st, mid_attn, error);
+  ok = load_weights (v, src, mid_attn, error);
 out:
   oft_config_close (&c);
-  oft_safetensors_close (st);
-  g_free (cfg_path);
-  g_free (st_path);
   if (!ok)
     {
       oft_vae_free (v);
       return NULL;
     }
+  return v;
+}
+
+OftVae *
+oft_vae_load (const char *dir, GError **error)
+{
+  char *cfg_path = g_build_filename (dir, "config.json", NULL);
+  char *st_path = g_build_filename (dir, "diffusion_pytorch_model.safetensors", NULL);
+  OftVae *v = NULL;
+  OftSafetensors *st = NULL;
+  /* the config is read first, so its errors come before a missing weights file's */
+  GError *open_error = NULL;
+  st = oft_safetensors_open (st_path, &open_error);
+  OftWeightSource src = { .st = st, .open_error = open_error };
+  v = oft_vae_load_from (cfg_path, &src, error);
+  g_clear_error (&open_error);
+  oft_safetensors_close (st);
+  g_free (cfg_path);
+  g_free (st_path);
   return v;
 }
 

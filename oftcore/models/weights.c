@@ -1,5 +1,6 @@
 #include "weights.h"
 #include <stdarg.h>
+#include <string.h>
 
 float *
 oft_weights_get (OftWeightLoader *l, int ndim, const int64_t *shape, const char *fmt, ...)
@@ -10,23 +11,35 @@ oft_weights_get (OftWeightLoader *l, int ndim, const int64_t *shape, const char 
   va_start (ap, fmt);
   char *tail = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  char *name = g_strconcat (l->prefix ? l->prefix : "", tail, NULL);
-  g_free (tail);
+  const OftSafetensors *st = l->src->st;
+  if (!st)
+    {
+      /* the config was fine; now the weights file's own error */
+      l->error = l->src->open_error ? g_error_copy (l->src->open_error)
+                                    : g_error_new (OFT_IO_ERROR, OFT_ERROR_NOT_FOUND, "no weights file");
+      g_free (tail);
+      return NULL;
+    }
+  char *name = l->src->map ? l->src->map (tail, l->src->map_data) : g_strdup (tail);
   float *dst = NULL;
   int64_t numel = 1;
   for (int i = 0; i < ndim; i++)
     numel *= shape[i];
-  const OftSafetensorsEntry *e = oft_safetensors_find (l->st, name);
-  if (!e)
+  const OftSafetensorsEntry *e = name ? oft_safetensors_find (st, name) : NULL;
+  if (!e && name && strcmp (name, tail) != 0)
+    g_set_error (&l->error, OFT_MODEL_ERROR, OFT_ERROR_NOT_FOUND, "%s: missing tensor '%s' (the model's '%s')",
+                 oft_safetensors_path (st), name, tail);
+  else if (!e)
     g_set_error (&l->error, OFT_MODEL_ERROR, OFT_ERROR_NOT_FOUND, "%s: missing tensor '%s'",
-                 oft_safetensors_path (l->st), name);
+                 oft_safetensors_path (st), tail);
   else
     {
       dst = oft_arena_floats (l->arena, (size_t) numel);
-      if (!oft_safetensors_read_f32 (l->st, name, dst, ndim, shape, &l->error))
+      if (!oft_safetensors_read_f32 (st, name, dst, ndim, shape, &l->error))
         dst = NULL;
     }
   g_free (name);
+  g_free (tail);
   return dst;
 }
 

@@ -5,13 +5,13 @@
 #include "oft/error.h"
 
 typedef struct {
-  const OftSafetensors *st;
-  const char *prefix;      /* prepended to every name ("" for diffusers folders) */
+  const OftWeightSource *src;
   OftArena *arena;         /* receives the f32 copies */
   GError *error;           /* the first failure, owned */
 } OftWeightLoader;
 
-/* Tensor `prefix + printf(fmt, ...)` checked against shape[ndim]; NULL after any failure. */
+/* Tensor printf(fmt, ...) (a diffusers name, mapped through the source) checked against shape[ndim];
+ * NULL after any failure. */
 float *oft_weights_get (OftWeightLoader *l, int ndim, const int64_t *shape, const char *fmt, ...) G_GNUC_PRINTF (4, 5);
 /* TRUE if every load succeeded; otherwise moves the first error to `error`. */
 gboolean oft_weights_finish (OftWeightLoader *l, GError **error);

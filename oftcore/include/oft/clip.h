@@ -19,9 +19,8 @@ typedef struct _OftClipText OftClipText;
 
 /* A transformers text_encoder/ folder: config.json + model.safetensors. */
 OftClipText *oft_clip_text_load (const char *dir, GError **error);
-/* From an open safetensors whose names are `prefix` + transformers' names ("text_model...."). */
-OftClipText *oft_clip_text_load_from (const OftClipConfig *cfg, const OftSafetensors *st, const char *prefix,
-                                      GError **error);
+/* A transformers config.json and tensors named as transformers does ("text_model....") through `src`. */
+OftClipText *oft_clip_text_load_from (const char *config_path, const OftWeightSource *src, GError **error);
 void         oft_clip_text_free (OftClipText *m);
 const OftClipConfig *oft_clip_text_config (const OftClipText *m);
 

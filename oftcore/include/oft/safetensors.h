@@ -42,6 +42,17 @@ gboolean        oft_safetensors_read_f32 (const OftSafetensors *st, const char *
 float          *oft_safetensors_dup_f32 (const OftSafetensors *st, const char *name,
                                          int64_t *numel, GError **error);
 
+/* Where a model's tensors come from: an open container and an optional map from the diffusers name a
+ * model asks for to the container's own name (LDM single files, prefixed state dicts). The map returns
+ * a newly allocated name, or NULL when the container has no such tensor. */
+typedef char *(*OftNameMap) (const char *name, gpointer data);
+typedef struct {
+  const OftSafetensors *st;  /* NULL: a weights file that could not be opened; loading fails with open_error */
+  OftNameMap map;            /* NULL: names are used as they are */
+  gpointer map_data;
+  const GError *open_error;
+} OftWeightSource;
+
 /* Writes tensors (name[i], tensors[i]) and optional metadata (string → string, may be NULL)
  * atomically: a temporary file beside `path`, fsync, rename, fsync of the folder. On any failure
  * the previous file at `path` is untouched and the temporary file is removed. */

@@ -16,6 +16,8 @@ typedef void (*OftTapFunc) (const char *name, const float *data, int64_t n, gpoi
 
 /* A diffusers unet/ folder: config.json + diffusion_pytorch_model.safetensors. */
 OftUnet *oft_unet_load (const char *dir, GError **error);
+/* A diffusers UNet config.json and tensors with diffusers' names through `src`. */
+OftUnet *oft_unet_load_from (const char *config_path, const OftWeightSource *src, GError **error);
 void     oft_unet_free (OftUnet *u);
 int      oft_unet_in_channels (const OftUnet *u);
 int      oft_unet_out_channels (const OftUnet *u);

@@ -12,6 +12,8 @@ typedef struct _OftVae OftVae;
 
 /* A diffusers vae/ folder: config.json + diffusion_pytorch_model.safetensors. */
 OftVae *oft_vae_load (const char *dir, GError **error);
+/* A diffusers VAE config.json and tensors with diffusers' names through `src`. */
+OftVae *oft_vae_load_from (const char *config_path, const OftWeightSource *src, GError **error);
 void    oft_vae_free (OftVae *v);
 float   oft_vae_scaling_factor (const OftVae *v);
 int     oft_vae_latent_channels (const OftVae *v);
