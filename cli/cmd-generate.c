@@ -36,6 +36,8 @@ int
 cmd_generate (int argc, char **argv)
 {
   char *model = NULL, *prompt = NULL, *negative = NULL, *sampler = NULL, *out = NULL, *noise_path = NULL;
+  char **adapters = NULL;
+  gboolean merge = FALSE;
   int steps = 30, width = 0, height = 0, clip_skip = 0;
   double guidance = 7.5, eta = 0;
   gint64 seed = -1;
@@ -51,6 +53,8 @@ cmd_generate (int argc, char **argv)
     { "width", 'W', 0, G_OPTION_ARG_INT, &width, "Width in pixels (default: the model's native size)", "W" },
     { "height", 'H', 0, G_OPTION_ARG_INT, &height, "Height in pixels (default: the model's native size)", "H" },
     { "clip-skip", 0, 0, G_OPTION_ARG_INT, &clip_skip, "Skip this many final CLIP layers (default 0)", "N" },
+    { "adapter", 'a', 0, G_OPTION_ARG_FILENAME_ARRAY, &adapters, "PEFT OFT/BOFT adapter folder (repeat to stack, applied in order)", "DIR" },
+    { "merge", 0, 0, G_OPTION_ARG_NONE, &merge, "Merge adapters into the weights at load instead of rotating inputs on the fly", NULL },
     { "init-noise", 0, 0, G_OPTION_ARG_FILENAME, &noise_path, "safetensors with one [1,4,H/8,W/8] tensor used as the initial noise", "FILE" },
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Output PNG", "OUT.png" },
     { NULL },
@@ -92,6 +96,17 @@ cmd_generate (int argc, char **argv)
   p = oft_pipeline_load (model, &error);
   if (!p)
     goto out;
+  for (int i = 0; adapters && adapters[i]; i++)
+    {
+      OftPeftAdapter *a = oft_peft_adapter_load (adapters[i], &error);
+      gboolean applied = a && oft_unet_apply_adapter (p->unet, a, merge, &error);
+      oft_peft_adapter_free (a);
+      if (!applied)
+        {
+          g_prefix_error (&error, "adapter %s: ", adapters[i]);
+          goto out;
+        }
+    }
   int f = oft_vae_factor (p->vae), native = oft_unet_sample_size (p->unet) * f;
   gp.width = width > 0 ? width : native;
   gp.height = height > 0 ? height : native;
@@ -126,6 +141,7 @@ out:
   g_free (sampler);
   g_free (out);
   g_free (noise_path);
+  g_strfreev (adapters);
   g_option_context_free (ctx);
   return rc;
 }

@@ -200,21 +200,31 @@ boft_apply (float *W, int64_t out, int64_t d, const OftAdapterConfig *cfg, const
   return TRUE;
 }
 
+float *
+oft_adapter_rotation (OftSpec *spec, int64_t d, const OftAdapterConfig *cfg, const OftTensor *param,
+                      const char *module, GError **error)
+{
+  if (!oft_spec_for (spec, d, cfg, param, module, error))
+    return NULL;
+  float *p = param_f32 (param, module, "oft_R.weight", error);
+  if (!p)
+    return NULL;
+  if (spec->coft)
+    oft_coft_project (p, spec); /* PEFT projects in place before building R, in merge as in forward */
+  float *R = g_new (float, (size_t) oft_spec_rows (spec) * spec->b * spec->b);
+  oft_rotation_forward (R, NULL, p, spec);
+  g_free (p);
+  return R;
+}
+
 static gboolean
 oft_apply (float *W, int64_t out, int64_t d, const OftAdapterConfig *cfg, const OftTensor *param,
            const char *module, bool undo, GError **error)
 {
   OftSpec s;
-  if (!oft_spec_for (&s, d, cfg, param, module, error))
+  float *R = oft_adapter_rotation (&s, d, cfg, param, module, error);
+  if (!R)
     return FALSE;
-  float *p = param_f32 (param, module, "oft_R.weight", error);
-  if (!p)
-    return FALSE;
-  if (s.coft)
-    oft_coft_project (p, &s); /* PEFT projects in place before building R, in merge as in forward */
-  const int rows = oft_spec_rows (&s);
-  float *R = g_new (float, (size_t) rows * s.b * s.b);
-  oft_rotation_forward (R, NULL, p, &s);
   float *tmp = g_new (float, (size_t) (out * d));
   gboolean ok = TRUE;
   if (!undo)
@@ -228,7 +238,6 @@ oft_apply (float *W, int64_t out, int64_t d, const OftAdapterConfig *cfg, const 
     memcpy (W, tmp, sizeof (float) * (size_t) (out * d));
   g_free (tmp);
   g_free (R);
-  g_free (p);
   return ok;
 }
 

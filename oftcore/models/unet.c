@@ -3,6 +3,7 @@
  * resnet(+attention) of a down block and after every downsampler, and popped by the up blocks. */
 #include "oft/unet.h"
 #include "oft/nn.h"
+#include "oft/adapters.h"
 #include "blocks.h"
 #include "config.h"
 #include <math.h>
@@ -11,13 +12,33 @@
 #define MAX_LEVELS 8
 #define MAX_LAYERS 8
 
+/* A Linear of a transformer block; on-the-fly OFT adapters rotate its input (x ↦ x·R per block,
+ * PEFT's forward), in the order they were applied. */
+typedef struct {
+  OftSpec spec;
+  float *R;
+} LinRot;
+
+typedef struct {
+  int in, out;
+  float *w, *b;       /* b may be NULL */
+  GPtrArray *rots;    /* LinRot*, NULL when none */
+} Lin;
+
 typedef struct {
   int dim, heads, ctx, ff;               /* ff = inner width of the GEGLU feed-forward */
   float *n1w, *n1b, *n2w, *n2b, *n3w, *n3b;
-  float *q1, *k1, *v1, *o1w, *o1b;       /* self-attention (no q/k/v bias) */
-  float *q2, *k2, *v2, *o2w, *o2b;       /* cross-attention */
-  float *ffw, *ffb, *ff2w, *ff2b;
+  Lin q1, k1, v1, o1;                    /* self-attention (no q/k/v bias) */
+  Lin q2, k2, v2, o2;                    /* cross-attention */
+  Lin ff1, ff2;
 } TBlock;
+
+/* Every weight an adapter may target, by its diffusers module path. */
+typedef struct {
+  float *w;
+  int64_t out, d;     /* the weight as [out, d] (convs flattened to C·kh·kw) */
+  Lin *lin;           /* set for transformer-block Linears, which can also run adapters on the fly */
+} Module;
 
 typedef struct {
   int ch, inner, groups, n_blocks;
@@ -48,6 +69,7 @@ struct _OftUnet {
   Transformer mid_attn;
   OftTapFunc tap;
   gpointer tap_data;
+  GHashTable *modules;  /* path → Module */
 };
 
 int oft_unet_in_channels (const OftUnet *u) { return u->in_ch; }
@@ -71,11 +93,87 @@ tap (OftUnet *u, const char *name, const float *x, int64_t n)
 }
 
 static void
-transformer_load (Transformer *t, OftWeightLoader *l, const char *p, int ch, int heads, int ctx, int groups,
+reg (OftUnet *u, const char *path, float *w, int64_t out, int64_t d, Lin *lin)
+{
+  if (!w)
+    return;  /* a failed load: the sticky error is reported by the caller */
+  Module *m = g_new (Module, 1);
+  *m = (Module) { .w = w, .out = out, .d = d, .lin = lin };
+  g_hash_table_replace (u->modules, g_strdup (path), m);
+}
+
+static void
+reg_resnet (OftUnet *u, const char *p, const OftResnet *r)
+{
+  char path[200];
+  g_snprintf (path, sizeof path, "%s.conv1", p);
+  reg (u, path, r->c1w, r->cout, (int64_t) r->cin * 9, NULL);
+  g_snprintf (path, sizeof path, "%s.conv2", p);
+  reg (u, path, r->c2w, r->cout, (int64_t) r->cout * 9, NULL);
+  g_snprintf (path, sizeof path, "%s.time_emb_proj", p);
+  reg (u, path, r->tw, r->cout, r->temb, NULL);
+  g_snprintf (path, sizeof path, "%s.conv_shortcut", p);
+  reg (u, path, r->scw, r->cout, r->cin, NULL);
+}
+
+static void
+lin_load (OftUnet *u, Lin *lin, OftWeightLoader *l, const char *p, const char *name, int in, int out, bool bias)
+{
+  *lin = (Lin) { .in = in, .out = out };
+  lin->w = oft_weights_get (l, OFT_SHAPE (out, in), "%s.%s.weight", p, name);
+  if (bias)
+    lin->b = oft_weights_get (l, OFT_SHAPE (out), "%s.%s.bias", p, name);
+  char *path = g_strdup_printf ("%s.%s", p, name);
+  reg (u, path, lin->w, out, in, lin);
+  g_free (path);
+}
+
+/* out[N, lin->out] = (x·R_1·R_2⋯)·Wᵀ + b */
+static void
+lin_forward (OftArena *a, float *out, const float *x, const Lin *lin, int64_t N)
+{
+  if (!lin->rots || lin->rots->len == 0)
+    {
+      oft_linear_forward (out, x, lin->w, lin->b, N, lin->in, lin->out);
+      return;
+    }
+  OftArenaMark m = oft_arena_mark (a);
+  float *t0 = oft_arena_floats (a, (size_t) N * lin->in), *t1 = oft_arena_floats (a, (size_t) N * lin->in);
+  const float *src = x;
+  for (guint i = 0; i < lin->rots->len; i++)
+    {
+      const LinRot *r = g_ptr_array_index (lin->rots, i);
+      float *dst = src == t0 ? t1 : t0;
+      oft_rotate_input_forward (dst, src, r->R, N, &r->spec);
+      src = dst;
+    }
+  oft_linear_forward (out, src, lin->w, lin->b, N, lin->in, lin->out);
+  oft_arena_reset (a, m);
+}
+
+static void
+lin_rot_free (gpointer p)
+{
+  LinRot *r = p;
+  g_free (r->R);
+  g_free (r);
+}
+
+static void
+lin_clear (Lin *lin)
+{
+  if (lin->rots)
+    g_ptr_array_unref (lin->rots);
+  lin->rots = NULL;
+}
+
+static void
+transformer_load (OftUnet *u, Transformer *t, OftWeightLoader *l, const char *p, int ch, int heads, int ctx, int groups,
                   bool linear_proj)
 {
   int D = ch; /* inner_dim = heads · (ch / heads) */
   *t = (Transformer) { .ch = ch, .inner = D, .groups = groups, .n_blocks = 1, .linear_proj = linear_proj };
+  char path[200];
   t->nw = oft_weights_get (l, OFT_SHAPE (ch), "%s.norm.weight", p);
   t->nb = oft_weights_get (l, OFT_SHAPE (ch), "%s.norm.bias", p);
   if (linear_proj)
@@ -90,6 +188,10 @@ transformer_load (Transformer *t, OftWeightLoader *l, const char *p, int ch, int
     }
   t->pib = oft_weights_get (l, OFT_SHAPE (D), "%s.proj_in.bias", p);
   t->pob = oft_weights_get (l, OFT_SHAPE (ch), "%s.proj_out.bias", p);
+  g_snprintf (path, sizeof path, "%s.proj_in", p);
+  reg (u, path, t->piw, D, ch, NULL);
+  g_snprintf (path, sizeof path, "%s.proj_out", p);
+  reg (u, path, t->pow_, ch, D, NULL);
   t->blocks = g_new0 (TBlock, t->n_blocks);
   for (int i = 0; i < t->n_blocks; i++)
     {
@@ -102,20 +204,18 @@ transformer_load (Transformer *t, OftWeightLoader *l, const char *p, int ch, int
       W (n2b, "norm2.bias", D);
       W (n3w, "norm3.weight", D);
       W (n3b, "norm3.bias", D);
-      W (q1, "attn1.to_q.weight", D, D);
-      W (k1, "attn1.to_k.weight", D, D);
-      W (v1, "attn1.to_v.weight", D, D);
-      W (o1w, "attn1.to_out.0.weight", D, D);
-      W (o1b, "attn1.to_out.0.bias", D);
-      W (q2, "attn2.to_q.weight", D, D);
-      W (k2, "attn2.to_k.weight", D, ctx);
-      W (v2, "attn2.to_v.weight", D, ctx);
-      W (o2w, "attn2.to_out.0.weight", D, D);
-      W (o2b, "attn2.to_out.0.bias", D);
-      W (ffw, "ff.net.0.proj.weight", 2 * b->ff, D);
-      W (ffb, "ff.net.0.proj.bias", 2 * b->ff);
-      W (ff2w, "ff.net.2.weight", D, b->ff);
-      W (ff2b, "ff.net.2.bias", D);
+      char bp[200];
+      g_snprintf (bp, sizeof bp, "%s.transformer_blocks.%d", p, i);
+      lin_load (u, &b->q1, l, bp, "attn1.to_q", D, D, false);
+      lin_load (u, &b->k1, l, bp, "attn1.to_k", D, D, false);
+      lin_load (u, &b->v1, l, bp, "attn1.to_v", D, D, false);
+      lin_load (u, &b->o1, l, bp, "attn1.to_out.0", D, D, true);
+      lin_load (u, &b->q2, l, bp, "attn2.to_q", D, D, false);
+      lin_load (u, &b->k2, l, bp, "attn2.to_k", ctx, D, false);
+      lin_load (u, &b->v2, l, bp, "attn2.to_v", ctx, D, false);
+      lin_load (u, &b->o2, l, bp, "attn2.to_out.0", D, D, true);
+      lin_load (u, &b->ff1, l, bp, "ff.net.0.proj", D, 2 * b->ff, true);
+      lin_load (u, &b->ff2, l, bp, "ff.net.2", b->ff, D, true);
 #undef W
     }
 }
@@ -134,25 +234,25 @@ tblock_forward (OftArena *a, float *x, const float *context, const TBlock *b, in
   float *f = oft_arena_floats (a, N * 2 * F), *g = oft_arena_floats (a, N * F);
 
   oft_layernorm_forward (h, mean, rstd, x, b->n1w, b->n1b, N, D, 1e-5f);
-  oft_linear_forward (q, h, b->q1, NULL, N, D, D);
-  oft_linear_forward (k, h, b->k1, NULL, N, D, D);
-  oft_linear_forward (v, h, b->v1, NULL, N, D, D);
+  lin_forward (a, q, h, &b->q1, N);
+  lin_forward (a, k, h, &b->k1, N);
+  lin_forward (a, v, h, &b->v1, N);
   oft_attention_forward (o, att, q, k, v, B, (int) HW, (int) HW, H, D / H, false);
-  oft_linear_forward (h, o, b->o1w, b->o1b, N, D, D);
+  lin_forward (a, h, o, &b->o1, N);
   oft_add_forward (x, x, h, N * D);
 
   oft_layernorm_forward (h, mean, rstd, x, b->n2w, b->n2b, N, D, 1e-5f);
-  oft_linear_forward (q, h, b->q2, NULL, N, D, D);
-  oft_linear_forward (k, context, b->k2, NULL, NC, b->ctx, D);
-  oft_linear_forward (v, context, b->v2, NULL, NC, b->ctx, D);
+  lin_forward (a, q, h, &b->q2, N);
+  lin_forward (a, k, context, &b->k2, NC);
+  lin_forward (a, v, context, &b->v2, NC);
   oft_attention_forward (o, att, q, k, v, B, (int) HW, T, H, D / H, false);
-  oft_linear_forward (h, o, b->o2w, b->o2b, N, D, D);
+  lin_forward (a, h, o, &b->o2, N);
   oft_add_forward (x, x, h, N * D);
 
   oft_layernorm_forward (h, mean, rstd, x, b->n3w, b->n3b, N, D, 1e-5f);
-  oft_linear_forward (f, h, b->ffw, b->ffb, N, D, 2 * F);
+  lin_forward (a, f, h, &b->ff1, N);
   oft_geglu_forward (g, f, N, F);
-  oft_linear_forward (h, g, b->ff2w, b->ff2b, N, F, D);
+  lin_forward (a, h, g, &b->ff2, N);
   oft_add_forward (x, x, h, N * D);
   oft_arena_reset (a, m);
 }
@@ -197,6 +297,13 @@ transformer_forward (OftArena *a, float *x, const float *context, const Transfor
 static void
 transformer_free (Transformer *t)
 {
+  for (int i = 0; t->blocks && i < t->n_blocks; i++)
+    {
+      TBlock *b = &t->blocks[i];
+      Lin *all[] = { &b->q1, &b->k1, &b->v1, &b->o1, &b->q2, &b->k2, &b->v2, &b->o2, &b->ff1, &b->ff2 };
+      for (size_t j = 0; j < G_N_ELEMENTS (all); j++)
+        lin_clear (all[j]);
+    }
   g_free (t->blocks);
 }
 
@@ -296,22 +403,27 @@ load_weights (OftUnet *u, OftWeightLoader *l, const bool *cross_down, const bool
         {
           g_snprintf (p, sizeof p, "down_blocks.%d.resnets.%d", i, j);
           oft_resnet_load (&d->res[j], l, p, j == 0 ? in : out, out, TE, G, eps);
+          reg_resnet (u, p, &d->res[j]);
           if (d->has_attn)
             {
               g_snprintf (p, sizeof p, "down_blocks.%d.attentions.%d", i, j);
-              transformer_load (&d->attn[j], l, p, out, u->heads[i], u->ctx_dim, G, u->linear_proj);
+              transformer_load (u, &d->attn[j], l, p, out, u->heads[i], u->ctx_dim, G, u->linear_proj);
             }
         }
       if (d->has_sample)
         {
           g_snprintf (p, sizeof p, "down_blocks.%d.downsamplers.0", i);
           oft_downsample_load (&d->down, l, p, out, false);
+          g_strlcat (p, ".conv", sizeof p);
+          reg (u, p, d->down.w, out, (int64_t) out * 9, NULL);
         }
     }
   int top = u->ch[L - 1];
   oft_resnet_load (&u->mid_r0, l, "mid_block.resnets.0", top, top, TE, G, eps);
-  transformer_load (&u->mid_attn, l, "mid_block.attentions.0", top, u->heads[L - 1], u->ctx_dim, G, u->linear_proj);
+  reg_resnet (u, "mid_block.resnets.0", &u->mid_r0);
+  transformer_load (u, &u->mid_attn, l, "mid_block.attentions.0", top, u->heads[L - 1], u->ctx_dim, G, u->linear_proj);
   oft_resnet_load (&u->mid_r1, l, "mid_block.resnets.1", top, top, TE, G, eps);
+  reg_resnet (u, "mid_block.resnets.1", &u->mid_r1);
   out = top;
   for (int i = 0; i < L; i++)
     {
@@ -329,22 +441,29 @@ load_weights (OftUnet *u, OftWeightLoader *l, const bool *cross_down, const bool
           int rin = j == 0 ? prev : out;
           g_snprintf (p, sizeof p, "up_blocks.%d.resnets.%d", i, j);
           oft_resnet_load (&up->res[j], l, p, rin + skip, out, TE, G, eps);
+          reg_resnet (u, p, &up->res[j]);
           if (up->has_attn)
             {
               g_snprintf (p, sizeof p, "up_blocks.%d.attentions.%d", i, j);
-              transformer_load (&up->attn[j], l, p, out, u->heads[L - 1 - i], u->ctx_dim, G, u->linear_proj);
+              transformer_load (u, &up->attn[j], l, p, out, u->heads[L - 1 - i], u->ctx_dim, G, u->linear_proj);
             }
         }
       if (up->has_sample)
         {
           g_snprintf (p, sizeof p, "up_blocks.%d.upsamplers.0", i);
           oft_upsample_load (&up->up, l, p, out);
+          g_strlcat (p, ".conv", sizeof p);
+          reg (u, p, up->up.w, out, (int64_t) out * 9, NULL);
         }
     }
   u->nout_w = oft_weights_get (l, OFT_SHAPE (u->ch[0]), "conv_norm_out.weight");
   u->nout_b = oft_weights_get (l, OFT_SHAPE (u->ch[0]), "conv_norm_out.bias");
   u->cout_w = oft_weights_get (l, OFT_SHAPE (u->out_ch, u->ch[0], 3, 3), "conv_out.weight");
   u->cout_b = oft_weights_get (l, OFT_SHAPE (u->out_ch), "conv_out.bias");
+  reg (u, "time_embedding.linear_1", u->t1w, TE, u->tproj, NULL);
+  reg (u, "time_embedding.linear_2", u->t2w, TE, TE, NULL);
+  reg (u, "conv_in", u->cin_w, u->ch[0], (int64_t) u->in_ch * 9, NULL);
+  reg (u, "conv_out", u->cout_w, u->out_ch, (int64_t) u->ch[0] * 9, NULL);
 }
 
 OftUnet *
@@ -353,6 +472,7 @@ oft_unet_load_from (const char *cfg_path, const OftWeightSource *src, GError **e
   OftUnet *u = g_new0 (OftUnet, 1);
   oft_arena_init (&u->params, "unet-params", 0);
   oft_arena_init (&u->acts, "unet-activations", 0);
+  u->modules = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   OftConfig c;
   bool cross_down[MAX_LEVELS] = { 0 }, cross_up[MAX_LEVELS] = { 0 };
   gboolean ok = FALSE;
@@ -405,9 +525,67 @@ oft_unet_free (OftUnet *u)
         transformer_free (&u->up[i].attn[j]);
       }
   transformer_free (&u->mid_attn);
+  g_hash_table_destroy (u->modules);
   oft_arena_release (&u->params);
   oft_arena_release (&u->acts);
   g_free (u);
+}
+
+gboolean
+oft_unet_apply_adapter (OftUnet *u, const OftPeftAdapter *a, gboolean merge, GError **error)
+{
+  const OftAdapterConfig *cfg = oft_peft_adapter_config (a);
+  size_t n = oft_peft_adapter_n_modules (a);
+  /* check every module first, so that a bad adapter leaves the UNet untouched */
+  for (size_t i = 0; i < n; i++)
+    {
+      const OftAdapterModule *m = oft_peft_adapter_module (a, i);
+      if (!g_hash_table_lookup (u->modules, m->module))
+        {
+          g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_NOT_FOUND,
+                       "the adapter's module '%s' is not a Linear or Conv2d of this UNet", m->module);
+          return FALSE;
+        }
+    }
+  LinRot **rots = g_new0 (LinRot *, n ? n : 1);
+  float **merged = g_new0 (float *, n ? n : 1);  /* merged copies, swapped in once all succeeded */
+  gboolean ok = TRUE;
+  for (size_t i = 0; ok && i < n; i++)
+    {
+      const OftAdapterModule *m = oft_peft_adapter_module (a, i);
+      Module *mod = g_hash_table_lookup (u->modules, m->module);
+      /* BOFT and conv modules always merge; OFT on a Linear may run input-centric */
+      if (!merge && mod->lin && cfg->kind == OFT_ADAPTER_OFT)
+        {
+          rots[i] = g_new0 (LinRot, 1);
+          rots[i]->R = oft_adapter_rotation (&rots[i]->spec, mod->d, cfg, &m->param, m->module, error);
+          ok = rots[i]->R != NULL;
+        }
+      else
+        {
+          merged[i] = g_memdup2 (mod->w, sizeof (float) * (size_t) (mod->out * mod->d));
+          ok = oft_adapter_merge (merged[i], mod->out, mod->d, cfg, &m->param, m->scale.ndim ? &m->scale : NULL,
+                                  m->module, error);
+        }
+    }
+  for (size_t i = 0; i < n; i++)
+    {
+      Module *mod = g_hash_table_lookup (u->modules, oft_peft_adapter_module (a, i)->module);
+      if (ok && rots[i])
+        {
+          if (!mod->lin->rots)
+            mod->lin->rots = g_ptr_array_new_with_free_func (lin_rot_free);
+          g_ptr_array_add (mod->lin->rots, rots[i]);
+        }
+      else if (rots[i])
+        lin_rot_free (rots[i]);
+      if (ok && merged[i])
+        memcpy (mod->w, merged[i], sizeof (float) * (size_t) (mod->out * mod->d));
+      g_free (merged[i]);
+    }
+  g_free (merged);
+  g_free (rots);
+  return ok;
 }
 
 gboolean

@@ -3,11 +3,16 @@
  *       layer.weight/layer.bias (f16: weight stored as F16; wide: a [96, 48] weight that fits no case),
  *       plus an I64 tensor and metadata that the merge must pass through unchanged;
  *   cli-helper check-merged MERGED TENSORS [f16]  layer.weight against the case's weight_merged
- *       (rel 1e-5, or 1e-3 for f16 storage), the passed-through tensors bit for bit. */
+ *       (rel 1e-5, or 1e-3 for f16 storage), the passed-through tensors bit for bit;
+ *   cli-helper extract REF TENSOR INDEX OUT  row INDEX of TENSOR in REF, saved alone with a leading dim of 1
+ *       (e.g. one prompt's initial noise for `oft generate --init-noise`);
+ *   cli-helper compare-png A.png B.png  8-bit RGB images of the same size: passes when ≥ 99.9% of the
+ *       values differ by at most one level (the golden README's rule for PNGs from float32 runs). */
 #include "oft/oft.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <png.h>
 
 static OftSafetensors *
 open_or_die (const char *path)
@@ -126,9 +131,83 @@ check_merged (const char *merged, const char *tensors, const char *variant)
   return rc;
 }
 
+static int
+extract (const char *ref, const char *name, int index, const char *out)
+{
+  OftSafetensors *st = open_or_die (ref);
+  const OftSafetensorsEntry *e = oft_safetensors_find (st, name);
+  if (!e || e->ndim < 1 || index < 0 || index >= e->shape[0])
+    {
+      fprintf (stderr, "cli-helper: no row %d of tensor %s in %s\n", index, name, ref);
+      return 2;
+    }
+  OftTensor t = oft_safetensors_view (e);
+  size_t row = oft_tensor_nbytes (&t) / (size_t) t.shape[0];
+  t.data = (char *) t.data + row * (size_t) index;
+  t.shape[0] = 1;
+  GError *error = NULL;
+  const char *names[1] = { name };
+  int rc = oft_safetensors_write (out, 1, names, &t, NULL, &error) ? 0 : 2;
+  if (rc)
+    fprintf (stderr, "cli-helper: %s\n", error->message);
+  g_clear_error (&error);
+  oft_safetensors_close (st);
+  return rc;
+}
+
+static uint8_t *
+read_png (const char *path, png_image *img)
+{
+  memset (img, 0, sizeof *img);
+  img->version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_file (img, path))
+    {
+      fprintf (stderr, "cli-helper: %s: %s\n", path, img->message);
+      return NULL;
+    }
+  img->format = PNG_FORMAT_RGB;
+  uint8_t *buf = g_malloc (PNG_IMAGE_SIZE (*img));
+  if (!png_image_finish_read (img, NULL, buf, 0, NULL))
+    {
+      fprintf (stderr, "cli-helper: %s: %s\n", path, img->message);
+      g_free (buf);
+      return NULL;
+    }
+  return buf;
+}
+
+static int
+compare_png (const char *a, const char *b)
+{
+  png_image ia, ib;
+  uint8_t *pa = read_png (a, &ia), *pb = read_png (b, &ib);
+  int rc = 1;
+  if (pa && pb && ia.width == ib.width && ia.height == ib.height)
+    {
+      size_t n = (size_t) ia.width * ia.height * 3, exact = 0, within = 0;
+      for (size_t i = 0; i < n; i++)
+        {
+          int d = abs ((int) pa[i] - (int) pb[i]);
+          exact += d == 0;
+          within += d <= 1;
+        }
+      printf ("%zu of %zu values equal, %zu within one level (%.4f%%)\n", exact, n, within, 100.0 * within / n);
+      rc = within * 1000 >= n * 999 ? 0 : 1;
+    }
+  else if (pa && pb)
+    fprintf (stderr, "cli-helper: %ux%u vs %ux%u\n", ia.width, ia.height, ib.width, ib.height);
+  g_free (pa);
+  g_free (pb);
+  return rc;
+}
+
 int
 main (int argc, char **argv)
 {
+  if (argc >= 6 && strcmp (argv[1], "extract") == 0)
+    return extract (argv[2], argv[3], atoi (argv[4]), argv[5]);
+  if (argc >= 4 && strcmp (argv[1], "compare-png") == 0)
+    return compare_png (argv[2], argv[3]);
   if (argc >= 4 && strcmp (argv[1], "make-base") == 0)
     return make_base (argv[2], argv[3], argc > 4 ? argv[4] : NULL);
   if (argc >= 4 && strcmp (argv[1], "check-merged") == 0)

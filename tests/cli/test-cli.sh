@@ -99,5 +99,36 @@ expect_fail "merge without --out is a usage error" "required" \
   "$OFT" adapter merge --base "$T/base-oft_linear.safetensors" --adapter "$G/oft_layers/oft_linear/adapter"
 [ -e "$T/x.safetensors" ] && echo "# x.safetensors should not exist" && fails=$((fails + 1))
 
+# generate: the golden DDIM run of prompt 0 (10 steps, guidance 7.5, 128×128) from its initial noise
+P="$G/pipeline"
+"$HELPER" extract "$P/reference.safetensors" ddim_init_latents 0 "$T/noise0.safetensors"
+gen () { run "$OFT" generate --model "$P" --prompt "a photo of a cat" --steps 10 --guidance 7.5 \
+         --scheduler ddim --init-noise "$T/noise0.safetensors" "$@"; }
+gen --out "$T/cat.png"
+if [ $rc -eq 0 ] && run "$HELPER" compare-png "$T/cat.png" "$P/ddim_image_0.png" && [ $rc -eq 0 ]; then
+  ok "generate matches diffusers' ddim_image_0.png: $(cat "$T/out")"
+else not_ok "generate matches diffusers' ddim_image_0.png"; fi
+for mode in on-the-fly merged; do
+  extra=; [ $mode = merged ] && extra=--merge
+  gen --adapter "$G/unet_oft/adapter" $extra --out "$T/cat-oft.png"
+  if [ $rc -eq 0 ] && run "$HELPER" compare-png "$T/cat-oft.png" "$G/unet_oft/pipeline_image_0.png" && [ $rc -eq 0 ]; then
+    ok "generate with the OFT adapter ($mode) matches PEFT's pipeline_image_0.png: $(cat "$T/out")"
+  else not_ok "generate with the OFT adapter ($mode) matches PEFT's pipeline_image_0.png"; fi
+done
+if run "$HELPER" compare-png "$T/cat.png" "$T/cat-oft.png" && [ $rc -ne 0 ]; then
+  ok "the adapter changes the image"
+else not_ok "the adapter changes the image"; fi
+expect_fail "generate with a bad size fails clearly" "width and height must be multiples of [0-9]+" \
+  "$OFT" generate --model "$P" --prompt x --steps 2 --width 100 --out "$T/bad.png"
+expect_fail "generate with a missing model names model_index.json" "model_index.json" \
+  "$OFT" generate --model "$T/nomodel" --prompt x --out "$T/bad.png"
+expect_fail "generate with an unknown scheduler lists the known ones" "dpmpp-2m-karras" \
+  "$OFT" generate --model "$P" --prompt x --scheduler plms --out "$T/bad.png"
+expect_fail "generate with an adapter for other modules fails naming the module" "not a Linear or Conv2d of this UNet" \
+  "$OFT" generate --model "$P" --prompt x --steps 2 --adapter "$G/oft_layers/oft_linear/adapter" --out "$T/bad.png"
+[ -e "$T/bad.png" ] && echo "# bad.png should not exist" && fails=$((fails + 1))
+expect_ok "tokenize prints ids" "$OFT" tokenize --model "$P" "a photo of a cat"
+expect_out "tokenize matches transformers" "^\[\[49406, 320, 1125, 539, 320, 2368, 49407, 49407"
+
 echo "1..$n"
 exit $((fails > 0))

@@ -106,6 +106,11 @@ typedef struct {
 gboolean oft_adapter_merge (float *W, int64_t out, int64_t d, const OftAdapterConfig *cfg,
                             const OftTensor *param, const OftTensor *scale,
                             const char *module, GError **error);
+/* The rotation blocks R[rows, b, b] (g_free) of one stored OFT module for input-centric use, after the
+ * same checks as oft_adapter_merge against the rotated dimension d (COFT applied to a copy when
+ * configured); fills spec. */
+float *oft_adapter_rotation (OftSpec *spec, int64_t d, const OftAdapterConfig *cfg, const OftTensor *param,
+                             const char *module, GError **error);
 gboolean oft_adapter_unmerge (float *W, int64_t out, int64_t d, const OftAdapterConfig *cfg,
                               const OftTensor *param, const OftTensor *scale,
                               const char *module, GError **error);

@@ -5,6 +5,7 @@
 #include <glib.h>
 #include <stdint.h>
 #include "oft/safetensors.h"
+#include "oft/peft.h"
 
 G_BEGIN_DECLS
 
@@ -27,6 +28,13 @@ int      oft_unet_size_multiple (const OftUnet *u);
 /* config.json's sample_size: the latent size the model was trained at (64 for SD1.5). */
 int      oft_unet_sample_size (const OftUnet *u);
 void     oft_unet_set_tap (OftUnet *u, OftTapFunc tap, gpointer user_data);
+
+/* Applies a PEFT OFT/BOFT adapter (after any applied before, in order). merge: baked into the weights
+ * (W' = W·Mᵀ). Otherwise OFT modules on transformer-block Linears rotate their input on the fly
+ * (PEFT's forward); BOFT and Conv2d modules are merged in both modes (for convs that is the only
+ * correct form). All-or-nothing: a module missing from the UNet or of the wrong shape fails with the
+ * UNet unchanged. */
+gboolean oft_unet_apply_adapter (OftUnet *u, const OftPeftAdapter *a, gboolean merge, GError **error);
 
 /* sample[B, in, h, w], timesteps[B], context[B, T, context_dim] → out[B, out, h, w]. */
 gboolean oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const float *context,
