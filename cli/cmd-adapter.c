@@ -2,6 +2,10 @@
 #include "oft-cli.h"
 #include <stdio.h>
 #include <string.h>
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <gio/gio.h>
 
 static void
 adapter_usage (FILE *f)
@@ -126,15 +130,83 @@ merge (const char *base_path, const char *adapter_dir, const char *out_path)
   return rc;
 }
 
+/* Copies the regular files of src into dst (created), recursively; unet_weights is skipped. */
+static gboolean
+copy_tree (const char *src, const char *dst, const char *skip, GError **error)
+{
+  if (g_mkdir_with_parents (dst, 0755) != 0)
+    {
+      g_set_error (error, OFT_IO_ERROR, OFT_ERROR_FAILED, "%s: cannot create: %s", dst, g_strerror (errno));
+      return FALSE;
+    }
+  GDir *dir = g_dir_open (src, 0, error);
+  if (!dir)
+    return FALSE;
+  gboolean ok = TRUE;
+  const char *name;
+  while (ok && (name = g_dir_read_name (dir)))
+    {
+      char *from = g_build_filename (src, name, NULL), *to = g_build_filename (dst, name, NULL);
+      if (g_strcmp0 (from, skip) == 0)
+        ;
+      else if (g_file_test (from, G_FILE_TEST_IS_DIR))
+        ok = copy_tree (from, to, skip, error);
+      else if (g_file_test (from, G_FILE_TEST_IS_REGULAR))
+        {
+          GFile *f = g_file_new_for_path (from), *t = g_file_new_for_path (to);
+          ok = g_file_copy (f, t, G_FILE_COPY_NONE, NULL, NULL, NULL, error);
+          g_object_unref (f);
+          g_object_unref (t);
+        }
+      g_free (from);
+      g_free (to);
+    }
+  g_dir_close (dir);
+  return ok;
+}
+
+/* A whole pipeline folder: everything copied, the UNet's weights merged; built beside `out` and
+ * renamed into place at the end, so a failure leaves no half-written folder. */
+static int
+merge_folder (const char *base, const char *adapter, const char *out)
+{
+  char *index = g_build_filename (base, "model_index.json", NULL);
+  char *unet = g_build_filename (base, "unet", "diffusion_pytorch_model.safetensors", NULL);
+  char *tmp = g_strdup_printf ("%s.tmp-%d", out, (int) getpid ());
+  char *tmp_unet = g_build_filename (tmp, "unet", "diffusion_pytorch_model.safetensors", NULL);
+  GError *error = NULL;
+  int rc = 1;
+  if (!g_file_test (index, G_FILE_TEST_IS_REGULAR))
+    rc = fail_msg ("%s: no model_index.json: --base must be a .safetensors file or a diffusers pipeline folder", base);
+  else if (g_file_test (out, G_FILE_TEST_EXISTS))
+    rc = fail_msg ("%s already exists; a merged pipeline folder is written to a new path", out);
+  else if (!copy_tree (base, tmp, unet, &error))
+    rc = cli_fail ("adapter merge", error);
+  else if ((rc = merge (unet, adapter, tmp_unet)) == 0 && rename (tmp, out) != 0)
+    rc = fail_msg ("%s: cannot rename into place: %s", out, g_strerror (errno));
+  if (rc != 0 && g_file_test (tmp, G_FILE_TEST_EXISTS))
+    {
+      char *argv[] = { "rm", "-rf", tmp, NULL };
+      g_spawn_sync (NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
+    }
+  g_clear_error (&error);
+  g_free (index);
+  g_free (unet);
+  g_free (tmp);
+  g_free (tmp_unet);
+  return rc;
+}
+
 static int
 cmd_merge (int argc, char **argv)
 {
   char *base = NULL, *adapter = NULL, *out = NULL;
   const GOptionEntry entries[] = {
-    { "base", 'b', 0, G_OPTION_ARG_FILENAME, &base, "base weights (.safetensors) holding <module>.weight",
-      "WEIGHTS" },
+    { "base", 'b', 0, G_OPTION_ARG_FILENAME, &base, "base weights (.safetensors) holding <module>.weight, "
+      "or a diffusers pipeline folder (its UNet is merged)", "WEIGHTS|DIR" },
     { "adapter", 'a', 0, G_OPTION_ARG_FILENAME, &adapter, "PEFT adapter folder (OFT or BOFT)", "DIR" },
-    { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "merged weights to write (replaced atomically)", "OUT" },
+    { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "merged weights to write (replaced atomically), or the new "
+      "pipeline folder when --base is a folder", "OUT" },
     { NULL },
   };
   GOptionContext *ctx = g_option_context_new (NULL);
@@ -142,7 +214,8 @@ cmd_merge (int argc, char **argv)
     "Merge a PEFT OFT/BOFT adapter into base weights: for every adapter module, <module>.weight\n"
     "(Linear [out, in], or Conv2d [out, C, kh, kw] flattened to [out, C*kh*kw]) becomes W*blockdiag(R)^T\n"
     "(BOFT: scaled rows of W*T^T), computed in f32 and stored in the weight's dtype. Biases and all\n"
-    "other tensors and the metadata are copied unchanged.");
+    "other tensors and the metadata are copied unchanged. With a pipeline folder as --base, the\n"
+    "folder is copied to --out with its unet/ weights merged.");
   g_option_context_add_main_entries (ctx, entries, NULL);
   g_set_prgname ("oft adapter merge");
   GError *error = NULL;
@@ -163,6 +236,8 @@ cmd_merge (int argc, char **argv)
       fprintf (stderr, "oft adapter merge: --base, --adapter and --out are all required (see --help)\n");
       rc = 2;
     }
+  else if (g_file_test (base, G_FILE_TEST_IS_DIR))
+    rc = merge_folder (base, adapter, out);
   else
     rc = merge (base, adapter, out);
   g_option_context_free (ctx);

@@ -118,6 +118,19 @@ done
 if run "$HELPER" compare-png "$T/cat.png" "$T/cat-oft.png" && [ $rc -ne 0 ]; then
   ok "the adapter changes the image"
 else not_ok "the adapter changes the image"; fi
+# a whole pipeline folder merged with the adapter generates PEFT's adapter image without --adapter
+expect_ok "adapter merge --base MODEL_DIR writes a pipeline folder" \
+  "$OFT" adapter merge --base "$P" --adapter "$G/unet_oft/adapter" --out "$T/merged-pipeline"
+run "$OFT" generate --model "$T/merged-pipeline" --prompt "a photo of a cat" --steps 10 --guidance 7.5 \
+  --init-noise "$T/noise0.safetensors" --out "$T/cat-merged-folder.png"
+if [ $rc -eq 0 ] && run "$HELPER" compare-png "$T/cat-merged-folder.png" "$G/unet_oft/pipeline_image_0.png" && [ $rc -eq 0 ]; then
+  ok "the merged pipeline folder matches PEFT's pipeline_image_0.png: $(cat "$T/out")"
+else not_ok "the merged pipeline folder matches PEFT's pipeline_image_0.png"; fi
+expect_fail "adapter merge into an existing folder is refused" "already exists" \
+  "$OFT" adapter merge --base "$P" --adapter "$G/unet_oft/adapter" --out "$T/merged-pipeline"
+expect_fail "a failed folder merge leaves nothing behind" "not a Linear|no tensor" \
+  "$OFT" adapter merge --base "$P" --adapter "$G/oft_layers/oft_linear/adapter" --out "$T/merged-bad"
+if ls "$T" | grep -q "merged-bad"; then not_ok "no merged-bad* folder remains"; else ok "no merged-bad* folder remains"; fi
 expect_fail "generate with a bad size fails clearly" "width and height must be multiples of [0-9]+" \
   "$OFT" generate --model "$P" --prompt x --steps 2 --width 100 --out "$T/bad.png"
 expect_fail "generate with a missing model names model_index.json" "model_index.json" \
