@@ -34,8 +34,8 @@ chunk_free (OftArenaChunk *c)
   g_free (c);
 }
 
-void *
-oft_arena_alloc (OftArena *arena, size_t bytes)
+static void *
+arena_take (OftArena *arena, size_t bytes, gboolean zero)
 {
   size_t need = (bytes + ARENA_ALIGN - 1) & ~(size_t) (ARENA_ALIGN - 1);
   if (need == 0)
@@ -43,15 +43,28 @@ oft_arena_alloc (OftArena *arena, size_t bytes)
   OftArenaChunk *c = arena->head;
   if (!c || c->size - c->offset < need)
     {
-      size_t size = need > arena->chunk_size ? need : arena->chunk_size;
-      OftArenaChunk *n = chunk_new (size);
+      /* reuse a spare chunk from an earlier reset (no page faults, no mmap), else open a new one */
+      OftArenaChunk **sp = &arena->spare, *n = NULL;
+      for (; *sp; sp = &(*sp)->prev)
+        if ((*sp)->size >= need)
+          {
+            n = *sp;
+            *sp = n->prev;
+            break;
+          }
+      if (!n)
+        {
+          size_t size = need > arena->chunk_size ? need : arena->chunk_size;
+          n = chunk_new (size);
+          arena->reserved += size;
+        }
+      n->offset = 0;
       n->prev = c;
       arena->head = c = n;
-      arena->reserved += size;
     }
   void *p = c->data + c->offset;
-  /* a chunk reused after reset may hold old data: every allocation starts zeroed */
-  memset (p, 0, need);
+  if (zero) /* a chunk reused after reset may hold old data */
+    memset (p, 0, need);
   c->offset += need;
   arena->used += need;
   if (arena->used > arena->peak)
@@ -59,10 +72,22 @@ oft_arena_alloc (OftArena *arena, size_t bytes)
   return p;
 }
 
+void *
+oft_arena_alloc (OftArena *arena, size_t bytes)
+{
+  return arena_take (arena, bytes, TRUE);
+}
+
 float *
 oft_arena_floats (OftArena *arena, size_t n)
 {
-  return oft_arena_alloc (arena, n * sizeof (float));
+  return arena_take (arena, n * sizeof (float), TRUE);
+}
+
+float *
+oft_arena_scratch (OftArena *arena, size_t n)
+{
+  return arena_take (arena, n * sizeof (float), FALSE);
 }
 
 OftTensor
@@ -89,18 +114,38 @@ oft_arena_reset (OftArena *arena, OftArenaMark mark)
     {
       OftArenaChunk *c = arena->head;
       arena->head = c->prev;
-      arena->reserved -= c->size;
-      chunk_free (c);
+      c->prev = arena->spare;
+      arena->spare = c;
     }
   if (arena->head)
     arena->head->offset = mark.offset;
   arena->used = mark.used;
 }
 
+static void
+free_chain (OftArena *arena, OftArenaChunk *c)
+{
+  while (c)
+    {
+      OftArenaChunk *prev = c->prev;
+      arena->reserved -= c->size;
+      chunk_free (c);
+      c = prev;
+    }
+}
+
+void
+oft_arena_trim (OftArena *arena)
+{
+  free_chain (arena, arena->spare);
+  arena->spare = NULL;
+}
+
 void
 oft_arena_release (OftArena *arena)
 {
-  OftArenaMark empty = { NULL, 0, 0 };
-  oft_arena_reset (arena, empty);
-  arena->peak = 0;
+  free_chain (arena, arena->head);
+  arena->head = NULL;
+  oft_arena_trim (arena);
+  arena->used = arena->peak = 0;
 }

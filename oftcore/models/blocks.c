@@ -9,7 +9,7 @@ oft_conv_apply (OftArena *scratch, float *out, const float *x, const float *w, c
   OftConv2dShape s = { .B = B, .C = C, .H = H, .W = W, .OC = OC, .kh = k, .kw = k, .stride = stride, .pad = pad };
   OftArenaMark m = oft_arena_mark (scratch);
   size_t n = oft_conv2d_scratch_floats (&s);
-  oft_conv2d_forward (out, x, w, b, &s, n ? oft_arena_floats (scratch, n) : NULL);
+  oft_conv2d_forward (out, x, w, b, &s, n ? oft_arena_scratch (scratch, n) : NULL);
   oft_arena_reset (scratch, m);
 }
 
@@ -43,14 +43,14 @@ oft_resnet_forward (OftArena *scratch, float *out, const float *x, const float *
 {
   int64_t HW = (int64_t) H * W;
   OftArenaMark m = oft_arena_mark (scratch);
-  float *h = oft_arena_floats (scratch, (size_t) B * (size_t) MAX (r->cin, r->cout) * HW);
-  float *mean = oft_arena_floats (scratch, (size_t) B * r->groups), *rstd = oft_arena_floats (scratch, (size_t) B * r->groups);
+  float *h = oft_arena_scratch (scratch, (size_t) B * (size_t) MAX (r->cin, r->cout) * HW);
+  float *mean = oft_arena_scratch (scratch, (size_t) B * r->groups), *rstd = oft_arena_scratch (scratch, (size_t) B * r->groups);
   oft_groupnorm_forward (h, mean, rstd, x, r->n1w, r->n1b, B, r->cin, HW, r->groups, r->eps);
   oft_silu_forward (h, h, B * r->cin * HW);
   oft_conv_apply (scratch, out, h, r->c1w, r->c1b, B, r->cin, H, W, r->cout, 3, 1, 1);
   if (r->tw && temb_act)
     {
-      float *t = oft_arena_floats (scratch, (size_t) B * r->cout);
+      float *t = oft_arena_scratch (scratch, (size_t) B * r->cout);
       oft_linear_forward (t, temb_act, r->tw, r->tb, B, r->temb, r->cout);
       for (int b = 0; b < B; b++)
         for (int c = 0; c < r->cout; c++)
@@ -93,7 +93,7 @@ oft_downsample_forward (OftArena *scratch, float *out, const float *x, const Oft
   /* diffusers' Downsample2D with padding 0 pads (left 0, right 1, top 0, bottom 1) */
   OftArenaMark m = oft_arena_mark (scratch);
   int PH = H + 1, PW = W + 1;
-  float *p = oft_arena_floats (scratch, (size_t) B * d->ch * PH * PW);
+  float *p = oft_arena_floats (scratch, (size_t) B * d->ch * PH * PW); /* zeroed: the padding */
   for (int64_t bc = 0; bc < (int64_t) B * d->ch; bc++)
     for (int y = 0; y < H; y++)
       memcpy (p + (bc * PH + y) * PW, x + (bc * H + y) * W, W * sizeof (float));
@@ -113,7 +113,7 @@ void
 oft_upsample_forward (OftArena *scratch, float *out, const float *x, const OftUpsample *u, int B, int H, int W)
 {
   OftArenaMark m = oft_arena_mark (scratch);
-  float *up = oft_arena_floats (scratch, (size_t) B * u->ch * 4 * H * W);
+  float *up = oft_arena_scratch (scratch, (size_t) B * u->ch * 4 * H * W);
   oft_upsample2x_forward (up, x, (int64_t) B * u->ch, H, W);
   oft_conv_apply (scratch, out, up, u->w, u->b, B, u->ch, 2 * H, 2 * W, u->ch, 3, 1, 1);
   oft_arena_reset (scratch, m);
@@ -141,10 +141,10 @@ oft_spatial_attention_forward (OftArena *scratch, float *x, const OftSpatialAtte
   int C = a->ch;
   int64_t HW = (int64_t) H * W, N = B * HW;
   OftArenaMark m = oft_arena_mark (scratch);
-  float *h = oft_arena_floats (scratch, N * C), *t = oft_arena_floats (scratch, N * C);
-  float *q = oft_arena_floats (scratch, N * C), *k = oft_arena_floats (scratch, N * C), *v = oft_arena_floats (scratch, N * C);
-  float *att = oft_arena_floats (scratch, (size_t) B * HW * HW);
-  float *mean = oft_arena_floats (scratch, (size_t) B * a->groups), *rstd = oft_arena_floats (scratch, (size_t) B * a->groups);
+  float *h = oft_arena_scratch (scratch, N * C), *t = oft_arena_scratch (scratch, N * C);
+  float *q = oft_arena_scratch (scratch, N * C), *k = oft_arena_scratch (scratch, N * C), *v = oft_arena_scratch (scratch, N * C);
+  float *att = oft_arena_scratch (scratch, (size_t) B * HW * HW);
+  float *mean = oft_arena_scratch (scratch, (size_t) B * a->groups), *rstd = oft_arena_scratch (scratch, (size_t) B * a->groups);
   oft_groupnorm_forward (h, mean, rstd, x, a->nw, a->nb, B, C, HW, a->groups, a->eps);
   oft_nchw_to_nhwc (t, h, B, C, HW);
   oft_linear_forward (q, t, a->qw, a->qb, N, C, C);

@@ -166,12 +166,12 @@ oft_clip_text_forward (OftClipText *m, const int32_t *ids, int B, int clip_skip,
         return FALSE;
       }
   OftArenaMark mark = oft_arena_mark (&m->acts);
-  float *x = oft_arena_floats (&m->acts, N * H), *h = oft_arena_floats (&m->acts, N * H);
-  float *q = oft_arena_floats (&m->acts, N * H), *k = oft_arena_floats (&m->acts, N * H);
-  float *v = oft_arena_floats (&m->acts, N * H), *a = oft_arena_floats (&m->acts, N * H);
-  float *att = oft_arena_floats (&m->acts, (size_t) B * NH * T * T);
-  float *f = oft_arena_floats (&m->acts, N * I), *g = oft_arena_floats (&m->acts, N * I);
-  float *mean = oft_arena_floats (&m->acts, N), *rstd = oft_arena_floats (&m->acts, N);
+  float *x = oft_arena_scratch (&m->acts, N * H), *h = oft_arena_scratch (&m->acts, N * H);
+  float *q = oft_arena_scratch (&m->acts, N * H), *k = oft_arena_scratch (&m->acts, N * H);
+  float *v = oft_arena_scratch (&m->acts, N * H), *a = oft_arena_scratch (&m->acts, N * H);
+  float *att = oft_arena_scratch (&m->acts, (size_t) B * NH * T * T);
+  float *f = oft_arena_scratch (&m->acts, N * I), *g = oft_arena_scratch (&m->acts, N * I);
+  float *mean = oft_arena_scratch (&m->acts, N), *rstd = oft_arena_scratch (&m->acts, N);
 
   for (int64_t i = 0; i < N; i++)
     {

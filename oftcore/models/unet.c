@@ -138,7 +138,7 @@ lin_forward (OftArena *a, float *out, const float *x, const Lin *lin, int64_t N)
       return;
     }
   OftArenaMark m = oft_arena_mark (a);
-  float *t0 = oft_arena_floats (a, (size_t) N * lin->in), *t1 = oft_arena_floats (a, (size_t) N * lin->in);
+  float *t0 = oft_arena_scratch (a, (size_t) N * lin->in), *t1 = oft_arena_scratch (a, (size_t) N * lin->in);
   const float *src = x;
   for (guint i = 0; i < lin->rots->len; i++)
     {
@@ -227,11 +227,11 @@ tblock_forward (OftArena *a, float *x, const float *context, const TBlock *b, in
   int D = b->dim, H = b->heads, F = b->ff;
   int64_t N = B * HW, NC = (int64_t) B * T;
   OftArenaMark m = oft_arena_mark (a);
-  float *h = oft_arena_floats (a, N * D), *q = oft_arena_floats (a, N * D), *o = oft_arena_floats (a, N * D);
-  float *k = oft_arena_floats (a, MAX (N, NC) * D), *v = oft_arena_floats (a, MAX (N, NC) * D);
-  float *mean = oft_arena_floats (a, N), *rstd = oft_arena_floats (a, N);
-  float *att = oft_arena_floats (a, (size_t) B * H * HW * MAX (HW, T));
-  float *f = oft_arena_floats (a, N * 2 * F), *g = oft_arena_floats (a, N * F);
+  float *h = oft_arena_scratch (a, N * D), *q = oft_arena_scratch (a, N * D), *o = oft_arena_scratch (a, N * D);
+  float *k = oft_arena_scratch (a, MAX (N, NC) * D), *v = oft_arena_scratch (a, MAX (N, NC) * D);
+  float *mean = oft_arena_scratch (a, N), *rstd = oft_arena_scratch (a, N);
+  float *att = oft_arena_scratch (a, (size_t) B * H * HW * MAX (HW, T));
+  float *f = oft_arena_scratch (a, N * 2 * F), *g = oft_arena_scratch (a, N * F);
 
   oft_layernorm_forward (h, mean, rstd, x, b->n1w, b->n1b, N, D, 1e-5f);
   lin_forward (a, q, h, &b->q1, N);
@@ -264,8 +264,8 @@ transformer_forward (OftArena *a, float *x, const float *context, const Transfor
   int C = t->ch, D = t->inner;
   int64_t HW = (int64_t) Hh * Ww, N = B * HW;
   OftArenaMark m = oft_arena_mark (a);
-  float *h = oft_arena_floats (a, N * MAX (C, D)), *s = oft_arena_floats (a, N * MAX (C, D));
-  float *mean = oft_arena_floats (a, (size_t) B * t->groups), *rstd = oft_arena_floats (a, (size_t) B * t->groups);
+  float *h = oft_arena_scratch (a, N * MAX (C, D)), *s = oft_arena_scratch (a, N * MAX (C, D));
+  float *mean = oft_arena_scratch (a, (size_t) B * t->groups), *rstd = oft_arena_scratch (a, (size_t) B * t->groups);
   /* Transformer2DModel's GroupNorm uses eps 1e-6 whatever the UNet's norm_eps */
   oft_groupnorm_forward (h, mean, rstd, x, t->nw, t->nb, B, C, HW, t->groups, 1e-6f);
   if (t->linear_proj)
@@ -605,8 +605,8 @@ oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const
   char name[64];
 
   /* time embedding; every resnet consumes SiLU(temb) */
-  float *tp = oft_arena_floats (a, (size_t) B * u->tproj), *t1 = oft_arena_floats (a, (size_t) B * u->temb);
-  float *temb = oft_arena_floats (a, (size_t) B * u->temb);
+  float *tp = oft_arena_scratch (a, (size_t) B * u->tproj), *t1 = oft_arena_scratch (a, (size_t) B * u->temb);
+  float *temb = oft_arena_scratch (a, (size_t) B * u->temb);
   oft_timestep_embedding (tp, timesteps, B, u->tproj, u->flip, u->freq_shift, 10000.0f);
   tap (u, "time_proj", tp, (int64_t) B * u->tproj);
   oft_linear_forward (t1, tp, u->t1w, u->t1b, B, u->tproj, u->temb);
@@ -623,14 +623,14 @@ oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const
   for (int i = 0; i < L; i++)
     cmax = MAX (cmax, u->ch[i]);
   size_t big = (size_t) B * 2 * cmax * h * w; /* room for a concat at full resolution */
-  float *x = oft_arena_floats (a, big), *y = oft_arena_floats (a, big), *cat = oft_arena_floats (a, big);
+  float *x = oft_arena_scratch (a, big), *y = oft_arena_scratch (a, big), *cat = oft_arena_scratch (a, big);
 
   oft_conv_apply (a, x, sample, u->cin_w, u->cin_b, B, u->in_ch, h, w, u->ch[0], 3, 1, 1);
   tap (u, "conv_in", x, (int64_t) B * u->ch[0] * h * w);
   int H = h, W = w, C = u->ch[0];
 #define PUSH()                                                                         \
   do {                                                                                 \
-    skips[n_skips] = oft_arena_floats (a, (size_t) B * C * H * W);                     \
+    skips[n_skips] = oft_arena_scratch (a, (size_t) B * C * H * W);                     \
     memcpy (skips[n_skips], x, (size_t) B * C * H * W * sizeof (float));               \
     skip_ch[n_skips++] = C;                                                            \
   } while (0)
@@ -686,7 +686,7 @@ oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const
     }
 #undef PUSH
 
-  float *mean = oft_arena_floats (a, (size_t) B * u->groups), *rstd = oft_arena_floats (a, (size_t) B * u->groups);
+  float *mean = oft_arena_scratch (a, (size_t) B * u->groups), *rstd = oft_arena_scratch (a, (size_t) B * u->groups);
   oft_groupnorm_forward (y, mean, rstd, x, u->nout_w, u->nout_b, B, C, (int64_t) H * W, u->groups, u->norm_eps);
   tap (u, "conv_norm_out", y, (int64_t) B * C * H * W);
   oft_silu_forward (y, y, (int64_t) B * C * H * W);

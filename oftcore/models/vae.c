@@ -259,8 +259,8 @@ norm_silu_conv (OftVae *v, float *out, const float *x, const float *nw, const fl
 {
   int64_t HW = (int64_t) H * W;
   OftArenaMark m = oft_arena_mark (&v->acts);
-  float *h = oft_arena_floats (&v->acts, (size_t) B * C * HW);
-  float *mean = oft_arena_floats (&v->acts, (size_t) B * v->groups), *rstd = oft_arena_floats (&v->acts, (size_t) B * v->groups);
+  float *h = oft_arena_scratch (&v->acts, (size_t) B * C * HW);
+  float *mean = oft_arena_scratch (&v->acts, (size_t) B * v->groups), *rstd = oft_arena_scratch (&v->acts, (size_t) B * v->groups);
   oft_groupnorm_forward (h, mean, rstd, x, nw, nb, B, C, HW, v->groups, VAE_EPS);
   oft_silu_forward (h, h, B * C * HW);
   oft_conv_apply (&v->acts, out, h, cw, cb, B, C, H, W, OC, 3, 1, 1);
@@ -287,7 +287,7 @@ oft_vae_encode (OftVae *v, const float *img, int B, int H, int W, float *mean, f
     return FALSE;
   OftArenaMark mark = oft_arena_mark (&v->acts);
   size_t big = (size_t) B * MAX (v->ch[0], maxc) * H * W;
-  float *x = oft_arena_floats (&v->acts, big), *y = oft_arena_floats (&v->acts, big);
+  float *x = oft_arena_scratch (&v->acts, big), *y = oft_arena_scratch (&v->acts, big);
   oft_conv_apply (&v->acts, x, img, v->e_in_w, v->e_in_b, B, v->in_ch, H, W, v->ch[0], 3, 1, 1);
   int h = H, w = W;
   for (int i = 0; i < L; i++)
@@ -338,7 +338,7 @@ oft_vae_decode (OftVae *v, const float *z, int B, int h, int w, float *img, GErr
   for (int i = 0; i < L; i++)
     cmax = MAX (cmax, v->ch[i]);
   size_t big = (size_t) B * cmax * (size_t) (h * f) * (w * f);
-  float *x = oft_arena_floats (&v->acts, big), *y = oft_arena_floats (&v->acts, big);
+  float *x = oft_arena_scratch (&v->acts, big), *y = oft_arena_scratch (&v->acts, big);
   const float *zin = z;
   if (v->post_quant)
     {

@@ -34,7 +34,7 @@ oft_weights_get (OftWeightLoader *l, int ndim, const int64_t *shape, const char 
                  oft_safetensors_path (st), tail);
   else
     {
-      dst = oft_arena_floats (l->arena, (size_t) numel);
+      dst = oft_arena_scratch (l->arena, (size_t) numel);
       if (!oft_safetensors_read_f32 (st, name, dst, ndim, shape, &l->error))
         dst = NULL;
     }

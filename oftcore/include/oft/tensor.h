@@ -56,6 +56,7 @@ typedef struct {
   const char *name;      /* for messages and bench reports */
   size_t chunk_size;     /* default size of a new chunk */
   OftArenaChunk *head;   /* current chunk; older chunks follow ->prev */
+  OftArenaChunk *spare;  /* chunks freed by a reset, kept for reuse */
   size_t used;           /* bytes handed out now */
   size_t peak;           /* high-water mark of `used` */
   size_t reserved;       /* bytes held from the system */
@@ -70,11 +71,18 @@ typedef struct {
 void       oft_arena_init (OftArena *arena, const char *name, size_t chunk_size);
 void      *oft_arena_alloc (OftArena *arena, size_t bytes);
 float     *oft_arena_floats (OftArena *arena, size_t n);
+/* n floats whose contents are undefined: for buffers a kernel overwrites completely (saves the
+ * zeroing, which costs as much as a small layer). */
+float     *oft_arena_scratch (OftArena *arena, size_t n);
 /* A tensor of the given shape with zeroed storage in the arena. */
 OftTensor  oft_arena_tensor (OftArena *arena, OftDType dtype, int ndim, const int64_t *shape);
 OftArenaMark oft_arena_mark (const OftArena *arena);
-/* Frees everything allocated after `mark` (chunks opened after it go back to the system). */
+/* Frees everything allocated after `mark`. Chunks opened after it are kept as spares, so a loop
+ * that allocates the same sizes every step touches no new memory after its first step. */
 void       oft_arena_reset (OftArena *arena, OftArenaMark mark);
+/* Returns the spare chunks to the system. */
+void       oft_arena_trim (OftArena *arena);
+/* Frees everything. */
 void       oft_arena_release (OftArena *arena);
 
 G_END_DECLS
