@@ -14,5 +14,6 @@
 #include "oft/rng.h"
 #include "oft/pipeline.h"
 #include "oft/runtime.h"
+#include "oft/image.h"
 
 const char *oft_version (void);
