@@ -36,6 +36,21 @@ void     oft_unet_set_tap (OftUnet *u, OftTapFunc tap, gpointer user_data);
  * UNet unchanged. */
 gboolean oft_unet_apply_adapter (OftUnet *u, const OftPeftAdapter *a, gboolean merge, GError **error);
 
+/* ---- training (OFT adapters applied on the fly are the only trainable parameters) ----
+ * Attaches `a` for training: every module must be an OFT module on a transformer-block Linear. The UNet
+ * keeps pointers to a's parameter tensors (f32) and rebuilds the rotations from them at every
+ * training forward, projecting them in place first when the config has COFT (PEFT's behaviour), so
+ * an optimizer that updates the tensors in place trains the adapter. Detach with
+ * oft_unet_detach_trainable before freeing `a`. */
+gboolean oft_unet_attach_trainable (OftUnet *u, OftPeftAdapter *a, GError **error);
+void     oft_unet_detach_trainable (OftUnet *u);
+/* One forward and backward: loss = mean((unet(sample, t, context) − target)²) over all B·out·h·w
+ * values; grads[i] (numel of module i's parameter, adapter order) += ∂loss/∂param_i.
+ * checkpoint: keep only block inputs and recompute each block's activations in the backward. */
+gboolean oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, const float *context,
+                              int B, int h, int w, int T, const float *target, gboolean checkpoint,
+                              float *loss, float **grads, GError **error);
+
 /* sample[B, in, h, w], timesteps[B], context[B, T, context_dim] → out[B, out, h, w]. */
 gboolean oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const float *context,
                            int B, int h, int w, int T, float *out, GError **error);
