@@ -425,7 +425,11 @@ pk_state_dict (const PkTensor *t, int n, gboolean wrapped)
   return b;
 }
 
-/* Writes a zip: "archive/data.pkl" (unless NULL) and "archive/data/<key>" members, all stored. */
+/* "archive/byteorder" as torch ≥ 1.13 writes it; NULL: none, as older torch */
+static const char *zip_byteorder;
+
+/* Writes a zip: "archive/data.pkl" (unless NULL), "archive/data/<key>" members, all stored, and
+ * "archive/byteorder". */
 static void
 write_zip (const char *path, GByteArray *pkl, int n, const char *const *keys, const void *const *data,
            const size_t *sizes)
@@ -444,6 +448,9 @@ write_zip (const char *path, GByteArray *pkl, int n, const char *const *keys, co
       g_assert_cmpint (zip_set_file_compression (z, (zip_uint64_t) idx, ZIP_CM_STORE, 0), ==, 0);
       g_free (name);
     }
+  if (zip_byteorder)
+    g_assert_cmpint (zip_file_add (z, "archive/byteorder",
+                                   zip_source_buffer (z, zip_byteorder, strlen (zip_byteorder), 0), 0), >=, 0);
   g_assert_cmpint (zip_close (z), ==, 0);
 }
 
@@ -479,6 +486,7 @@ test_ckpt_reader (void)
   char *path = g_build_filename (tmp, "model.ckpt", NULL);
   for (int wrapped = 0; wrapped < 2; wrapped++)
     {
+      zip_byteorder = wrapped ? "little" : NULL;
       write_ckpt (path, good, 3, wrapped);
       GError *error = NULL;
       OftSafetensors *st = oft_ckpt_open (path, &error);
@@ -513,6 +521,7 @@ test_ckpt_reader (void)
       g_assert_cmpuint (oft_safetensors_count (st), ==, 3);
       oft_safetensors_close (st);
     }
+  zip_byteorder = NULL;
   g_remove (path);
   g_rmdir (tmp);
   g_free (path);
@@ -616,6 +625,10 @@ test_ckpt_hostile (void)
   t.stride[0] = 1, t.stride[1] = 2;
   write_ckpt (path, &t, 1, FALSE);
   REFUSED (path, "not contiguous");
+  zip_byteorder = "big";
+  write_ckpt (path, good, 3, FALSE);
+  REFUSED (path, "big-endian");
+  zip_byteorder = NULL;
 
   /* broken archives */
   write_ckpt (path, good, 3, TRUE);

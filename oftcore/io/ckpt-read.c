@@ -572,13 +572,14 @@ run_pickle (Pickle *k, Value **result)
         case 'I': /* INT as text; "I01" / "I00" are True / False */
           {
             const char *line = take_line (k);
-            char *end;
+            char *text = line ? g_strndup (line, strcspn (line, "\n")) : NULL, *end = NULL;
             errno = 0;
-            gint64 i = line ? g_ascii_strtoll (line, &end, 10) : 0;
-            if (line && (errno || end == line || *end != '\n'))
+            gint64 i = text ? g_ascii_strtoll (text, &end, 10) : 0;
+            if (text && (errno || !g_ascii_isdigit (text[text[0] == '-']) || *end))
               ok = pk_fail (k, OFT_ERROR_CORRUPT, "bad INT text");
             else
-              ok = line && push_int (k, i);
+              ok = text && push_int (k, i);
+            g_free (text);
           }
           break;
         case 'G': /* BINFLOAT: a training hyper-parameter at most; the value is never needed */
@@ -777,7 +778,7 @@ static zip_t *
 open_zip (const char *path, GError **error)
 {
   int zerr = 0;
-  zip_t *z = zip_open (path, ZIP_RDONLY | ZIP_CHECKCONS, &zerr);
+  zip_t *z = zip_open (path, ZIP_RDONLY, &zerr);
   if (z)
     return z;
   zip_error_t ze;
@@ -830,6 +831,29 @@ find_prefix (zip_t *z, zip_int64_t n, zip_uint64_t *pkl_index, const char *path,
   if (!prefix)
     fail (error, OFT_ERROR_CORRUPT, path, "no <archive>/data.pkl member: not a PyTorch (≥ 1.6) checkpoint");
   return prefix;
+}
+
+/* torch ≥ 1.13 records the storages' byte order; older files are little-endian. */
+static gboolean
+check_byteorder (zip_t *z, const char *prefix, const char *path, GError **error)
+{
+  char *member = g_strconcat (prefix, "byteorder", NULL);
+  zip_int64_t idx = zip_name_locate (z, member, ZIP_FL_ENC_RAW);
+  zip_stat_t zs;
+  char order[16] = { 0 };
+  gboolean ok = TRUE;
+  if (idx >= 0)
+    {
+      if (zip_stat_index (z, (zip_uint64_t) idx, 0, &zs) != 0 || !(zs.valid & ZIP_STAT_SIZE) || zs.size >= sizeof order)
+        ok = fail (error, OFT_ERROR_CORRUPT, path, "member %s is not \"little\" or \"big\"", member);
+      else
+        ok = read_member (z, (zip_uint64_t) idx, order, zs.size, path, member, error);
+      if (ok && strcmp (order, "little") != 0)
+        ok = fail (error, OFT_ERROR_INVALID, path, "storages are stored %s-endian; only little-endian is supported",
+                   g_str_has_prefix (order, "big") ? "big" : "in an unknown byte order, not little");
+    }
+  g_free (member);
+  return ok;
 }
 
 /* Reads each storage a kept tensor uses; the buffers go to `buffers`. */
@@ -940,7 +964,10 @@ oft_ckpt_open (const char *path, GError **error)
             (uint64_t) CKPT_MAX_PICKLE);
       goto out;
     }
+  if (!check_byteorder (z, prefix, path, error))
+    goto out;
   pkl = g_malloc (zs.size + 1);
+  pkl[zs.size] = 0;
   if (!read_member (z, pkl_index, pkl, zs.size, path, "data.pkl", error))
     goto out;
 
