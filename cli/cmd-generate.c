@@ -1,4 +1,5 @@
-/* oft generate: txt2img with a diffusers pipeline folder, written as an 8-bit PNG. */
+/* oft generate: txt2img with a diffusers pipeline folder or an original SD single-file checkpoint,
+ * written as an 8-bit PNG. */
 #include "oft-cli.h"
 #include <stdio.h>
 #include <string.h>
@@ -35,14 +36,17 @@ load_init_noise (const char *path, int C, int h, int w, GError **error)
 int
 cmd_generate (int argc, char **argv)
 {
-  char *model = NULL, *prompt = NULL, *negative = NULL, *sampler = NULL, *out = NULL, *noise_path = NULL;
+  char *model = NULL, *config = NULL, *prompt = NULL, *negative = NULL, *sampler = NULL, *out = NULL, *noise_path = NULL;
   char **adapters = NULL;
   gboolean merge = FALSE;
   int steps = 30, width = 0, height = 0, clip_skip = 0;
   double guidance = 7.5, eta = 0;
   gint64 seed = -1;
   GOptionEntry entries[] = {
-    { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model, "Stable Diffusion pipeline folder (diffusers layout)", "PATH" },
+    { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model, "Stable Diffusion pipeline folder (diffusers layout), or an "
+      "SD 1.x single-file checkpoint (.safetensors or .ckpt)", "PATH" },
+    { "config", 0, 0, G_OPTION_ARG_FILENAME, &config, "For a single file: diffusers folder with the configs and tokenizer "
+      "(default: the bundled SD 1.5 configs, which need a tokenizer/ installed beside them)", "DIR" },
     { "prompt", 'p', 0, G_OPTION_ARG_STRING, &prompt, "What to draw", "TEXT" },
     { "negative", 'n', 0, G_OPTION_ARG_STRING, &negative, "What to avoid (default: empty)", "TEXT" },
     { "steps", 0, 0, G_OPTION_ARG_INT, &steps, "Sampling steps (default 30)", "N" },
@@ -93,7 +97,10 @@ cmd_generate (int argc, char **argv)
       fprintf (stderr, "oft generate: seed %" G_GINT64_FORMAT "\n", seed);
     }
   gp.seed = (uint64_t) seed;
-  p = oft_pipeline_load (model, &error);
+  if (g_file_test (model, G_FILE_TEST_IS_DIR))
+    p = oft_pipeline_load (model, &error);
+  else
+    p = oft_pipeline_load_single (model, config, &error);
   if (!p)
     goto out;
   for (int i = 0; adapters && adapters[i]; i++)
@@ -136,6 +143,7 @@ out:
   g_free (rgb);
   g_free (rgb8);
   g_free (model);
+  g_free (config);
   g_free (prompt);
   g_free (negative);
   g_free (sampler);

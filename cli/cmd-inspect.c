@@ -1,4 +1,4 @@
-/* oft inspect: what is in a .safetensors file or a PEFT adapter folder. */
+/* oft inspect: what is in a .safetensors or PyTorch .ckpt file or a PEFT adapter folder. */
 #include "oft-cli.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +14,7 @@ static int
 inspect_safetensors (const char *path)
 {
   GError *error = NULL;
-  OftSafetensors *st = oft_safetensors_open (path, &error);
+  OftSafetensors *st = oft_weights_open (path, &error); /* .ckpt/.pt/.pth/.bin or a zip: the torch reader */
   if (!st)
     {
       int rc = cli_fail ("inspect", error);
@@ -150,7 +150,7 @@ cmd_inspect (int argc, char **argv)
 {
   GOptionContext *ctx = g_option_context_new ("FILE_OR_DIR");
   g_option_context_set_summary (ctx, "List the tensors (name, dtype, shape, bytes), totals and metadata of a "
-                                     ".safetensors file,\nor the config and per-module block layout of a PEFT "
+                                     ".safetensors or PyTorch .ckpt file,\nor the config and per-module block layout of a PEFT "
                                      "OFT/BOFT adapter folder.");
   g_set_prgname ("oft inspect");
   GError *error = NULL;

@@ -1,6 +1,7 @@
 /* safetensors reader: mmap + a header validated before any tensor is touched. */
 #include "oft/safetensors.h"
 #include "oft/error.h"
+#include "safetensors-private.h"
 #include <json-glib/json-glib.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,7 @@ struct _OftSafetensors {
   size_t n_entries;
   GHashTable *by_name;        /* name → entry */
   GHashTable *metadata;       /* may be NULL */
+  GPtrArray *owned;           /* data buffers of a non-mapped container (.ckpt); NULL for a mapping */
 };
 
 static gboolean
@@ -317,9 +319,37 @@ oft_safetensors_close (OftSafetensors *st)
   g_hash_table_destroy (st->by_name); /* frees the names the entries point at */
   if (st->metadata)
     g_hash_table_destroy (st->metadata);
+  if (st->owned)
+    g_ptr_array_unref (st->owned);
   g_free (st->entries);
   g_free (st->path);
   g_free (st);
+}
+
+OftSafetensors *
+oft_safetensors_new_owned (const char *path, OftSafetensorsEntry *entries, size_t n, GPtrArray *buffers,
+                           GError **error)
+{
+  OftSafetensors *st = g_new0 (OftSafetensors, 1);
+  st->path = g_strdup (path);
+  st->by_name = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  st->entries = entries;
+  st->owned = buffers;
+  for (size_t i = 0; i < n; i++)
+    {
+      char *name = (char *) entries[i].name;
+      if (g_hash_table_contains (st->by_name, name))
+        {
+          fail (error, OFT_ERROR_CORRUPT, path, "tensor name '%s' appears twice", name);
+          for (size_t j = i; j < n; j++)
+            g_free ((char *) entries[j].name);
+          oft_safetensors_close (st);
+          return NULL;
+        }
+      g_hash_table_insert (st->by_name, name, &entries[i]);
+      st->n_entries++;
+    }
+  return st;
 }
 
 const char *

@@ -2,6 +2,19 @@
 #include <stdarg.h>
 #include <string.h>
 
+/* Shapes equal up to trailing 1-dimensions: the same elements in the same order. LDM single files
+ * store some Linear weights as 1×1 convolutions ([C, C, 1, 1] for diffusers' [C, C]), and the reverse
+ * (Transformer2DModel proj_in/proj_out) is just as harmless. */
+static gboolean
+same_up_to_trailing_ones (int na, const int64_t *a, int nb, const int64_t *b)
+{
+  while (na > 0 && a[na - 1] == 1)
+    na--;
+  while (nb > 0 && b[nb - 1] == 1)
+    nb--;
+  return na == nb && (na == 0 || memcmp (a, b, sizeof *a * na) == 0);
+}
+
 float *
 oft_weights_get (OftWeightLoader *l, int ndim, const int64_t *shape, const char *fmt, ...)
 {
@@ -35,7 +48,8 @@ oft_weights_get (OftWeightLoader *l, int ndim, const int64_t *shape, const char 
   else
     {
       dst = oft_arena_scratch (l->arena, (size_t) numel);
-      if (!oft_safetensors_read_f32 (st, name, dst, ndim, shape, &l->error))
+      gboolean relaxed = e->ndim != ndim && same_up_to_trailing_ones (e->ndim, e->shape, ndim, shape);
+      if (!oft_safetensors_read_f32 (st, name, dst, relaxed ? -1 : ndim, shape, &l->error))
         dst = NULL;
     }
   g_free (name);

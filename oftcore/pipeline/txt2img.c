@@ -3,6 +3,7 @@
 #include "oft/pipeline.h"
 #include "oft/rng.h"
 #include "oft/error.h"
+#include "pipeline-private.h"
 #include <math.h>
 #include <string.h>
 
@@ -30,19 +31,7 @@ oft_pipeline_load (const char *dir, GError **error)
     ok = (p->tokenizer = oft_tokenizer_load_dir (tok, error)) && (p->text = oft_clip_text_load (text, error)) &&
          (p->unet = oft_unet_load (unet, error)) && (p->vae = oft_vae_load (vae, error)) &&
          oft_noise_schedule_load (&p->schedule, sched, error);
-  if (ok && oft_clip_text_config (p->text)->hidden != oft_unet_context_dim (p->unet))
-    {
-      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_SHAPE,
-                   "%s: the text encoder's hidden size %d does not match the UNet's cross_attention_dim %d",
-                   dir, oft_clip_text_config (p->text)->hidden, oft_unet_context_dim (p->unet));
-      ok = FALSE;
-    }
-  if (ok && oft_vae_latent_channels (p->vae) != oft_unet_in_channels (p->unet))
-    {
-      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_SHAPE, "%s: the VAE's %d latent channels do not match the "
-                   "UNet's %d input channels", dir, oft_vae_latent_channels (p->vae), oft_unet_in_channels (p->unet));
-      ok = FALSE;
-    }
+  ok = ok && oft_pipeline_check (p, dir, error);
   g_free (index);
   g_free (tok);
   g_free (text);
@@ -55,6 +44,25 @@ oft_pipeline_load (const char *dir, GError **error)
       return NULL;
     }
   return p;
+}
+
+gboolean
+oft_pipeline_check (OftPipeline *p, const char *what, GError **error)
+{
+  if (oft_clip_text_config (p->text)->hidden != oft_unet_context_dim (p->unet))
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_SHAPE,
+                   "%s: the text encoder's hidden size %d does not match the UNet's cross_attention_dim %d",
+                   what, oft_clip_text_config (p->text)->hidden, oft_unet_context_dim (p->unet));
+      return FALSE;
+    }
+  if (oft_vae_latent_channels (p->vae) != oft_unet_in_channels (p->unet))
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_SHAPE, "%s: the VAE's %d latent channels do not match the "
+                   "UNet's %d input channels", what, oft_vae_latent_channels (p->vae), oft_unet_in_channels (p->unet));
+      return FALSE;
+    }
+  return TRUE;
 }
 
 void

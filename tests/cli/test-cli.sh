@@ -133,8 +133,11 @@ expect_fail "a failed folder merge leaves nothing behind" "not a Linear|no tenso
 if ls "$T" | grep -q "merged-bad"; then not_ok "no merged-bad* folder remains"; else ok "no merged-bad* folder remains"; fi
 expect_fail "generate with a bad size fails clearly" "width and height must be multiples of [0-9]+" \
   "$OFT" generate --model "$P" --prompt x --steps 2 --width 100 --out "$T/bad.png"
-expect_fail "generate with a missing model names model_index.json" "model_index.json" \
+expect_fail "generate with a missing model says so" "nomodel: no such file or folder" \
   "$OFT" generate --model "$T/nomodel" --prompt x --out "$T/bad.png"
+mkdir -p "$T/notpipeline"
+expect_fail "generate with a folder that is no pipeline names model_index.json" "model_index.json" \
+  "$OFT" generate --model "$T/notpipeline" --prompt x --out "$T/bad.png"
 expect_fail "generate with an unknown scheduler lists the known ones" "dpmpp-2m-karras" \
   "$OFT" generate --model "$P" --prompt x --scheduler plms --out "$T/bad.png"
 expect_fail "generate with an adapter for other modules fails naming the module" "not a Linear or Conv2d of this UNet" \

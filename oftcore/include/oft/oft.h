@@ -13,6 +13,7 @@
 #include "oft/unet.h"
 #include "oft/rng.h"
 #include "oft/pipeline.h"
+#include "oft/ldm.h"
 #include "oft/runtime.h"
 #include "oft/image.h"
 

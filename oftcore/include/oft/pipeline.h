@@ -18,11 +18,19 @@ typedef struct {
   OftUnet *unet;
   OftVae *vae;
   OftNoiseSchedule schedule;
-  char *dir;
+  char *dir;                /* the folder, or the single file it was loaded from */
 } OftPipeline;
 
 /* Reads model_index.json's folder: tokenizer/, text_encoder/, unet/, vae/, scheduler/. */
 OftPipeline *oft_pipeline_load (const char *dir, GError **error);
+/* One original Stable Diffusion (CompVis LDM) checkpoint, .safetensors or .ckpt (chosen by extension
+ * and content, see oft_weights_open), SD 1.x layout (see oft/ldm.h). The configs and tokenizer come from
+ * `config_dir`, a diffusers folder (unet/, vae/, text_encoder/ config.json, scheduler/, tokenizer/), or,
+ * when NULL, from the bundled SD 1.5 configs (oft_sd15_config_dir); those carry no tokenizer
+ * vocabulary unless one was installed beside them, so config_dir is needed for the tokenizer. */
+OftPipeline *oft_pipeline_load_single (const char *file, const char *config_dir, GError **error);
+/* Where the bundled SD 1.5 configs are: $OFT_DATA_DIR/sd15-config, else the installed data dir. g_free. */
+char        *oft_sd15_config_dir (void);
 void         oft_pipeline_free (OftPipeline *p);
 
 typedef struct {

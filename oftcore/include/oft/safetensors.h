@@ -24,6 +24,17 @@ typedef struct _OftSafetensors OftSafetensors;
  * match the byte ranges, ranges inside the file, no two ranges overlapping. Errors (OFT_IO_ERROR)
  * name the file and the offending tensor. */
 OftSafetensors *oft_safetensors_open (const char *path, GError **error);
+/* A PyTorch checkpoint (.ckpt/.pt/.pth written by torch.save ≥ 1.6: a zip of data.pkl + storages)
+ * read without executing anything: the pickle may only build dicts of tensors (collections.OrderedDict,
+ * torch._utils._rebuild_tensor_v2 / _rebuild_parameter, torch.{Float,Half,BFloat16,Int,Long}Storage);
+ * any other global is refused. The tensors of the top-level dict, or of its "state_dict" member, become
+ * entries (other values are ignored); they must be contiguous. Storages are read into memory (no mmap),
+ * entries' begin/end are byte offsets into their own storage. Same accessors, closed with
+ * oft_safetensors_close; metadata is NULL. */
+OftSafetensors *oft_ckpt_open (const char *path, GError **error);
+/* oft_ckpt_open for names ending in .ckpt, .pt, .pth or .bin and for files starting with a zip
+ * signature; oft_safetensors_open otherwise. */
+OftSafetensors *oft_weights_open (const char *path, GError **error);
 void            oft_safetensors_close (OftSafetensors *st);
 const char     *oft_safetensors_path (const OftSafetensors *st);
 /* Entries in data-offset order. */
