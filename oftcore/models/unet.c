@@ -357,6 +357,7 @@ oft_unet_free (OftUnet *u)
 {
   if (!u)
     return;
+  oft_unet_detach_trainable (u);  /* first: it clears pointers inside the blocks freed below */
   for (int i = 0; i < MAX_LEVELS; i++)
     for (int j = 0; j < MAX_LAYERS; j++)
       {
@@ -364,7 +365,6 @@ oft_unet_free (OftUnet *u)
         transformer_free (&u->up[i].attn[j]);
       }
   transformer_free (&u->mid_attn);
-  oft_unet_detach_trainable (u);
   g_hash_table_destroy (u->modules);
   oft_arena_release (&u->train_acts);
   oft_arena_release (&u->params);
@@ -535,4 +535,76 @@ oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const
   oft_conv_apply (a, out, y, u->cout_w, u->cout_b, B, C, H, W, u->out_ch, 3, 1, 1);
   oft_arena_reset (a, mark);
   return TRUE;
+}
+
+/* ---- arithmetic of one forward, for benchmarks: the GEMM/conv/attention multiply-adds ×2 ---- */
+
+static double
+resnet_flops (const OftResnet *r, double B, double HW)
+{
+  double f = 2 * B * HW * 9.0 * ((double) r->cin * r->cout + (double) r->cout * r->cout);
+  if (r->scw)
+    f += 2 * B * HW * r->cin * r->cout;
+  return f;
+}
+
+static double
+transformer_flops (const Transformer *t, double B, double HW, double T)
+{
+  double N = B * HW, C = t->ch, D = t->inner, f = 2 * N * C * D * 2;  /* proj_in, proj_out */
+  for (int i = 0; i < t->n_blocks; i++)
+    {
+      const TBlock *b = &t->blocks[i];
+      f += 2 * N * D * D * 4;                        /* attn1 q, k, v, out */
+      f += 2 * N * HW * D * 2;                       /* attn1 scores and values */
+      f += 2 * N * D * D * 2 + 2 * B * T * b->ctx * D * 2;  /* attn2 q, out; k, v over the context */
+      f += 2 * N * T * D * 2;                        /* attn2 scores and values */
+      f += 2 * N * D * 2.0 * b->ff + 2 * N * b->ff * D;     /* GEGLU proj and out */
+    }
+  return f;
+}
+
+double
+oft_unet_forward_flops (const OftUnet *u, int B, int h, int w, int T)
+{
+  double HW = (double) h * w, f = 2.0 * B * HW * 9 * u->in_ch * u->ch[0];
+  for (int i = 0; i < u->n_levels; i++)
+    {
+      const Level *d = &u->down[i];
+      for (int j = 0; j < d->n; j++)
+        {
+          f += resnet_flops (&d->res[j], B, HW);
+          if (d->has_attn)
+            f += transformer_flops (&d->attn[j], B, HW, T);
+        }
+      if (d->has_sample)
+        {
+          HW /= 4;
+          f += 2.0 * B * HW * 9 * d->out_ch * d->out_ch;
+        }
+    }
+  f += resnet_flops (&u->mid_r0, B, HW) + transformer_flops (&u->mid_attn, B, HW, T) + resnet_flops (&u->mid_r1, B, HW);
+  for (int i = 0; i < u->n_levels; i++)
+    {
+      const Level *up = &u->up[i];
+      for (int j = 0; j < up->n; j++)
+        {
+          f += resnet_flops (&up->res[j], B, HW);
+          if (up->has_attn)
+            f += transformer_flops (&up->attn[j], B, HW, T);
+        }
+      if (up->has_sample)
+        {
+          HW *= 4;
+          f += 2.0 * B * HW * 9 * up->out_ch * up->out_ch;
+        }
+    }
+  return f + 2.0 * B * HW * 9 * u->ch[0] * u->out_ch;
+}
+
+OftUnet *
+oft_unet_new_random (const char *config_path, guint64 seed, GError **error)
+{
+  OftWeightSource src = { .random_init = TRUE, .seed = seed };
+  return oft_unet_load_from (config_path, &src, error);
 }

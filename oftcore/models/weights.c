@@ -1,4 +1,6 @@
 #include "weights.h"
+#include "oft/rng.h"
+#include <math.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -25,6 +27,28 @@ oft_weights_get (OftWeightLoader *l, int ndim, const int64_t *shape, const char 
   char *tail = g_strdup_vprintf (fmt, ap);
   va_end (ap);
   const OftSafetensors *st = l->src->st;
+  if (!st && l->src->random_init)
+    {
+      int64_t numel = 1;
+      for (int i = 0; i < ndim; i++)
+        numel *= shape[i];
+      float *dst = oft_arena_scratch (l->arena, (size_t) numel);
+      if (ndim == 1)
+        for (int64_t i = 0; i < numel; i++)
+          dst[i] = g_str_has_suffix (tail, ".weight") ? 1.0f : 0.0f;
+      else
+        {
+          /* a per-tensor stream: the seed mixed with the name, so the order of loads does not matter */
+          OftRng rng;
+          oft_rng_seed (&rng, l->src->seed ^ g_str_hash (tail));
+          oft_rng_normal (&rng, dst, numel);
+          float s = 1.0f / sqrtf ((float) (numel / shape[0]));
+          for (int64_t i = 0; i < numel; i++)
+            dst[i] *= s;
+        }
+      g_free (tail);
+      return dst;
+    }
   if (!st)
     {
       /* the config was fine; now the weights file's own error */

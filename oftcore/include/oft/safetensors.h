@@ -62,6 +62,10 @@ typedef struct {
   OftNameMap map;            /* NULL: names are used as they are */
   gpointer map_data;
   const GError *open_error;
+  /* st NULL and random_init: every tensor is drawn (weights N(0, 1/fan_in), 1-D weights 1 and biases
+   * 0) from this seed instead of read: models of any size for benchmarks, no file needed */
+  gboolean random_init;
+  guint64 seed;
 } OftWeightSource;
 
 /* Writes tensors (name[i], tensors[i]) and optional metadata (string → string, may be NULL)

@@ -20,6 +20,11 @@ OftUnet *oft_unet_load (const char *dir, GError **error);
 /* A diffusers UNet config.json and tensors with diffusers' names through `src`. */
 OftUnet *oft_unet_load_from (const char *config_path, const OftWeightSource *src, GError **error);
 void     oft_unet_free (OftUnet *u);
+/* The architecture of config_path with random weights (see OftWeightSource.random_init): for benchmarks. */
+OftUnet *oft_unet_new_random (const char *config_path, guint64 seed, GError **error);
+/* Floating-point operations of one forward (convolutions, projections, attention products), for
+ * reporting rates. */
+double   oft_unet_forward_flops (const OftUnet *u, int B, int h, int w, int T);
 int      oft_unet_in_channels (const OftUnet *u);
 int      oft_unet_out_channels (const OftUnet *u);
 int      oft_unet_context_dim (const OftUnet *u);
