@@ -62,6 +62,8 @@ rm "$T/target/clock.png"
 expect_fail "eval canny names an unpaired file" "has no clock.png" "$OFT" eval canny "$T/pred" "$T/target"
 expect_fail "eval canny on maps of different sizes fails" "same size" \
   "$OFT" eval canny "$G/canny/astronaut__g100_200.png" "$G/canny/coffee__g100_200.png"
+run "$OFT" eval canny --detect "$G/images/grace_hopper.png" "$G/canny/grace_hopper__rgb100_200.png"
+expect_out "eval canny --detect takes OFT's Canny of PRED (identical to the golden edges)" '"accuracy" : 1(\.0)?,?$'
 expect_fail "eval with an unknown metric fails" "unknown metric" "$OFT" eval fid a b
 
 # segmap: quantisation, index map, legend, --strict
