@@ -16,5 +16,6 @@
 #include "oft/ldm.h"
 #include "oft/runtime.h"
 #include "oft/image.h"
+#include "oft/conditions.h"
 
 const char *oft_version (void);
