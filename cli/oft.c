@@ -17,6 +17,9 @@ static const Command commands[] = {
   { "selfcheck", cmd_selfcheck, "check the OFT invariants on random data" },
   { "inspect", cmd_inspect, "list tensors of a .safetensors file or an adapter folder" },
   { "adapter", cmd_adapter, "adapter tools: merge an adapter into base weights" },
+  { "faces", cmd_faces, "Haar-cascade face boxes of an image as JSON" },
+  { "landmarks", cmd_landmarks, "68 face landmarks (dlib) as JSON and a condition image" },
+  { "eval-landmarks", cmd_eval_landmarks, "mean landmark error between two JSON files or folders" },
 };
 
 static void
