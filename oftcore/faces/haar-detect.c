@@ -421,7 +421,8 @@ oft_haar_detect (const OftHaarCascade *h, const uint8_t *gray, int width, int he
       if (x1 > x0 && y1 > y0)
         r[m++] = (OftFaceBox) { x0, y0, x1 - x0, y1 - y0 };
     }
-  qsort (r, m, sizeof *r, cmp_box);
+  if (m > 1)
+    qsort (r, m, sizeof *r, cmp_box);
   *boxes = m ? g_memdup2 (r, sizeof *r * m) : NULL;
   g_array_free (cand, TRUE);
   return m;
