@@ -1,8 +1,8 @@
 /* detectMultiScale as OpenCV 4.6's CPU path runs it, step for step, so the boxes match:
  *  - scales 1, f, f², … (double) while the rounded window fits the image and the max size; windows
  *    under the min size skipped; each scale kept as a float;
- *  - per scale the image is resized to round(W/s)×round(H/s) with cv::resize INTER_LINEAR (fixed
- *    point: 11-bit coefficients, then SIMD rounding for the vertical pass, scalar for the tail);
+ *  - per scale the image is resized to round(W/s)×round(H/s) with cv::resize INTER_LINEAR, which for
+ *    8-bit images is OpenCV's bit-exact fixed-point linear resize;
  *  - integral images (int32, squares wrapping like OpenCV's CV_32S), windows every 2 px (1 px from
  *    scale 2 on), one more skipped after a rejection at stage 0;
  *  - window variance over the 1-px shrunk window normalises the features; flat windows are
@@ -13,69 +13,42 @@
 #include <math.h>
 #include <string.h>
 
-#define COEF_BITS 11
-#define COEF_SCALE (1 << COEF_BITS)
 #define MAX_SCALES 1024
 
 /* ---- cv::resize(INTER_LINEAR) for 8-bit, one channel ------------------------------------------ */
+/* OpenCV 4.6 resizes 8-bit images with its bit-exact linear code (the one INTER_LINEAR_EXACT names):
+ * source position (d + 0.5)·scale − 0.5 in double with scale = 1/(dst/src), weights in 8.8 fixed
+ * point, horizontal sums in 8.8, vertical sums in 16.16 rounded half up. Positions left of the first
+ * or right of the last source pixel take that pixel. (The older 11-bit SIMD path gives boxes a pixel
+ * off; this one reproduces the golden boxes exactly.) */
 
 typedef struct {
-  int *ofs;      /* source index per output index */
-  int16_t *coef; /* 2 per output index */
+  int *ofs;  /* first source index */
+  int *w1;   /* weight of ofs+1 in 1/256; ofs's weight is 256 − w1 */
 } LinearTab;
 
-/* fx = (d+0.5)·scale − 0.5 in double, rounded to float; clamped at both ends like OpenCV
- * (which clamps the horizontal taps; rows are clamped when fetched). */
 static void
-linear_tab (LinearTab *t, int dsize, double scale, int ssize, gboolean clamp)
+linear_tab (LinearTab *t, int dsize, int ssize)
 {
+  double scale = 1.0 / ((double) dsize / ssize);
   for (int d = 0; d < dsize; d++)
     {
-      float f = (float) ((d + 0.5) * scale - 0.5);
-      int s = (int) floorf (f);
-      f -= (float) s;
-      if (clamp && s < 0)
-        f = 0, s = 0;
-      if (clamp && s >= ssize - 1)
-        f = 0, s = ssize - 1;
-      t->ofs[d] = s;
-      t->coef[2 * d] = (int16_t) lrintf ((1.f - f) * COEF_SCALE);
-      t->coef[2 * d + 1] = (int16_t) lrintf (f * COEF_SCALE);
+      double f = scale * (d + 0.5) - 0.5;
+      int i = (int) floor (f);
+      if (i >= 0 && i < ssize - 1)
+        t->ofs[d] = i, t->w1[d] = (int) lrint ((f - i) * 256);
+      else
+        t->ofs[d] = i < 0 ? 0 : ssize - 1, t->w1[d] = 0;
     }
 }
 
 static void
-hresize_row (const uint8_t *S, int sw, const LinearTab *tx, int dw, int32_t *D)
+hresize_row (const uint8_t *S, const LinearTab *tx, int dw, uint32_t *D)
 {
   for (int d = 0; d < dw; d++)
     {
-      int s = tx->ofs[d];
-      D[d] = s + 1 < sw ? S[s] * tx->coef[2 * d] + S[s + 1] * tx->coef[2 * d + 1] : S[s] * COEF_SCALE;
-    }
-}
-
-/* OpenCV's universal-intrinsics vertical pass: the first lanes in blocks of 16, then of 8, go
- * through (hi16((a>>4)·b0) + hi16((c>>4)·b1) + 2) >> 2; the rest through the exact
- * (a·b0 + c·b1 + 2^21) >> 22. The two differ by one now and then. */
-static void
-vresize_row (const int32_t *S0, const int32_t *S1, int16_t b0, int16_t b1, uint8_t *dst, int width)
-{
-  int x = 0;
-  while (x <= width - 16)
-    x += 16;
-  while (x < width - 8)
-    x += 8;
-  int vec_end = x;
-  for (x = 0; x < vec_end; x++)
-    {
-      int a = (int16_t) (S0[x] >> 4), c = (int16_t) (S1[x] >> 4); /* ≤ 255·2048/16 fits int16 */
-      int v = (((a * b0) >> 16) + ((c * b1) >> 16) + 2) >> 2;
-      dst[x] = (uint8_t) CLAMP (v, 0, 255);
-    }
-  for (; x < width; x++)
-    {
-      int v = (S0[x] * b0 + S1[x] * b1 + (1 << 21)) >> 22;
-      dst[x] = (uint8_t) CLAMP (v, 0, 255);
+      int s = tx->ofs[d], w1 = tx->w1[d];
+      D[d] = w1 ? S[s] * (uint32_t) (256 - w1) + S[s + 1] * (uint32_t) w1 : (uint32_t) S[s] << 8;
     }
 }
 
@@ -99,35 +72,40 @@ resize_linear (const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh)
           }
       return;
     }
-  LinearTab tx = { g_new (int, dw), g_new (int16_t, 2 * dw) };
-  LinearTab ty = { g_new (int, dh), g_new (int16_t, 2 * dh) };
-  linear_tab (&tx, dw, sx, sw, TRUE);
-  linear_tab (&ty, dh, sy, sh, FALSE);
-  int32_t *rows = g_new (int32_t, 2 * (size_t) dw), *r0 = rows, *r1 = rows + dw;
+  LinearTab tx = { g_new (int, dw), g_new (int, dw) }, ty = { g_new (int, dh), g_new (int, dh) };
+  linear_tab (&tx, dw, sw);
+  linear_tab (&ty, dh, sh);
+  uint32_t *rows = g_new (uint32_t, 2 * (size_t) dw), *r0 = rows, *r1 = rows + dw;
   int have0 = -1, have1 = -1;
   for (int y = 0; y < dh; y++)
     {
-      int y0 = CLAMP (ty.ofs[y], 0, sh - 1), y1 = CLAMP (ty.ofs[y] + 1, 0, sh - 1);
+      int y0 = ty.ofs[y], y1 = ty.w1[y] ? y0 + 1 : y0;
       if (have0 != y0)
         {
           if (have1 == y0)
             {
-              int32_t *t = r0;
+              uint32_t *t = r0;
               r0 = r1, r1 = t;
               have0 = y0, have1 = -1;
             }
           else
-            hresize_row (src + (size_t) y0 * sw, sw, &tx, dw, r0), have0 = y0;
+            hresize_row (src + (size_t) y0 * sw, &tx, dw, r0), have0 = y0;
         }
       if (have1 != y1)
-        hresize_row (src + (size_t) y1 * sw, sw, &tx, dw, r1), have1 = y1;
-      vresize_row (r0, r1, ty.coef[2 * y], ty.coef[2 * y + 1], dst + (size_t) y * dw, dw);
+        hresize_row (src + (size_t) y1 * sw, &tx, dw, r1), have1 = y1;
+      uint32_t b1 = (uint32_t) ty.w1[y], b0 = 256 - b1;
+      uint8_t *out = dst + (size_t) y * dw;
+      for (int x = 0; x < dw; x++)
+        {
+          uint32_t v = (r0[x] * b0 + r1[x] * b1 + 32768) >> 16; /* ≤ 255·65536: fits, never saturates */
+          out[x] = (uint8_t) v;
+        }
     }
   g_free (rows);
   g_free (tx.ofs);
-  g_free (tx.coef);
+  g_free (tx.w1);
   g_free (ty.ofs);
-  g_free (ty.coef);
+  g_free (ty.w1);
 }
 
 /* ---- cascade evaluation ----------------------------------------------------------------------- */
