@@ -18,6 +18,7 @@ static int eval_segmentation (int argc, char **argv);
 static const EvalCommand evals[] = {
   { "canny", eval_canny, "IoU and F1 of edge maps (OFT eval_canny.py)" },
   { "segmentation", eval_segmentation, "mIoU, mAcc, aAcc of class index maps (mmseg)" },
+  { "landmarks", cmd_eval_landmarks, "mean L2 error of 68-point landmark JSON files (OFT eval_landmark.py)" },
 };
 
 /* ---- shared helpers ------------------------------------------------------------------------------- */

@@ -20,6 +20,8 @@ static const Command commands[] = {
   { "canny", cmd_canny, "Canny edge condition of an image (as cv2.Canny)" },
   { "segmap", cmd_segmap, "snap a painted segmentation map to the ADE20K palette; index map, legend" },
   { "eval", cmd_eval, "metrics: canny IoU/F1, segmentation mIoU/mAcc/aAcc" },
+  { "faces", cmd_faces, "Haar-cascade face boxes of an image as JSON" },
+  { "landmarks", cmd_landmarks, "68 face landmarks (dlib) as JSON and a condition image" },
 };
 
 static void

@@ -17,5 +17,6 @@
 #include "oft/runtime.h"
 #include "oft/image.h"
 #include "oft/conditions.h"
+#include "oft/faces.h"
 
 const char *oft_version (void);
