@@ -1,35 +1,11 @@
 /* Segmentation maps: the class palette (JSON in data/), nearest-colour quantisation of painted maps,
- * index maps back to colours, and finding bundled data files. */
+ * index maps back to colours. */
 #include "oft/conditions.h"
 #include "oft/error.h"
 #include "conditions-internal.h"
+#include "oft/runtime.h"
 #include <json-glib/json-glib.h>
 #include <string.h>
-
-char *
-oft_data_path (const char *name, GError **error)
-{
-  const char *env = g_getenv ("OFT_DATA_DIR");
-  const char *dirs[] = { env, oft_data_installed_dir, oft_data_source_dir };
-  GString *tried = g_string_new (NULL);
-  for (size_t i = 0; i < G_N_ELEMENTS (dirs); i++)
-    {
-      if (!dirs[i] || !*dirs[i])
-        continue;
-      char *path = g_build_filename (dirs[i], name, NULL);
-      if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
-        {
-          g_string_free (tried, TRUE);
-          return path;
-        }
-      g_string_append_printf (tried, "%s%s", tried->len ? ", " : "", path);
-      g_free (path);
-    }
-  g_set_error (error, OFT_IO_ERROR, OFT_ERROR_NOT_FOUND, "data file %s not found (looked at %s; set OFT_DATA_DIR "
-               "to the folder that holds it)", name, tried->str);
-  g_string_free (tried, TRUE);
-  return NULL;
-}
 
 void
 oft_palette_free (OftPalette *pal)

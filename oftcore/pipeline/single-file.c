@@ -1,6 +1,7 @@
 /* A pipeline from one original-SD checkpoint (.safetensors or .ckpt with LDM names) plus configs from
  * a diffusers folder or the bundled SD 1.5 ones. */
 #include "oft/pipeline.h"
+#include "oft/runtime.h"
 #include "oft/ldm.h"
 #include "oft/error.h"
 #include "pipeline-private.h"
@@ -10,8 +11,9 @@
 char *
 oft_sd15_config_dir (void)
 {
-  const char *env = g_getenv ("OFT_DATA_DIR");
-  return g_build_filename (env && *env ? env : OFT_DATADIR, "sd15-config", NULL);
+  char *path = oft_data_path ("sd15-config", NULL);
+  /* not found anywhere: name the installed location in the messages that follow */
+  return path ? path : g_build_filename (OFT_DATADIR, "sd15-config", NULL);
 }
 
 static gboolean

@@ -57,15 +57,10 @@ typedef struct {
   uint8_t *rgb;      /* n·3 colours */
 } OftPalette;
 
-/* Finds a bundled data file: $OFT_DATA_DIR, then the installed data folder, then the source tree's
- * data/ (uninstalled runs). Returns the path of the first that exists (g_free), or NULL with an error
- * listing where it looked. */
-char *oft_data_path (const char *name, GError **error);
-
 /* A palette JSON file: {"classes": [{"index": k, "name": "...", "rgb": [r, g, b]}, ...]} with indices 0..n-1
  * in order (n ≤ 255). */
 OftPalette *oft_palette_load (const char *path, GError **error);
-/* The ADE20K 150-class palette (data/ade20k-palette.json, found with oft_data_path). */
+/* The ADE20K 150-class palette (data/ade20k-palette.json, found with oft_data_path from oft/runtime.h). */
 OftPalette *oft_palette_load_ade20k (GError **error);
 void oft_palette_free (OftPalette *pal);
 

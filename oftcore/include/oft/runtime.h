@@ -14,6 +14,11 @@ G_BEGIN_DECLS
  * OFT_NO_REEXEC=1 turns it off. */
 void oft_runtime_tune_process (char **argv);
 
+/* A bundled data file or folder (e.g. "ade20k-palette.json", "sd15-config"): $OFT_DATA_DIR, then the
+ * installed data folder (<prefix>/share/gimp-oft), then the source tree's data/ for uninstalled runs.
+ * Returns the first path that exists (g_free), or NULL with an error listing where it looked. */
+char *oft_data_path (const char *name, GError **error);
+
 /* "<core> (<config>)" of the OpenBLAS in use, for reports. */
 const char *oft_runtime_blas_description (void);
 
