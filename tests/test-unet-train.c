@@ -155,6 +155,61 @@ test_refusals (void)
   fixture_free (&f);
 }
 
+/* ∂loss/∂control (the condition encoder's input to the UNet) against the loss's change along it. */
+static void
+test_control_gradient (void)
+{
+  Fixture f;
+  fixture_init (&f);
+  const int64_t n = 2 * 32 * 16 * 16;
+  g_assert_cmpint (oft_unet_control_channels (f.u), ==, 32);
+  float *r = g_new (float, n), *dr = g_new0 (float, n), *rp = g_new (float, n);
+  test_fill_uniform (r, n, -0.5f, 0.5f, 5);
+  oft_unet_set_control (f.u, r, dr);
+  float loss0, lp = 0, lm = 0;
+  GError *error = NULL;
+  g_assert_true (oft_unet_train_loss (f.u, f.x, f.t, f.ctx, 2, 16, 16, 77, f.target, FALSE, &loss0, f.grads, &error));
+  /* the control changes the loss at all */
+  oft_unet_set_control (f.u, NULL, NULL);
+  float plain;
+  g_assert_true (oft_unet_train_loss (f.u, f.x, f.t, f.ctx, 2, 16, 16, 77, f.target, FALSE, &plain, f.grads, &error));
+  g_assert_cmpfloat (fabsf (plain - loss0), >, 1e-4);
+  /* directional derivative along dr/|dr| (the steepest direction, so the finite difference is large
+   * against float rounding): central difference with step h in r */
+  double norm = 0;
+  for (int64_t i = 0; i < n; i++)
+    norm += (double) dr[i] * dr[i];
+  norm = sqrt (norm);
+  g_assert_cmpfloat (norm, >, 0);
+  const double h = 0.05;
+  for (int sign = -1; sign <= 1; sign += 2)
+    {
+      for (int64_t i = 0; i < n; i++)
+        rp[i] = (float) (r[i] + sign * h * dr[i] / norm);
+      oft_unet_set_control (f.u, rp, NULL);
+      float *out = g_new (float, 2 * 4 * 16 * 16);
+      g_assert_true (oft_unet_forward (f.u, f.x, f.t, f.ctx, 2, 16, 16, 77, out, &error));
+      double l = 0;
+      for (int i = 0; i < 2 * 4 * 16 * 16; i++)
+        l += ((double) out[i] - f.target[i]) * ((double) out[i] - f.target[i]);
+      l /= 2 * 4 * 16 * 16;
+      if (sign < 0)
+        lm = (float) l;
+      else
+        lp = (float) l;
+      g_free (out);
+    }
+  double fd = ((double) lp - lm) / (2 * h);
+  g_test_message ("control gradient: |dr| = %.6g, finite difference %.6g", norm, fd);
+  /* curvature over ±0.05 and float rounding of the losses (~1e-7 / 0.1): 1% */
+  g_assert_cmpfloat (fabs (fd - norm), <=, 1e-2 * norm);
+  oft_unet_set_control (f.u, NULL, NULL);
+  g_free (r);
+  g_free (dr);
+  g_free (rp);
+  fixture_free (&f);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -163,5 +218,6 @@ main (int argc, char **argv)
   g_test_add_data_func ("/unet-train/golden/loss-and-grads-checkpointed", GINT_TO_POINTER (1), test_golden_grads);
   g_test_add_func ("/unet-train/checkpoint-identical", test_checkpoint_identical);
   g_test_add_func ("/unet-train/refusals", test_refusals);
+  g_test_add_func ("/unet-train/control-gradient", test_control_gradient);
   return g_test_run ();
 }

@@ -92,6 +92,8 @@ struct _OftUnet {
   gpointer tap_data;
   GHashTable *modules;  /* path → Module */
   GPtrArray *trainables;/* Trainable*, NULL when no adapter is attached for training */
+  const float *control; /* added to conv_in's output (the condition encoder's features), or NULL */
+  float *dcontrol;      /* training: ∂loss/∂control accumulated here when not NULL */
 };
 
 /* out[N, lin->out] = (x·R_1⋯·R_train)·Wᵀ + b */

@@ -178,9 +178,9 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
                      float *loss, float **grads, GError **error)
 {
   int L = u->n_levels, mult = oft_unet_size_multiple (u);
-  if (!u->trainables)
+  if (!u->trainables && !u->dcontrol)
     {
-      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "no adapter is attached for training");
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "nothing to train: no adapter attached, no control gradient");
       return FALSE;
     }
   if (B < 1 || T < 1 || h < 1 || w < 1 || h % mult || w % mult)
@@ -190,7 +190,7 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
       return FALSE;
     }
   oft_unet_refresh_trainable (u);
-  for (guint i = 0; i < u->trainables->len; i++)
+  for (guint i = 0; u->trainables && i < u->trainables->len; i++)
     {
       Trainable *t = g_ptr_array_index (u->trainables, i);
       memset (t->dR, 0, sizeof (float) * (size_t) oft_spec_rows (&t->spec) * t->spec.b * t->spec.b);
@@ -215,6 +215,8 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
   int H = h, W = w, C = u->ch[0];
   float *x = take (a, B, C, H, W);
   oft_conv_apply (a, x, sample, u->cin_w, u->cin_b, B, u->in_ch, h, w, C, 3, 1, 1);
+  if (u->control)
+    oft_add_forward (x, x, u->control, (int64_t) B * C * h * w);
   skips[n_skips] = x, skip_ch[n_skips] = C, skip_h[n_skips] = H, skip_w[n_skips++] = W;
   for (int i = 0; i < L; i++)
     {
@@ -328,8 +330,14 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
           dx = unit_backward (&r, un, dx, &d->res[j], d->has_attn ? &d->attn[j] : NULL);
         }
     }
+  if (u->dcontrol)
+    {
+      /* the control was added to conv_in's output, which fed the first unit and the first skip */
+      oft_add_forward (dx, dx, dskips[0], (int64_t) B * u->ch[0] * h * w);
+      oft_add_forward (u->dcontrol, u->dcontrol, dx, (int64_t) B * u->ch[0] * h * w);
+    }
 
-  for (guint i = 0; i < u->trainables->len; i++)
+  for (guint i = 0; u->trainables && i < u->trainables->len; i++)
     {
       Trainable *t = g_ptr_array_index (u->trainables, i);
       oft_rotation_backward (grads[t->index], t->dR, t->cache, t->param, &t->spec);

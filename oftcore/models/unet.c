@@ -12,6 +12,14 @@ int oft_unet_out_channels (const OftUnet *u) { return u->out_ch; }
 int oft_unet_context_dim (const OftUnet *u) { return u->ctx_dim; }
 int oft_unet_size_multiple (const OftUnet *u) { return 1 << (u->n_levels - 1); }
 int oft_unet_sample_size (const OftUnet *u) { return u->sample_size; }
+int oft_unet_control_channels (const OftUnet *u) { return u->ch[0]; }
+
+void
+oft_unet_set_control (OftUnet *u, const float *r, float *dr)
+{
+  u->control = r;
+  u->dcontrol = r ? dr : NULL;
+}
 
 void
 oft_unet_set_tap (OftUnet *u, OftTapFunc tap, gpointer user_data)
@@ -469,6 +477,8 @@ oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const
 
   oft_conv_apply (a, x, sample, u->cin_w, u->cin_b, B, u->in_ch, h, w, u->ch[0], 3, 1, 1);
   tap (u, "conv_in", x, (int64_t) B * u->ch[0] * h * w);
+  if (u->control)
+    oft_add_forward (x, x, u->control, (int64_t) B * u->ch[0] * h * w);
   int H = h, W = w, C = u->ch[0];
 #define PUSH()                                                                         \
   do {                                                                                 \

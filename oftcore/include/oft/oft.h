@@ -11,6 +11,7 @@
 #include "oft/clip.h"
 #include "oft/vae.h"
 #include "oft/unet.h"
+#include "oft/condition-encoder.h"
 #include "oft/rng.h"
 #include "oft/pipeline.h"
 #include "oft/ldm.h"

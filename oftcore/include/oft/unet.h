@@ -41,6 +41,12 @@ void     oft_unet_set_tap (OftUnet *u, OftTapFunc tap, gpointer user_data);
  * UNet unchanged. */
 gboolean oft_unet_apply_adapter (OftUnet *u, const OftPeftAdapter *a, gboolean merge, GError **error);
 
+/* Controllable generation: r[B, ch0, h, w] is added to conv_in's output in every following forward,
+ * inference and training alike (ch0 = oft_unet_control_channels; B, h, w those of the next forwards).
+ * In training, dr (may be NULL) accumulates ∂loss/∂r. NULL removes it. The caller keeps the memory. */
+void oft_unet_set_control (OftUnet *u, const float *r, float *dr);
+int  oft_unet_control_channels (const OftUnet *u);
+
 /* ---- training (OFT adapters applied on the fly are the only trainable parameters) ----
  * Attaches `a` for training: every module must be an OFT module on a transformer-block Linear. The UNet
  * keeps pointers to a's parameter tensors (f32) and rebuilds the rotations from them at every
