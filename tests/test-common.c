@@ -79,3 +79,40 @@ test_fill_uniform (float *x, int64_t n, float lo, float hi, guint32 seed)
     x[i] = lo + (hi - lo) * (float) g_rand_double (r);
   g_rand_free (r);
 }
+
+JsonNode *
+test_load_json (const char *relative)
+{
+  char *path = test_golden_path (relative);
+  JsonParser *p = json_parser_new ();
+  GError *error = NULL;
+  json_parser_load_from_file (p, path, &error);
+  g_assert_no_error (error);
+  JsonNode *root = json_node_copy (json_parser_get_root (p));
+  g_object_unref (p);
+  g_free (path);
+  return root;
+}
+
+OftImage *
+test_load_image (const char *relative)
+{
+  char *path = test_golden_path (relative);
+  GError *error = NULL;
+  OftImage *img = oft_image_load (path, &error);
+  g_assert_no_error (error);
+  g_free (path);
+  return img;
+}
+
+OftPeftAdapter *
+test_load_adapter (const char *relative_dir)
+{
+  char *dir = test_golden_path (relative_dir);
+  GError *error = NULL;
+  OftPeftAdapter *a = oft_peft_adapter_load (dir, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (a);
+  g_free (dir);
+  return a;
+}

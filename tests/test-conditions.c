@@ -7,31 +7,6 @@
 #include <string.h>
 #include <glib/gstdio.h>
 
-static JsonNode *
-load_json (const char *relative)
-{
-  char *path = test_golden_path (relative);
-  JsonParser *p = json_parser_new ();
-  GError *error = NULL;
-  json_parser_load_from_file (p, path, &error);
-  g_assert_no_error (error);
-  JsonNode *root = json_node_copy (json_parser_get_root (p));
-  g_object_unref (p);
-  g_free (path);
-  return root;
-}
-
-static OftImage *
-load_golden_image (const char *relative)
-{
-  char *path = test_golden_path (relative);
-  GError *error = NULL;
-  OftImage *img = oft_image_load (path, &error);
-  g_assert_no_error (error);
-  g_free (path);
-  return img;
-}
-
 /* null in the golden JSON stands for NaN */
 static double
 json_num (JsonObject *o, const char *name)
@@ -67,7 +42,7 @@ test_gray_formula (void)
     {
       char *rgb_rel = g_strdup_printf ("conditions/images/%s.png", names[i]);
       char *gray_rel = g_strdup_printf ("conditions/images/%s_gray.png", names[i]);
-      OftImage *rgb = load_golden_image (rgb_rel), *want = load_golden_image (gray_rel);
+      OftImage *rgb = test_load_image (rgb_rel), *want = test_load_image (gray_rel);
       g_assert_cmpint (rgb->channels, ==, 3);
       g_assert_cmpint (want->channels, ==, 1);
       OftImage *got = oft_gray_image (rgb);
@@ -121,7 +96,7 @@ test_gauss_kernel (void)
 static void
 test_canny_golden (void)
 {
-  JsonNode *root = load_json ("conditions/canny/manifest.json");
+  JsonNode *root = test_load_json ("conditions/canny/manifest.json");
   JsonArray *entries = json_object_get_array_member (json_node_get_object (root), "entries");
   guint n_entries = json_array_get_length (entries), exact = 0;
   g_assert_cmpuint (n_entries, ==, 40);
@@ -143,7 +118,7 @@ test_canny_golden (void)
       char *input = blur ? g_strdup_printf ("conditions/images/%s.png", name)
                          : g_strdup_printf ("conditions/%s", json_object_get_string_member (o, "input"));
       char *output = g_strdup_printf ("conditions/%s", json_object_get_string_member (o, "output"));
-      OftImage *img = load_golden_image (input), *want = load_golden_image (output);
+      OftImage *img = test_load_image (input), *want = test_load_image (output);
       if (!blur)
         g_assert_cmpint (img->channels, ==, rgb ? 3 : 1);
       GError *error = NULL;
@@ -234,7 +209,7 @@ test_canny_properties (void)
 static void
 test_canny_metric (void)
 {
-  JsonNode *root = load_json ("conditions/canny/metric.json");
+  JsonNode *root = test_load_json ("conditions/canny/metric.json");
   JsonObject *top = json_node_get_object (root);
   const char *sets[] = { "blur_pairs", "param_pairs" };
   for (int s = 0; s < 2; s++)
@@ -248,7 +223,7 @@ test_canny_metric (void)
           JsonObject *o = json_array_get_object_element (pairs, i);
           char *pr = g_strdup_printf ("conditions/%s", json_object_get_string_member (o, "pred"));
           char *tr = g_strdup_printf ("conditions/%s", json_object_get_string_member (o, "target"));
-          OftImage *pred = load_golden_image (pr), *target = load_golden_image (tr);
+          OftImage *pred = test_load_image (pr), *target = test_load_image (tr);
           OftEdgeMetrics m;
           oft_metrics_edges (&m, pred->pixels, target->pixels, (int64_t) pred->width * pred->height);
           assert_metric (pr, m.iou, json_num (o, "iou"));
@@ -297,7 +272,7 @@ test_palette_matches_golden (void)
   GError *error = NULL;
   OftPalette *pal = oft_palette_load_ade20k (&error);
   g_assert_no_error (error);
-  JsonNode *root = load_json ("conditions/data/ade20k_palette.json");
+  JsonNode *root = test_load_json ("conditions/data/ade20k_palette.json");
   JsonArray *classes = json_object_get_array_member (json_node_get_object (root), "classes");
   g_assert_cmpint (pal->n, ==, 150);
   g_assert_cmpuint (json_array_get_length (classes), ==, 150);
@@ -343,8 +318,8 @@ test_segmap_quantize (void)
   GError *error = NULL;
   OftPalette *pal = oft_palette_load_ade20k (&error);
   g_assert_no_error (error);
-  OftImage *painted = load_golden_image ("conditions/seg/painted.png");
-  OftImage *want = load_golden_image ("conditions/seg/painted_index.png");
+  OftImage *painted = test_load_image ("conditions/seg/painted.png");
+  OftImage *want = test_load_image ("conditions/seg/painted_index.png");
   g_assert_cmpint (painted->channels, ==, 3);
   int64_t n = (int64_t) painted->width * painted->height;
   uint8_t *index = g_new (uint8_t, n);
@@ -357,7 +332,7 @@ test_segmap_quantize (void)
   g_assert_cmpint (diff, ==, 0);  /* integer argmin with the same tie rule: exact */
 
   /* the histogram in the manifest */
-  JsonNode *root = load_json ("conditions/seg/manifest.json");
+  JsonNode *root = test_load_json ("conditions/seg/manifest.json");
   JsonObject *hist = json_object_get_object_member (
     json_object_get_object_member (json_node_get_object (root), "quantized"), "histogram");
   int64_t counts[256] = { 0 };
@@ -481,12 +456,12 @@ check_seg_scores (JsonObject *want, OftSegAreas *a)
 static void
 test_seg_metrics (void)
 {
-  JsonNode *root = load_json ("conditions/seg/manifest.json");
+  JsonNode *root = test_load_json ("conditions/seg/manifest.json");
   JsonObject *top = json_node_get_object (root);
-  OftImage *gt = load_golden_image ("conditions/seg/gt_index.png");
-  OftImage *pred = load_golden_image ("conditions/seg/pred_index.png");
-  OftImage *gt2 = load_golden_image ("conditions/seg/painted_truth_index.png");
-  OftImage *pred2 = load_golden_image ("conditions/seg/pred2_index.png");
+  OftImage *gt = test_load_image ("conditions/seg/gt_index.png");
+  OftImage *pred = test_load_image ("conditions/seg/pred_index.png");
+  OftImage *gt2 = test_load_image ("conditions/seg/painted_truth_index.png");
+  OftImage *pred2 = test_load_image ("conditions/seg/pred2_index.png");
   int64_t n = (int64_t) gt->width * gt->height;
   OftSegAreas *a = oft_seg_areas_new (150);
   oft_seg_areas_add (a, pred->pixels, gt->pixels, n, OFT_SEG_IGNORE);

@@ -10,31 +10,6 @@ static const char *layer_cases[] = {
   "oft_conv3x3", "oft_conv1x1", "boft_linear",
 };
 
-static JsonNode *
-load_json (const char *relative)
-{
-  char *path = test_golden_path (relative);
-  JsonParser *p = json_parser_new ();
-  GError *error = NULL;
-  json_parser_load_from_file (p, path, &error);
-  g_assert_no_error (error);
-  JsonNode *root = json_node_copy (json_parser_get_root (p));
-  g_object_unref (p);
-  g_free (path);
-  return root;
-}
-
-static OftPeftAdapter *
-load_golden_adapter (const char *relative_dir)
-{
-  char *dir = test_golden_path (relative_dir);
-  GError *error = NULL;
-  OftPeftAdapter *a = oft_peft_adapter_load (dir, &error);
-  g_assert_no_error (error);
-  g_assert_nonnull (a);
-  g_free (dir);
-  return a;
-}
 
 static void
 assert_tensor_bits (const OftTensor *got, const OftSafetensors *st, const char *name)
@@ -60,8 +35,8 @@ test_load_golden_layers (void)
       char *case_rel = g_strdup_printf ("oft_layers/%s/case.json", name);
       char *cfg_rel = g_strdup_printf ("oft_layers/%s/adapter/adapter_config.json", name);
       char *t_rel = g_strdup_printf ("oft_layers/%s/tensors.safetensors", name);
-      OftPeftAdapter *a = load_golden_adapter (rel);
-      JsonNode *cj = load_json (case_rel), *aj = load_json (cfg_rel);
+      OftPeftAdapter *a = test_load_adapter (rel);
+      JsonNode *cj = test_load_json (case_rel), *aj = test_load_json (cfg_rel);
       JsonObject *co = json_node_get_object (cj), *ao = json_node_get_object (aj);
       OftSafetensors *st = test_open_golden (t_rel);
       const OftAdapterConfig *cfg = oft_peft_adapter_config (a);
@@ -112,8 +87,8 @@ test_load_golden_layers (void)
 static void
 test_load_golden_unet (void)
 {
-  OftPeftAdapter *a = load_golden_adapter ("unet_oft/adapter");
-  JsonNode *ref = load_json ("unet_oft/reference.json");
+  OftPeftAdapter *a = test_load_adapter ("unet_oft/adapter");
+  JsonNode *ref = test_load_json ("unet_oft/reference.json");
   JsonObject *ro = json_node_get_object (ref);
   JsonArray *mods = json_object_get_array_member (ro, "modules");
   const OftAdapterConfig *cfg = oft_peft_adapter_config (a);
@@ -180,7 +155,7 @@ test_roundtrip (void)
     {
       char *rel = c < G_N_ELEMENTS (layer_cases) ? g_strdup_printf ("oft_layers/%s/adapter", layer_cases[c])
                                                   : g_strdup ("unet_oft/adapter");
-      OftPeftAdapter *a = load_golden_adapter (rel);
+      OftPeftAdapter *a = test_load_adapter (rel);
       char *out = g_build_filename (tmp, "nested", "out", NULL); /* folders are created */
       GError *error = NULL;
       g_assert_true (oft_peft_adapter_save (a, out, &error));
@@ -323,7 +298,7 @@ test_new_adapter (void)
       g_assert_no_error (error);
 
       char *cfg_rel = g_strdup_printf ("oft_layers/%s/adapter/adapter_config.json", cases[c].name);
-      JsonNode *want = load_json (cfg_rel);
+      JsonNode *want = test_load_json (cfg_rel);
       json_object_remove_member (json_node_get_object (want), "auto_mapping");
       char *text = oft_peft_adapter_config_json (a);
       JsonParser *p = json_parser_new ();

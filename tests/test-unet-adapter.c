@@ -17,12 +17,7 @@ load_unet (void)
 static OftPeftAdapter *
 load_adapter (void)
 {
-  char *dir = test_golden_path ("unet_oft/adapter");
-  GError *error = NULL;
-  OftPeftAdapter *a = oft_peft_adapter_load (dir, &error);
-  g_assert_no_error (error);
-  g_free (dir);
-  return a;
+  return test_load_adapter ("unet_oft/adapter");
 }
 
 static void

@@ -57,20 +57,7 @@ typedef struct {
   GError **error;
 } Pickle;
 
-static gboolean
-fail (GError **error, int code, const char *path, const char *fmt, ...) G_GNUC_PRINTF (4, 5);
-
-static gboolean
-fail (GError **error, int code, const char *path, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  char *msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  g_set_error (error, OFT_IO_ERROR, code, "%s: %s", path, msg);
-  g_free (msg);
-  return FALSE;
-}
+#define fail oft_io_fail
 
 /* Errors inside the pickle name the opcode's byte offset. */
 static gboolean

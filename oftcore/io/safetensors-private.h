@@ -8,3 +8,6 @@
  * two entries share a name. */
 OftSafetensors *oft_safetensors_new_owned (const char *path, OftSafetensorsEntry *entries, size_t n,
                                            GPtrArray *buffers, GError **error);
+
+/* Sets an OFT_IO_ERROR "<path>: <message>" and returns FALSE. */
+gboolean oft_io_fail (GError **error, int code, const char *path, const char *fmt, ...) G_GNUC_PRINTF (4, 5);

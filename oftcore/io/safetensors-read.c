@@ -23,11 +23,8 @@ struct _OftSafetensors {
   GPtrArray *owned;           /* data buffers of a non-mapped container (.ckpt); NULL for a mapping */
 };
 
-static gboolean
-fail (GError **error, int code, const char *path, const char *fmt, ...) G_GNUC_PRINTF (4, 5);
-
-static gboolean
-fail (GError **error, int code, const char *path, const char *fmt, ...)
+gboolean
+oft_io_fail (GError **error, int code, const char *path, const char *fmt, ...)
 {
   va_list ap;
   va_start (ap, fmt);
@@ -37,6 +34,8 @@ fail (GError **error, int code, const char *path, const char *fmt, ...)
   g_free (msg);
   return FALSE;
 }
+
+#define fail oft_io_fail
 
 /* A JSON integer ≥ 0, or FALSE. json-glib reads integers as gint64 and fractions as double. */
 static gboolean
