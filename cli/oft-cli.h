@@ -9,6 +9,7 @@ int cmd_inspect (int argc, char **argv);
 int cmd_adapter (int argc, char **argv);
 int cmd_generate (int argc, char **argv);
 int cmd_tokenize (int argc, char **argv);
+int cmd_train (int argc, char **argv);
 
 /* Prints "oft <cmd>: <error->message>" and returns 1. */
 int cli_fail (const char *cmd, const GError *error);

@@ -17,6 +17,7 @@ static const Command commands[] = {
   { "selfcheck", cmd_selfcheck, "check the OFT invariants on random data" },
   { "inspect", cmd_inspect, "list tensors of a .safetensors file or an adapter folder" },
   { "adapter", cmd_adapter, "adapter tools: merge an adapter into base weights" },
+  { "train", cmd_train, "train an OFT adapter on subject images (DreamBooth)" },
 };
 
 static void

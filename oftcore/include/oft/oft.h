@@ -15,5 +15,6 @@
 #include "oft/pipeline.h"
 #include "oft/runtime.h"
 #include "oft/image.h"
+#include "oft/train.h"
 
 const char *oft_version (void);
