@@ -38,16 +38,38 @@ oft_resnet_load (OftResnet *r, OftWeightLoader *l, const char *p, int cin, int c
 }
 
 void
-oft_resnet_forward (OftArena *scratch, float *out, const float *x, const float *temb_act,
-                    const OftResnet *r, int B, int H, int W)
+oft_conv_apply_backward (OftArena *scratch, float *dx, const float *dout, const float *w,
+                         int B, int C, int H, int W, int OC, int k, int stride, int pad)
+{
+  OftConv2dShape s = { .B = B, .C = C, .H = H, .W = W, .OC = OC, .kh = k, .kw = k, .stride = stride, .pad = pad };
+  OftArenaMark m = oft_arena_mark (scratch);
+  size_t n = oft_conv2d_scratch_floats (&s);
+  oft_conv2d_backward (dx, NULL, NULL, dout, NULL, w, &s, n ? oft_arena_scratch (scratch, n) : NULL);
+  oft_arena_reset (scratch, m);
+}
+
+void
+oft_resnet_forward_save (OftArena *scratch, float *out, const float *x, const float *temb_act,
+                         const OftResnet *r, int B, int H, int W, OftResnetSave *save)
 {
   int64_t HW = (int64_t) H * W;
+  size_t G = (size_t) B * r->groups;
+  if (save)
+    *save = (OftResnetSave) {
+      .h1 = oft_arena_scratch (scratch, (size_t) B * r->cin * HW), .c1 = oft_arena_scratch (scratch, (size_t) B * r->cout * HW),
+      .h2 = oft_arena_scratch (scratch, (size_t) B * r->cout * HW),
+      .mean1 = oft_arena_scratch (scratch, G), .rstd1 = oft_arena_scratch (scratch, G),
+      .mean2 = oft_arena_scratch (scratch, G), .rstd2 = oft_arena_scratch (scratch, G),
+    };
   OftArenaMark m = oft_arena_mark (scratch);
-  float *h = oft_arena_scratch (scratch, (size_t) B * (size_t) MAX (r->cin, r->cout) * HW);
-  float *mean = oft_arena_scratch (scratch, (size_t) B * r->groups), *rstd = oft_arena_scratch (scratch, (size_t) B * r->groups);
-  oft_groupnorm_forward (h, mean, rstd, x, r->n1w, r->n1b, B, r->cin, HW, r->groups, r->eps);
-  oft_silu_forward (h, h, B * r->cin * HW);
-  oft_conv_apply (scratch, out, h, r->c1w, r->c1b, B, r->cin, H, W, r->cout, 3, 1, 1);
+  float *a1 = oft_arena_scratch (scratch, (size_t) B * MAX (r->cin, r->cout) * HW);
+  float *h1 = save ? save->h1 : oft_arena_scratch (scratch, (size_t) B * r->cin * HW);
+  float *c1 = save ? save->c1 : out;
+  float *h2 = save ? save->h2 : h1;
+  float *mean = save ? save->mean1 : oft_arena_scratch (scratch, G), *rstd = save ? save->rstd1 : oft_arena_scratch (scratch, G);
+  oft_groupnorm_forward (h1, mean, rstd, x, r->n1w, r->n1b, B, r->cin, HW, r->groups, r->eps);
+  oft_silu_forward (a1, h1, B * r->cin * HW);
+  oft_conv_apply (scratch, c1, a1, r->c1w, r->c1b, B, r->cin, H, W, r->cout, 3, 1, 1);
   if (r->tw && temb_act)
     {
       float *t = oft_arena_scratch (scratch, (size_t) B * r->cout);
@@ -55,21 +77,57 @@ oft_resnet_forward (OftArena *scratch, float *out, const float *x, const float *
       for (int b = 0; b < B; b++)
         for (int c = 0; c < r->cout; c++)
           {
-            float *o = out + ((int64_t) b * r->cout + c) * HW, v = t[b * r->cout + c];
+            float *o = c1 + ((int64_t) b * r->cout + c) * HW, v = t[b * r->cout + c];
             for (int64_t i = 0; i < HW; i++)
               o[i] += v;
           }
     }
-  oft_groupnorm_forward (h, mean, rstd, out, r->n2w, r->n2b, B, r->cout, HW, r->groups, r->eps);
-  oft_silu_forward (h, h, B * r->cout * HW);
-  oft_conv_apply (scratch, out, h, r->c2w, r->c2b, B, r->cout, H, W, r->cout, 3, 1, 1);
+  if (save)
+    mean = save->mean2, rstd = save->rstd2;
+  if (!save && r->cout > r->cin)
+    h2 = oft_arena_scratch (scratch, (size_t) B * r->cout * HW);
+  oft_groupnorm_forward (h2, mean, rstd, c1, r->n2w, r->n2b, B, r->cout, HW, r->groups, r->eps);
+  oft_silu_forward (a1, h2, B * r->cout * HW);
+  oft_conv_apply (scratch, out, a1, r->c2w, r->c2b, B, r->cout, H, W, r->cout, 3, 1, 1);
   if (r->scw)
     {
-      oft_conv_apply (scratch, h, x, r->scw, r->scb, B, r->cin, H, W, r->cout, 1, 1, 0);
-      oft_add_forward (out, out, h, B * r->cout * HW);
+      oft_conv_apply (scratch, a1, x, r->scw, r->scb, B, r->cin, H, W, r->cout, 1, 1, 0);
+      oft_add_forward (out, out, a1, B * r->cout * HW);
     }
   else
     oft_add_forward (out, out, x, B * r->cout * HW);
+  oft_arena_reset (scratch, m);
+}
+
+void
+oft_resnet_forward (OftArena *scratch, float *out, const float *x, const float *temb_act,
+                    const OftResnet *r, int B, int H, int W)
+{
+  oft_resnet_forward_save (scratch, out, x, temb_act, r, B, H, W, NULL);
+}
+
+void
+oft_resnet_backward (OftArena *scratch, float *dx, const float *dout, const float *x, const OftResnet *r,
+                     int B, int H, int W, const OftResnetSave *s)
+{
+  int64_t HW = (int64_t) H * W;
+  OftArenaMark m = oft_arena_mark (scratch);
+  float *da = oft_arena_floats (scratch, (size_t) B * MAX (r->cin, r->cout) * HW);
+  float *dh = oft_arena_floats (scratch, (size_t) B * MAX (r->cin, r->cout) * HW);
+  /* out = shortcut(x) + conv2(silu(GN2(c1))), c1 = conv1(silu(GN1(x))) + time */
+  if (r->scw)
+    oft_conv_apply_backward (scratch, dx, dout, r->scw, B, r->cin, H, W, r->cout, 1, 1, 0);
+  else
+    oft_add_forward (dx, dx, dout, B * r->cout * HW);
+  oft_conv_apply_backward (scratch, da, dout, r->c2w, B, r->cout, H, W, r->cout, 3, 1, 1);
+  oft_silu_backward (dh, da, s->h2, B * r->cout * HW);
+  memset (da, 0, (size_t) B * r->cout * HW * sizeof (float));
+  oft_groupnorm_backward (da, NULL, NULL, dh, s->c1, r->n2w, s->mean2, s->rstd2, B, r->cout, HW, r->groups);
+  memset (dh, 0, (size_t) B * MAX (r->cin, r->cout) * HW * sizeof (float));
+  oft_conv_apply_backward (scratch, dh, da, r->c1w, B, r->cin, H, W, r->cout, 3, 1, 1);
+  memset (da, 0, (size_t) B * r->cin * HW * sizeof (float));
+  oft_silu_backward (da, dh, s->h1, B * r->cin * HW);
+  oft_groupnorm_backward (dx, NULL, NULL, da, x, r->n1w, s->mean1, s->rstd1, B, r->cin, HW, r->groups);
   oft_arena_reset (scratch, m);
 }
 
@@ -102,6 +160,13 @@ oft_downsample_forward (OftArena *scratch, float *out, const float *x, const Oft
 }
 
 void
+oft_downsample_backward (OftArena *scratch, float *dx, const float *dout, const OftDownsample *d, int B, int H, int W)
+{
+  g_return_if_fail (!d->asym_pad);
+  oft_conv_apply_backward (scratch, dx, dout, d->w, B, d->ch, H, W, d->ch, 3, 2, 1);
+}
+
+void
 oft_upsample_load (OftUpsample *u, OftWeightLoader *l, const char *p, int ch)
 {
   u->ch = ch;
@@ -116,6 +181,16 @@ oft_upsample_forward (OftArena *scratch, float *out, const float *x, const OftUp
   float *up = oft_arena_scratch (scratch, (size_t) B * u->ch * 4 * H * W);
   oft_upsample2x_forward (up, x, (int64_t) B * u->ch, H, W);
   oft_conv_apply (scratch, out, up, u->w, u->b, B, u->ch, 2 * H, 2 * W, u->ch, 3, 1, 1);
+  oft_arena_reset (scratch, m);
+}
+
+void
+oft_upsample_backward (OftArena *scratch, float *dx, const float *dout, const OftUpsample *u, int B, int H, int W)
+{
+  OftArenaMark m = oft_arena_mark (scratch);
+  float *dup = oft_arena_floats (scratch, (size_t) B * u->ch * 4 * H * W);
+  oft_conv_apply_backward (scratch, dup, dout, u->w, B, u->ch, 2 * H, 2 * W, u->ch, 3, 1, 1);
+  oft_upsample2x_backward (dx, dup, (int64_t) B * u->ch, H, W);
   oft_arena_reset (scratch, m);
 }
 

@@ -15,11 +15,26 @@ typedef struct {
   float *scw, *scb;  /* 1×1 conv_shortcut when cin != cout */
 } OftResnet;
 
+/* What a resnet's backward needs (its input is the caller's). */
+typedef struct {
+  float *h1, *c1, *h2;                 /* GroupNorm1 output, conv1 output (+ time), GroupNorm2 output */
+  float *mean1, *rstd1, *mean2, *rstd2;
+} OftResnetSave;
+
 void oft_resnet_load (OftResnet *r, OftWeightLoader *l, const char *prefix, int cin, int cout, int temb,
                       int groups, float eps);
-/* out[B, cout, H, W] (must not alias x); temb_act = SiLU(time embedding) [B, temb] or NULL. */
+/* out[B, cout, H, W] (must not alias x); temb_act = SiLU(time embedding) [B, temb] or NULL.
+ * save (may be NULL) receives the activations the backward needs, allocated in `scratch`. */
+void oft_resnet_forward_save (OftArena *scratch, float *out, const float *x, const float *temb_act,
+                              const OftResnet *r, int B, int H, int W, OftResnetSave *save);
 void oft_resnet_forward (OftArena *scratch, float *out, const float *x, const float *temb_act,
                          const OftResnet *r, int B, int H, int W);
+/* dx[B, cin, H, W] += ∂/∂x from dout (frozen weights; the time embedding gets no gradient). */
+void oft_resnet_backward (OftArena *scratch, float *dx, const float *dout, const float *x, const OftResnet *r,
+                          int B, int H, int W, const OftResnetSave *s);
+/* dx += ∂/∂x of a conv2d with a frozen weight. */
+void oft_conv_apply_backward (OftArena *scratch, float *dx, const float *dout, const float *w,
+                              int B, int C, int H, int W, int OC, int k, int stride, int pad);
 
 /* conv2d of x[B, C, H, W] with scratch from the arena; returns OH·OW through oh/ow. */
 void oft_conv_apply (OftArena *scratch, float *out, const float *x, const float *w, const float *b,
@@ -34,6 +49,9 @@ void oft_downsample_load (OftDownsample *d, OftWeightLoader *l, const char *pref
 /* out[B, ch, H/2, W/2] (rounded as the conv rounds) */
 void oft_downsample_forward (OftArena *scratch, float *out, const float *x, const OftDownsample *d,
                              int B, int H, int W);
+/* dx[B, ch, H, W] += ∂/∂x (symmetric padding only: the UNet's kind) */
+void oft_downsample_backward (OftArena *scratch, float *dx, const float *dout, const OftDownsample *d,
+                              int B, int H, int W);
 
 typedef struct {
   int ch;
@@ -43,6 +61,9 @@ void oft_upsample_load (OftUpsample *u, OftWeightLoader *l, const char *prefix, 
 /* out[B, ch, 2H, 2W]: nearest 2× then 3×3 conv */
 void oft_upsample_forward (OftArena *scratch, float *out, const float *x, const OftUpsample *u,
                            int B, int H, int W);
+/* dx[B, ch, H, W] += ∂/∂x from dout[B, ch, 2H, 2W] */
+void oft_upsample_backward (OftArena *scratch, float *dx, const float *dout, const OftUpsample *u,
+                            int B, int H, int W);
 
 /* The VAE mid-block attention: GroupNorm, one head over all channels, residual. */
 typedef struct {

@@ -1,76 +1,11 @@
 /* UNet2DConditionModel forward (inference). Block structure and channel bookkeeping follow
  * diffusers' UNet2DConditionModel.__init__: skip connections are pushed after conv_in, after every
  * resnet(+attention) of a down block and after every downsampler, and popped by the up blocks. */
-#include "oft/unet.h"
+#include "unet-private.h"
 #include "oft/nn.h"
-#include "oft/adapters.h"
-#include "blocks.h"
 #include "config.h"
 #include <math.h>
 #include <string.h>
-
-#define MAX_LEVELS 8
-#define MAX_LAYERS 8
-
-/* A Linear of a transformer block; on-the-fly OFT adapters rotate its input (x ↦ x·R per block,
- * PEFT's forward), in the order they were applied. */
-typedef struct {
-  OftSpec spec;
-  float *R;
-} LinRot;
-
-typedef struct {
-  int in, out;
-  float *w, *b;       /* b may be NULL */
-  GPtrArray *rots;    /* LinRot*, NULL when none */
-} Lin;
-
-typedef struct {
-  int dim, heads, ctx, ff;               /* ff = inner width of the GEGLU feed-forward */
-  float *n1w, *n1b, *n2w, *n2b, *n3w, *n3b;
-  Lin q1, k1, v1, o1;                    /* self-attention (no q/k/v bias) */
-  Lin q2, k2, v2, o2;                    /* cross-attention */
-  Lin ff1, ff2;
-} TBlock;
-
-/* Every weight an adapter may target, by its diffusers module path. */
-typedef struct {
-  float *w;
-  int64_t out, d;     /* the weight as [out, d] (convs flattened to C·kh·kw) */
-  Lin *lin;           /* set for transformer-block Linears, which can also run adapters on the fly */
-} Module;
-
-typedef struct {
-  int ch, inner, groups, n_blocks;
-  bool linear_proj;
-  float *nw, *nb, *piw, *pib, *pow_, *pob;
-  TBlock *blocks;
-} Transformer;
-
-typedef struct {
-  int n;                                  /* resnets (and attentions when has_attn) */
-  bool has_attn, has_sample;
-  OftResnet res[MAX_LAYERS];
-  Transformer attn[MAX_LAYERS];
-  OftDownsample down;
-  OftUpsample up;
-  int out_ch;
-} Level;
-
-struct _OftUnet {
-  int in_ch, out_ch, n_levels, layers, groups, ctx_dim, temb, tproj, sample_size;
-  float norm_eps, freq_shift;
-  bool flip, linear_proj;
-  int ch[MAX_LEVELS], heads[MAX_LEVELS];
-  OftArena params, acts;
-  float *t1w, *t1b, *t2w, *t2b, *cin_w, *cin_b, *nout_w, *nout_b, *cout_w, *cout_b;
-  Level down[MAX_LEVELS], up[MAX_LEVELS];
-  OftResnet mid_r0, mid_r1;
-  Transformer mid_attn;
-  OftTapFunc tap;
-  gpointer tap_data;
-  GHashTable *modules;  /* path → Module */
-};
 
 int oft_unet_in_channels (const OftUnet *u) { return u->in_ch; }
 int oft_unet_out_channels (const OftUnet *u) { return u->out_ch; }
@@ -128,29 +63,6 @@ lin_load (OftUnet *u, Lin *lin, OftWeightLoader *l, const char *p, const char *n
   g_free (path);
 }
 
-/* out[N, lin->out] = (x·R_1·R_2⋯)·Wᵀ + b */
-static void
-lin_forward (OftArena *a, float *out, const float *x, const Lin *lin, int64_t N)
-{
-  if (!lin->rots || lin->rots->len == 0)
-    {
-      oft_linear_forward (out, x, lin->w, lin->b, N, lin->in, lin->out);
-      return;
-    }
-  OftArenaMark m = oft_arena_mark (a);
-  float *t0 = oft_arena_scratch (a, (size_t) N * lin->in), *t1 = oft_arena_scratch (a, (size_t) N * lin->in);
-  const float *src = x;
-  for (guint i = 0; i < lin->rots->len; i++)
-    {
-      const LinRot *r = g_ptr_array_index (lin->rots, i);
-      float *dst = src == t0 ? t1 : t0;
-      oft_rotate_input_forward (dst, src, r->R, N, &r->spec);
-      src = dst;
-    }
-  oft_linear_forward (out, src, lin->w, lin->b, N, lin->in, lin->out);
-  oft_arena_reset (a, m);
-}
-
 static void
 lin_rot_free (gpointer p)
 {
@@ -159,8 +71,8 @@ lin_rot_free (gpointer p)
   g_free (r);
 }
 
-static void
-lin_clear (Lin *lin)
+void
+oft_unet_lin_clear (Lin *lin)
 {
   if (lin->rots)
     g_ptr_array_unref (lin->rots);
@@ -220,80 +132,6 @@ transformer_load (OftUnet *u, Transformer *t, OftWeightLoader *l, const char *p,
     }
 }
 
-/* BasicTransformerBlock on x[B·HW, D] in place; context[B, T, ctx]. */
-static void
-tblock_forward (OftArena *a, float *x, const float *context, const TBlock *b, int B, int64_t HW, int T)
-{
-  int D = b->dim, H = b->heads, F = b->ff;
-  int64_t N = B * HW, NC = (int64_t) B * T;
-  OftArenaMark m = oft_arena_mark (a);
-  float *h = oft_arena_scratch (a, N * D), *q = oft_arena_scratch (a, N * D), *o = oft_arena_scratch (a, N * D);
-  float *k = oft_arena_scratch (a, MAX (N, NC) * D), *v = oft_arena_scratch (a, MAX (N, NC) * D);
-  float *mean = oft_arena_scratch (a, N), *rstd = oft_arena_scratch (a, N);
-  float *att = oft_arena_scratch (a, (size_t) B * H * HW * MAX (HW, T));
-  float *f = oft_arena_scratch (a, N * 2 * F), *g = oft_arena_scratch (a, N * F);
-
-  oft_layernorm_forward (h, mean, rstd, x, b->n1w, b->n1b, N, D, 1e-5f);
-  lin_forward (a, q, h, &b->q1, N);
-  lin_forward (a, k, h, &b->k1, N);
-  lin_forward (a, v, h, &b->v1, N);
-  oft_attention_forward (o, att, q, k, v, B, (int) HW, (int) HW, H, D / H, false);
-  lin_forward (a, h, o, &b->o1, N);
-  oft_add_forward (x, x, h, N * D);
-
-  oft_layernorm_forward (h, mean, rstd, x, b->n2w, b->n2b, N, D, 1e-5f);
-  lin_forward (a, q, h, &b->q2, N);
-  lin_forward (a, k, context, &b->k2, NC);
-  lin_forward (a, v, context, &b->v2, NC);
-  oft_attention_forward (o, att, q, k, v, B, (int) HW, T, H, D / H, false);
-  lin_forward (a, h, o, &b->o2, N);
-  oft_add_forward (x, x, h, N * D);
-
-  oft_layernorm_forward (h, mean, rstd, x, b->n3w, b->n3b, N, D, 1e-5f);
-  lin_forward (a, f, h, &b->ff1, N);
-  oft_geglu_forward (g, f, N, F);
-  lin_forward (a, h, g, &b->ff2, N);
-  oft_add_forward (x, x, h, N * D);
-  oft_arena_reset (a, m);
-}
-
-/* Transformer2DModel in place on x[B, C, H, W]. */
-static void
-transformer_forward (OftArena *a, float *x, const float *context, const Transformer *t, int B, int Hh, int Ww, int T)
-{
-  int C = t->ch, D = t->inner;
-  int64_t HW = (int64_t) Hh * Ww, N = B * HW;
-  OftArenaMark m = oft_arena_mark (a);
-  float *h = oft_arena_scratch (a, N * MAX (C, D)), *s = oft_arena_scratch (a, N * MAX (C, D));
-  float *mean = oft_arena_scratch (a, (size_t) B * t->groups), *rstd = oft_arena_scratch (a, (size_t) B * t->groups);
-  /* Transformer2DModel's GroupNorm uses eps 1e-6 whatever the UNet's norm_eps */
-  oft_groupnorm_forward (h, mean, rstd, x, t->nw, t->nb, B, C, HW, t->groups, 1e-6f);
-  if (t->linear_proj)
-    {
-      oft_nchw_to_nhwc (s, h, B, C, HW);
-      oft_linear_forward (h, s, t->piw, t->pib, N, C, D);
-    }
-  else
-    {
-      oft_conv_apply (a, s, h, t->piw, t->pib, B, C, Hh, Ww, D, 1, 1, 0);
-      oft_nchw_to_nhwc (h, s, B, D, HW);
-    }
-  for (int i = 0; i < t->n_blocks; i++)
-    tblock_forward (a, h, context, &t->blocks[i], B, HW, T);
-  if (t->linear_proj)
-    {
-      oft_linear_forward (s, h, t->pow_, t->pob, N, D, C);
-      oft_nhwc_to_nchw (h, s, B, C, HW);
-    }
-  else
-    {
-      oft_nhwc_to_nchw (s, h, B, D, HW);
-      oft_conv_apply (a, h, s, t->pow_, t->pob, B, D, Hh, Ww, C, 1, 1, 0);
-    }
-  oft_add_forward (x, x, h, N * C);
-  oft_arena_reset (a, m);
-}
-
 static void
 transformer_free (Transformer *t)
 {
@@ -302,7 +140,7 @@ transformer_free (Transformer *t)
       TBlock *b = &t->blocks[i];
       Lin *all[] = { &b->q1, &b->k1, &b->v1, &b->o1, &b->q2, &b->k2, &b->v2, &b->o2, &b->ff1, &b->ff2 };
       for (size_t j = 0; j < G_N_ELEMENTS (all); j++)
-        lin_clear (all[j]);
+        oft_unet_lin_clear (all[j]);
     }
   g_free (t->blocks);
 }
@@ -472,6 +310,7 @@ oft_unet_load_from (const char *cfg_path, const OftWeightSource *src, GError **e
   OftUnet *u = g_new0 (OftUnet, 1);
   oft_arena_init (&u->params, "unet-params", 0);
   oft_arena_init (&u->acts, "unet-activations", 0);
+  oft_arena_init (&u->train_acts, "unet-training", 0);
   u->modules = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   OftConfig c;
   bool cross_down[MAX_LEVELS] = { 0 }, cross_up[MAX_LEVELS] = { 0 };
@@ -525,7 +364,9 @@ oft_unet_free (OftUnet *u)
         transformer_free (&u->up[i].attn[j]);
       }
   transformer_free (&u->mid_attn);
+  oft_unet_detach_trainable (u);
   g_hash_table_destroy (u->modules);
+  oft_arena_release (&u->train_acts);
   oft_arena_release (&u->params);
   oft_arena_release (&u->acts);
   g_free (u);
@@ -603,6 +444,7 @@ oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const
   OftArena *a = &u->acts;
   OftArenaMark mark = oft_arena_mark (a);
   char name[64];
+  oft_unet_refresh_trainable (u);
 
   /* time embedding; every resnet consumes SiLU(temb) */
   float *tp = oft_arena_scratch (a, (size_t) B * u->tproj), *t1 = oft_arena_scratch (a, (size_t) B * u->temb);
@@ -644,7 +486,7 @@ oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const
           float *t = x; x = y; y = t;
           C = d->out_ch;
           if (d->has_attn)
-            transformer_forward (a, x, context, &d->attn[j], B, H, W, T);
+            oft_unet_transformer_forward (a, x, context, &d->attn[j], B, H, W, T, NULL);
           PUSH ();
         }
       if (d->has_sample)
@@ -659,7 +501,7 @@ oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const
     }
 
   oft_resnet_forward (a, y, x, temb_act, &u->mid_r0, B, H, W);
-  transformer_forward (a, y, context, &u->mid_attn, B, H, W, T);
+  oft_unet_transformer_forward (a, y, context, &u->mid_attn, B, H, W, T, NULL);
   oft_resnet_forward (a, x, y, temb_act, &u->mid_r1, B, H, W);
   tap (u, "mid_block", x, (int64_t) B * C * H * W);
 
@@ -673,7 +515,7 @@ oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const
           oft_resnet_forward (a, x, cat, temb_act, &up->res[j], B, H, W);
           C = up->out_ch;
           if (up->has_attn)
-            transformer_forward (a, x, context, &up->attn[j], B, H, W, T);
+            oft_unet_transformer_forward (a, x, context, &up->attn[j], B, H, W, T, NULL);
         }
       if (up->has_sample)
         {

@@ -237,12 +237,12 @@ oft_conv2d_backward (float *dinp, float *dweight, float *dbias,
   const bool pw = is_pointwise (s);
   for (int b = 0; b < s->B; b++)
     {
-      const float *img = inp + b * in_sz;
       const float *d = dout + b * out_sz;
       if (dbias)
         oft_nn_row_sums_add (dbias, d, s->OC, P, P);
-      if (dweight) /* dW[OC,K] += dout[OC,P] · colᵀ */
+      if (dweight) /* dW[OC,K] += dout[OC,P] · colᵀ (inp may be NULL when no dweight is asked for) */
         {
+          const float *img = inp + b * in_sz;
           const float *col = img;
           if (!pw)
             {

@@ -3,7 +3,8 @@
  *
  * Every backward ACCUMULATES (+=) into its gradient outputs so that a tensor used twice collects
  * both contributions; callers zero gradients once per step. Any gradient output may be NULL when it
- * is not needed (e.g. dweight of a frozen layer). GEMMs go through OpenBLAS; loops are threaded with
+ * is not needed (e.g. dweight of a frozen layer); then the forward input `inp` of linear and conv2d
+ * may be NULL too, since only the weight gradient reads it. GEMMs go through OpenBLAS; loops are threaded with
  * OpenMP over the available cores. */
 #pragma once
 #include <glib.h>

@@ -1,0 +1,340 @@
+/* Training the OFT adapter of a UNet: the forward keeps what the backward needs (every unit's input,
+ * and with checkpointing off its internal activations too), the backward runs from the MSE loss to
+ * the trained rotations. Frozen weights have no gradient buffers; gradients flow only through
+ * activations, back to the first down block. */
+#include "unet-private.h"
+#include "oft/nn.h"
+#include <math.h>
+#include <string.h>
+
+/* ---- attaching the trained adapter ---- */
+
+static void
+trainable_free (gpointer p)
+{
+  Trainable *t = p;
+  g_free (t->R);
+  g_free (t->cache);
+  g_free (t->dR);
+  g_free (t);
+}
+
+void
+oft_unet_detach_trainable (OftUnet *u)
+{
+  if (!u->trainables)
+    return;
+  GHashTableIter it;
+  gpointer key, value;
+  g_hash_table_iter_init (&it, u->modules);
+  while (g_hash_table_iter_next (&it, &key, &value))
+    if (((Module *) value)->lin)
+      ((Module *) value)->lin->train = NULL;
+  g_clear_pointer (&u->trainables, g_ptr_array_unref);
+}
+
+gboolean
+oft_unet_attach_trainable (OftUnet *u, OftPeftAdapter *a, GError **error)
+{
+  const OftAdapterConfig *cfg = oft_peft_adapter_config (a);
+  size_t n = oft_peft_adapter_n_modules (a);
+  if (cfg->kind != OFT_ADAPTER_OFT)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "only OFT adapters can be trained (not BOFT)");
+      return FALSE;
+    }
+  GPtrArray *list = g_ptr_array_new_with_free_func (trainable_free);
+  for (size_t i = 0; i < n; i++)
+    {
+      const OftAdapterModule *m = oft_peft_adapter_module (a, i);
+      Module *mod = g_hash_table_lookup (u->modules, m->module);
+      const char *why = !mod ? "is not a module of this UNet"
+                        : !mod->lin ? "is not a transformer-block Linear (only those can be trained)"
+                        : mod->lin->rots && mod->lin->rots->len ? "already runs an adapter on the fly (merge it first)"
+                        : m->param.dtype != OFT_DTYPE_F32 ? "has a parameter that is not F32"
+                        : NULL;
+      if (why)
+        {
+          g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "the adapter's module '%s' %s", m->module, why);
+          g_ptr_array_unref (list);
+          return FALSE;
+        }
+      Trainable *t = g_new0 (Trainable, 1);
+      g_ptr_array_add (list, t);
+      /* validates the shapes against the Linear and fills the spec */
+      t->R = oft_adapter_rotation (&t->spec, mod->d, cfg, &m->param, m->module, error);
+      if (!t->R)
+        {
+          g_ptr_array_unref (list);
+          return FALSE;
+        }
+      size_t bb = (size_t) oft_spec_rows (&t->spec) * t->spec.b * t->spec.b;
+      t->cache = g_new0 (float, bb);
+      t->dR = g_new0 (float, bb);
+      t->param = m->param.data;
+      t->index = (int) i;
+    }
+  oft_unet_detach_trainable (u);
+  u->trainables = list;
+  for (size_t i = 0; i < n; i++)
+    {
+      Module *mod = g_hash_table_lookup (u->modules, oft_peft_adapter_module (a, i)->module);
+      mod->lin->train = g_ptr_array_index (list, i);
+    }
+  oft_unet_refresh_trainable (u);
+  return TRUE;
+}
+
+void
+oft_unet_refresh_trainable (OftUnet *u)
+{
+  for (guint i = 0; u->trainables && i < u->trainables->len; i++)
+    {
+      Trainable *t = g_ptr_array_index (u->trainables, i);
+      if (t->spec.coft)
+        oft_coft_project (t->param, &t->spec); /* PEFT: in place, before every forward, not differentiated */
+      oft_rotation_forward (t->R, t->cache, t->param, &t->spec);
+    }
+}
+
+/* ---- the training forward and backward ---- */
+
+typedef struct {
+  float *res_in;         /* the resnet's input (a concat for up blocks) */
+  float *res_out;        /* its output = the transformer's input */
+  float *out;            /* the unit's output */
+  OftResnetSave rs;
+  TransformerSave ts;
+  int cin, cout, H, W, skip;  /* skip: index of the skip this unit consumed (up) or pushed (down) */
+  bool saved;
+} Unit;
+
+typedef struct {
+  OftUnet *u;
+  OftArena *a;
+  const float *temb_act, *context;
+  int B, T;
+  bool checkpoint;
+} Run;
+
+static float *
+take (OftArena *a, int B, int C, int H, int W)
+{
+  return oft_arena_scratch (a, (size_t) B * C * H * W);
+}
+
+static void
+unit_forward (Run *r, Unit *x, const OftResnet *res, const Transformer *tr)
+{
+  int B = r->B, n = B * x->cout * x->H * x->W;
+  x->res_out = take (r->a, B, x->cout, x->H, x->W);
+  x->saved = !r->checkpoint;
+  oft_resnet_forward_save (r->a, x->res_out, x->res_in, r->temb_act, res, B, x->H, x->W, x->saved ? &x->rs : NULL);
+  x->out = x->res_out;
+  if (tr)
+    {
+      x->out = take (r->a, B, x->cout, x->H, x->W);
+      memcpy (x->out, x->res_out, (size_t) n * sizeof (float));
+      oft_unet_transformer_forward (r->a, x->out, r->context, tr, B, x->H, x->W, r->T, x->saved ? &x->ts : NULL);
+    }
+}
+
+/* dx: ∂/∂(unit output) in, returns a new buffer with ∂/∂(resnet input). */
+static float *
+unit_backward (Run *r, Unit *x, float *dx, const OftResnet *res, const Transformer *tr)
+{
+  int B = r->B;
+  OftArenaMark m = oft_arena_mark (r->a);
+  Unit y = *x;
+  if (!y.saved)
+    {
+      /* checkpointing: recompute this unit's activations from its kept input */
+      float *tmp = take (r->a, B, y.cout, y.H, y.W);
+      oft_resnet_forward_save (r->a, tmp, y.res_in, r->temb_act, res, B, y.H, y.W, &y.rs);
+      if (tr)
+        {
+          memcpy (tmp, y.res_out, (size_t) B * y.cout * y.H * y.W * sizeof (float));
+          oft_unet_transformer_forward (r->a, tmp, r->context, tr, B, y.H, y.W, r->T, &y.ts);
+        }
+    }
+  if (tr)
+    oft_unet_transformer_backward (r->a, dx, r->context, tr, B, y.H, y.W, r->T, &y.ts);
+  float *din = oft_arena_floats (r->a, (size_t) B * y.cin * y.H * y.W);
+  oft_resnet_backward (r->a, din, dx, y.res_in, res, B, y.H, y.W, &y.rs);
+  if (!y.saved)
+    {
+      /* keep din, drop the recomputed activations: move din down to the mark */
+      float *keep_din = din;
+      oft_arena_reset (r->a, m);
+      din = oft_arena_scratch (r->a, (size_t) B * y.cin * y.H * y.W);
+      memmove (din, keep_din, (size_t) B * y.cin * y.H * y.W * sizeof (float));
+    }
+  return din;
+}
+
+gboolean
+oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, const float *context,
+                     int B, int h, int w, int T, const float *target, gboolean checkpoint,
+                     float *loss, float **grads, GError **error)
+{
+  int L = u->n_levels, mult = oft_unet_size_multiple (u);
+  if (!u->trainables)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "no adapter is attached for training");
+      return FALSE;
+    }
+  if (B < 1 || T < 1 || h < 1 || w < 1 || h % mult || w % mult)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_SHAPE,
+                   "UNet input %d×%d×%d: the latent size must be a positive multiple of %d", B, h, w, mult);
+      return FALSE;
+    }
+  oft_unet_refresh_trainable (u);
+  for (guint i = 0; i < u->trainables->len; i++)
+    {
+      Trainable *t = g_ptr_array_index (u->trainables, i);
+      memset (t->dR, 0, sizeof (float) * (size_t) oft_spec_rows (&t->spec) * t->spec.b * t->spec.b);
+    }
+  OftArena *a = &u->train_acts;
+  OftArenaMark mark = oft_arena_mark (a);
+
+  /* time embedding (no gradient: nothing trained before it) */
+  float *tp = oft_arena_scratch (a, (size_t) B * u->tproj), *t1 = oft_arena_scratch (a, (size_t) B * u->temb);
+  float *temb = oft_arena_scratch (a, (size_t) B * u->temb);
+  oft_timestep_embedding (tp, timesteps, B, u->tproj, u->flip, u->freq_shift, 10000.0f);
+  oft_linear_forward (t1, tp, u->t1w, u->t1b, B, u->tproj, u->temb);
+  oft_silu_forward (t1, t1, (int64_t) B * u->temb);
+  oft_linear_forward (temb, t1, u->t2w, u->t2b, B, u->temb, u->temb);
+  oft_silu_forward (t1, temb, (int64_t) B * u->temb);
+  Run r = { .u = u, .a = a, .temb_act = t1, .context = context, .B = B, .T = T, .checkpoint = checkpoint };
+
+  /* forward, every unit's input and output kept */
+  float *skips[1 + MAX_LEVELS * (MAX_LAYERS + 1)];
+  int skip_ch[G_N_ELEMENTS (skips)], skip_h[G_N_ELEMENTS (skips)], skip_w[G_N_ELEMENTS (skips)], n_skips = 0;
+  Unit down[MAX_LEVELS][MAX_LAYERS], up[MAX_LEVELS][MAX_LAYERS], mid;
+  int H = h, W = w, C = u->ch[0];
+  float *x = take (a, B, C, H, W);
+  oft_conv_apply (a, x, sample, u->cin_w, u->cin_b, B, u->in_ch, h, w, C, 3, 1, 1);
+  skips[n_skips] = x, skip_ch[n_skips] = C, skip_h[n_skips] = H, skip_w[n_skips++] = W;
+  for (int i = 0; i < L; i++)
+    {
+      Level *d = &u->down[i];
+      for (int j = 0; j < d->n; j++)
+        {
+          Unit *un = &down[i][j];
+          *un = (Unit) { .res_in = x, .cin = C, .cout = d->out_ch, .H = H, .W = W, .skip = n_skips };
+          unit_forward (&r, un, &d->res[j], d->has_attn ? &d->attn[j] : NULL);
+          x = un->out, C = un->cout;
+          skips[n_skips] = x, skip_ch[n_skips] = C, skip_h[n_skips] = H, skip_w[n_skips++] = W;
+        }
+      if (d->has_sample)
+        {
+          float *y = take (a, B, C, H / 2, W / 2);
+          oft_downsample_forward (a, y, x, &d->down, B, H, W);
+          H /= 2, W /= 2, x = y;
+          skips[n_skips] = x, skip_ch[n_skips] = C, skip_h[n_skips] = H, skip_w[n_skips++] = W;
+        }
+    }
+  int n_pushed = n_skips;
+  /* mid block: resnet, transformer, resnet, as two units (the second without a transformer) */
+  Unit mid1;
+  mid = (Unit) { .res_in = x, .cin = C, .cout = C, .H = H, .W = W };
+  unit_forward (&r, &mid, &u->mid_r0, &u->mid_attn);
+  mid1 = (Unit) { .res_in = mid.out, .cin = C, .cout = C, .H = H, .W = W };
+  unit_forward (&r, &mid1, &u->mid_r1, NULL);
+  x = mid1.out;
+  for (int i = 0; i < L; i++)
+    {
+      Level *lv = &u->up[i];
+      for (int j = 0; j < lv->n; j++)
+        {
+          int k = --n_skips, sc = skip_ch[k];
+          float *cat = take (a, B, C + sc, H, W);
+          oft_concat_forward (cat, x, skips[k], B, C, sc, (int64_t) H * W);
+          Unit *un = &up[i][j];
+          *un = (Unit) { .res_in = cat, .cin = C + sc, .cout = lv->out_ch, .H = H, .W = W, .skip = k };
+          unit_forward (&r, un, &lv->res[j], lv->has_attn ? &lv->attn[j] : NULL);
+          x = un->out, C = un->cout;
+        }
+      if (lv->has_sample)
+        {
+          float *y = take (a, B, C, 2 * H, 2 * W);
+          oft_upsample_forward (a, y, x, &lv->up, B, H, W);
+          H *= 2, W *= 2, x = y;
+        }
+    }
+  int64_t HW = (int64_t) H * W, n_out = (int64_t) B * u->out_ch * HW;
+  float *gmean = oft_arena_scratch (a, (size_t) B * u->groups), *grstd = oft_arena_scratch (a, (size_t) B * u->groups);
+  float *hn = take (a, B, C, H, W), *act = take (a, B, C, H, W), *out = oft_arena_scratch (a, n_out);
+  oft_groupnorm_forward (hn, gmean, grstd, x, u->nout_w, u->nout_b, B, C, HW, u->groups, u->norm_eps);
+  oft_silu_forward (act, hn, (int64_t) B * C * HW);
+  oft_conv_apply (a, out, act, u->cout_w, u->cout_b, B, C, H, W, u->out_ch, 3, 1, 1);
+  *loss = oft_mse_forward (out, target, n_out);
+  gboolean ok = isfinite (*loss);
+  if (!ok)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_NUMERIC, "the loss is %g (NaN or infinite)", *loss);
+      goto out;
+    }
+
+  /* backward */
+  float *dskips[G_N_ELEMENTS (skips)];
+  for (int k = 0; k < n_pushed; k++)
+    dskips[k] = oft_arena_floats (a, (size_t) B * skip_ch[k] * skip_h[k] * skip_w[k]);
+  float *dout = oft_arena_floats (a, n_out);
+  oft_mse_backward (dout, out, target, n_out, 1.0f);
+  float *dact = oft_arena_floats (a, (size_t) B * C * HW), *dhn = oft_arena_floats (a, (size_t) B * C * HW);
+  oft_conv_apply_backward (a, dact, dout, u->cout_w, B, C, H, W, u->out_ch, 3, 1, 1);
+  oft_silu_backward (dhn, dact, hn, (int64_t) B * C * HW);
+  float *dx = oft_arena_floats (a, (size_t) B * C * HW);
+  oft_groupnorm_backward (dx, NULL, NULL, dhn, x, u->nout_w, gmean, grstd, B, C, HW, u->groups);
+  for (int i = L - 1; i >= 0; i--)
+    {
+      Level *lv = &u->up[i];
+      if (lv->has_sample)
+        {
+          H /= 2, W /= 2;
+          float *d = oft_arena_floats (a, (size_t) B * lv->out_ch * H * W);
+          oft_upsample_backward (a, d, dx, &lv->up, B, H, W);
+          dx = d;
+        }
+      for (int j = lv->n - 1; j >= 0; j--)
+        {
+          Unit *un = &up[i][j];
+          float *dcat = unit_backward (&r, un, dx, &lv->res[j], lv->has_attn ? &lv->attn[j] : NULL);
+          int sc = skip_ch[un->skip], cprev = un->cin - sc;
+          float *d = oft_arena_floats (a, (size_t) B * cprev * H * W);
+          oft_concat_backward (d, dskips[un->skip], dcat, B, cprev, sc, (int64_t) H * W);
+          dx = d;
+        }
+    }
+  dx = unit_backward (&r, &mid1, dx, &u->mid_r1, NULL);
+  dx = unit_backward (&r, &mid, dx, &u->mid_r0, &u->mid_attn);
+  for (int i = L - 1; i >= 0; i--)
+    {
+      Level *d = &u->down[i];
+      if (d->has_sample)
+        {
+          int k = down[i][d->n - 1].skip + 1;  /* the downsampler's output was pushed after the level's units */
+          oft_add_forward (dx, dx, dskips[k], (int64_t) B * d->out_ch * H * W);
+          float *dd = oft_arena_floats (a, (size_t) B * d->out_ch * 4 * H * W);
+          oft_downsample_backward (a, dd, dx, &d->down, B, 2 * H, 2 * W);
+          H *= 2, W *= 2, dx = dd;
+        }
+      for (int j = d->n - 1; j >= 0; j--)
+        {
+          Unit *un = &down[i][j];
+          oft_add_forward (dx, dx, dskips[un->skip], (int64_t) B * un->cout * H * W);
+          dx = unit_backward (&r, un, dx, &d->res[j], d->has_attn ? &d->attn[j] : NULL);
+        }
+    }
+
+  for (guint i = 0; i < u->trainables->len; i++)
+    {
+      Trainable *t = g_ptr_array_index (u->trainables, i);
+      oft_rotation_backward (grads[t->index], t->dR, t->cache, t->param, &t->spec);
+    }
+out:
+  oft_arena_reset (a, mark);
+  return ok;
+}
