@@ -519,12 +519,21 @@ run_loop (Trainer *tr, GError **error)
       for (int k = 0; k < t->grad_accum; k++)
         {
           double li = 0, lc = 0;
+          GError *e = NULL;
           if (!micro_batch (tr, &tr->inst, tr->st.order, tr->st.n_order, &tr->st.order_pos, tr->ctx_inst, 1.0, &li,
-                            error))
-            return FALSE;
-          if (t->class_prompt && !micro_batch (tr, &tr->cls, tr->st.class_order, tr->st.n_class_order,
-                                               &tr->st.class_order_pos, tr->ctx_cls, t->prior_weight, &lc, error))
-            return FALSE;
+                            &e) ||
+              (t->class_prompt && !micro_batch (tr, &tr->cls, tr->st.class_order, tr->st.n_class_order,
+                                                &tr->st.class_order_pos, tr->ctx_cls, t->prior_weight, &lc, &e)))
+            {
+              if (e->domain == OFT_MODEL_ERROR && e->code == OFT_ERROR_NUMERIC)
+                g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_NUMERIC, "step %" G_GINT64_FORMAT ": %s; stopped "
+                             "without updating (the last checkpoint in %s/checkpoint is kept; try a lower learning "
+                             "rate)", tr->st.step + 1, e->message, t->out_dir);
+              else
+                g_propagate_prefixed_error (error, g_steal_pointer (&e), "step %" G_GINT64_FORMAT ": ", tr->st.step + 1);
+              g_clear_error (&e);
+              return FALSE;
+            }
           loss += (li + lc) / t->grad_accum;
         }
       /* accelerate divides the loss by the accumulation steps: the gradient of the mean */
