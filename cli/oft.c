@@ -17,6 +17,7 @@ static const Command commands[] = {
   { "selfcheck", cmd_selfcheck, "check the OFT invariants on random data" },
   { "inspect", cmd_inspect, "list tensors of a .safetensors file or an adapter folder" },
   { "adapter", cmd_adapter, "adapter tools: merge an adapter into base weights" },
+  { "train", cmd_train, "train an OFT adapter on subject images (DreamBooth)" },
   { "canny", cmd_canny, "Canny edge condition of an image (as cv2.Canny)" },
   { "segmap", cmd_segmap, "snap a painted segmentation map to the ADE20K palette; index map, legend" },
   { "eval", cmd_eval, "metrics: canny IoU/F1, segmentation mIoU/mAcc/aAcc" },

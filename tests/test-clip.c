@@ -91,7 +91,7 @@ test_missing_folder (void)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
+  test_init (&argc, &argv);
   g_test_add_func ("/clip/golden/forward", test_golden_forward);
   g_test_add_func ("/clip/missing-folder", test_missing_folder);
   return g_test_run ();

@@ -1,6 +1,13 @@
 #include "test-common.h"
 #include <math.h>
 
+void
+test_init (int *argc, char ***argv)
+{
+  oft_runtime_tune_process (*argv);
+  g_test_init (argc, argv, NULL);
+}
+
 char *
 test_golden_path (const char *relative)
 {

@@ -6,6 +6,10 @@
 #include "oft/oft.h"
 #include <json-glib/json-glib.h>
 
+/* g_test_init after oft_runtime_tune_process: the tests run with the BLAS kernels and OpenMP wait
+ * policy the `oft` command uses (the process may re-execute itself once, before any output). */
+void test_init (int *argc, char ***argv);
+
 /* Absolute path of a file in the golden folder (OFT_GOLDEN_DIR, set by meson). g_free. */
 char *test_golden_path (const char *relative);
 /* Opens a golden safetensors file or fails the test. */

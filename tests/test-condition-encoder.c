@@ -139,7 +139,7 @@ test_save_load (void)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
+  test_init (&argc, &argv);
   g_test_add_func ("/condition-encoder/forward-backward-fd", test_forward_backward_fd);
   g_test_add_func ("/condition-encoder/save-load", test_save_load);
   return g_test_run ();

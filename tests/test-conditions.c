@@ -486,7 +486,7 @@ test_seg_metrics (void)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
+  test_init (&argc, &argv);
   g_test_add_func ("/conditions/gray-formula", test_gray_formula);
   g_test_add_func ("/conditions/gauss-kernel", test_gauss_kernel);
   g_test_add_func ("/conditions/canny-golden", test_canny_golden);

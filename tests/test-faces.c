@@ -570,7 +570,7 @@ test_no_face (void)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
+  test_init (&argc, &argv);
   g_test_add_func ("/faces/haar/golden-boxes", test_haar_boxes);
   g_test_add_func ("/faces/haar/gray-conversion", test_gray_conversion);
   g_test_add_func ("/faces/haar/no-face", test_no_face);

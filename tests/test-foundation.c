@@ -123,7 +123,7 @@ test_arena_lifetimes (void)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
+  test_init (&argc, &argv);
   g_test_add_func ("/foundation/f16/known-values", test_f16_known_values);
   g_test_add_func ("/foundation/f16/roundtrip-all", test_f16_roundtrip_all);
   g_test_add_func ("/foundation/bf16", test_bf16);

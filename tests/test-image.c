@@ -132,7 +132,7 @@ test_jpeg (void)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
+  test_init (&argc, &argv);
   g_test_add_func ("/image/png-roundtrip", test_png_roundtrip);
   g_test_add_func ("/image/golden-png", test_golden_png);
   g_test_add_func ("/image/jpeg", test_jpeg);

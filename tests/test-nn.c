@@ -672,7 +672,7 @@ test_mse (void)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
+  test_init (&argc, &argv);
   g_test_add_func ("/nn/linear", test_linear);
   g_test_add_func ("/nn/conv2d", test_conv2d);
   g_test_add_func ("/nn/groupnorm", test_groupnorm);

@@ -1204,7 +1204,7 @@ test_rotate_inverse_and_scale_backward (void)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
+  test_init (&argc, &argv);
   g_test_add_func ("/oft/golden/oft_linear", test_oft_linear);
   g_test_add_func ("/oft/golden/oft_linear_coft", test_oft_linear_coft);
   g_test_add_func ("/oft/golden/oft_linear_neumann", test_oft_linear_neumann);

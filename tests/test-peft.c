@@ -471,7 +471,7 @@ test_block_size_from_tensor (void)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
+  test_init (&argc, &argv);
   g_test_add_func ("/peft/load/golden-layers", test_load_golden_layers);
   g_test_add_func ("/peft/load/golden-unet", test_load_golden_unet);
   g_test_add_func ("/peft/load/block-size-from-tensor", test_block_size_from_tensor);

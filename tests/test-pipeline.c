@@ -120,7 +120,7 @@ test_not_a_pipeline (void)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
+  test_init (&argc, &argv);
   g_test_add_func ("/pipeline/golden/ddim-txt2img", test_golden_ddim);
   g_test_add_func ("/pipeline/cancel-and-bad-size", test_cancel_and_bad_size);
   g_test_add_func ("/pipeline/not-a-pipeline", test_not_a_pipeline);

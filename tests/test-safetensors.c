@@ -485,7 +485,7 @@ test_read_misaligned (void)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
+  test_init (&argc, &argv);
   g_test_add_func ("/safetensors/read/golden-adapter", test_read_golden_adapter);
   g_test_add_func ("/safetensors/read/golden-i64", test_read_golden_i64);
   g_test_add_func ("/safetensors/read/bad-input", test_read_bad_input);

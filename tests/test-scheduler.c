@@ -240,7 +240,7 @@ test_bad_config (void)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
+  test_init (&argc, &argv);
   g_test_add_func ("/scheduler/alphas-cumprod/golden", test_alphas_cumprod_golden);
   g_test_add_func ("/scheduler/ddim/golden-loop", test_ddim_golden_loop);
   g_test_add_func ("/scheduler/ddim/eta-adds-noise", test_ddim_eta_adds_noise);

@@ -721,7 +721,7 @@ test_ckpt_golden_pipeline (void)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
+  test_init (&argc, &argv);
   g_test_add_func ("/single-file/ldm-names-sd15", test_ldm_names_sd15);
   g_test_add_func ("/single-file/sd15-configs", test_sd15_configs);
   g_test_add_func ("/single-file/ckpt-reader", test_ckpt_reader);

@@ -70,7 +70,7 @@ test_missing_files (void)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
+  test_init (&argc, &argv);
   char *path = test_golden_path ("pipeline/tokens.json");
   JsonParser *parser = json_parser_new ();
   if (json_parser_load_from_file (parser, path, NULL))

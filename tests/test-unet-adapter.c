@@ -142,7 +142,7 @@ test_golden_pipeline (gconstpointer merge)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
+  test_init (&argc, &argv);
   g_test_add_data_func ("/unet-adapter/golden/on-the-fly", GINT_TO_POINTER (0), test_golden_unet);
   g_test_add_data_func ("/unet-adapter/golden/merged", GINT_TO_POINTER (1), test_golden_unet);
   g_test_add_func ("/unet-adapter/bad-adapter-leaves-unet", test_bad_adapter_leaves_unet);

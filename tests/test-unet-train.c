@@ -213,7 +213,7 @@ test_control_gradient (void)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
+  test_init (&argc, &argv);
   g_test_add_data_func ("/unet-train/golden/loss-and-grads", GINT_TO_POINTER (0), test_golden_grads);
   g_test_add_data_func ("/unet-train/golden/loss-and-grads-checkpointed", GINT_TO_POINTER (1), test_golden_grads);
   g_test_add_func ("/unet-train/checkpoint-identical", test_checkpoint_identical);

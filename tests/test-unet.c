@@ -87,7 +87,7 @@ test_bad_config (void)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
+  test_init (&argc, &argv);
   g_test_add_func ("/unet/golden/forward", test_golden_forward);
   g_test_add_func ("/unet/bad-config", test_bad_config);
   return g_test_run ();

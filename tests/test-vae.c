@@ -74,7 +74,7 @@ test_bad_config (void)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
+  test_init (&argc, &argv);
   g_test_add_func ("/vae/golden/decode-encode", test_golden_decode_encode);
   g_test_add_func ("/vae/bad-config", test_bad_config);
   return g_test_run ();

@@ -618,3 +618,39 @@ oft_unet_new_random (const char *config_path, guint64 seed, GError **error)
   OftWeightSource src = { .random_init = TRUE, .seed = seed };
   return oft_unet_load_from (config_path, &src, error);
 }
+
+/* ---- enumeration for the trainer (read-only over the module table) ---- */
+
+static void
+unet_linear_free (gpointer p)
+{
+  OftUnetLinear *l = p;
+  g_free (l->path);
+  g_free (l);
+}
+
+static int
+unet_linear_cmp (gconstpointer a, gconstpointer b)
+{
+  return strcmp ((*(OftUnetLinear *const *) a)->path, (*(OftUnetLinear *const *) b)->path);
+}
+
+GPtrArray *
+oft_unet_list_linear_modules (const OftUnet *u)
+{
+  GPtrArray *list = g_ptr_array_new_with_free_func (unet_linear_free);
+  GHashTableIter it;
+  gpointer key, value;
+  g_hash_table_iter_init (&it, u->modules);
+  while (g_hash_table_iter_next (&it, &key, &value))
+    {
+      const Module *m = value;
+      if (!m->lin)
+        continue;
+      OftUnetLinear *l = g_new (OftUnetLinear, 1);
+      *l = (OftUnetLinear) { .path = g_strdup (key), .in_features = m->lin->in, .out_features = m->lin->out };
+      g_ptr_array_add (list, l);
+    }
+  g_ptr_array_sort (list, unet_linear_cmp);
+  return list;
+}

@@ -19,5 +19,6 @@
 #include "oft/image.h"
 #include "oft/conditions.h"
 #include "oft/faces.h"
+#include "oft/train.h"
 
 const char *oft_version (void);

@@ -62,6 +62,14 @@ gboolean oft_unet_train_loss (OftUnet *u, const float *sample, const float *time
                               int B, int h, int w, int T, const float *target, gboolean checkpoint,
                               float *loss, float **grads, GError **error);
 
+/* The transformer-block Linears (the modules an OFT adapter can train), by diffusers module path. */
+typedef struct {
+  char *path;
+  int in_features, out_features;
+} OftUnetLinear;
+/* OftUnetLinear *, sorted by path; free with g_ptr_array_unref. */
+GPtrArray *oft_unet_list_linear_modules (const OftUnet *u);
+
 /* sample[B, in, h, w], timesteps[B], context[B, T, context_dim] → out[B, out, h, w]. */
 gboolean oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const float *context,
                            int B, int h, int w, int T, float *out, GError **error);

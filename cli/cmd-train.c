@@ -1,0 +1,294 @@
+/* oft train: DreamBooth-style OFT fine-tuning of a pipeline's UNet into a PEFT adapter folder, and
+ * the replay mode that repeats AdamW steps on one fixed batch (for comparisons with PEFT). */
+#include "oft-cli.h"
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+static volatile gint cancel_flag;
+
+static void
+on_sigint (int sig)
+{
+  (void) sig;
+  g_atomic_int_set (&cancel_flag, 1);
+}
+
+typedef struct {
+  CliProgress bar;
+  int last_line;
+} TrainBar;
+
+static gboolean
+on_progress (const OftTrainProgress *pr, gpointer data)
+{
+  TrainBar *b = data;
+  cli_progress_update (&b->bar, pr->step, pr->total);
+  if (b->bar.tty)
+    {
+      if (pr->step < pr->total)
+        fprintf (stderr, " loss %.4f lr %.2e ", pr->loss, pr->lr);
+    }
+  else if (pr->step == pr->total || pr->step - b->last_line >= MAX (1, pr->total / 10))
+    {
+      fprintf (stderr, "oft train: step %d/%d loss %.6f lr %.3e ETA %.0f s\n", pr->step, pr->total, pr->loss, pr->lr,
+               pr->eta_s);
+      b->last_line = pr->step;
+    }
+  return TRUE;
+}
+
+static void
+on_log (gpointer msg, gpointer data)
+{
+  (void) data;
+  fprintf (stderr, "oft train: %s\n", (const char *) msg);
+}
+
+/* --images: folders (their PNG/JPEG files) and single files, in the order given. */
+static GPtrArray *
+collect_images (char **args, GError **error)
+{
+  GPtrArray *files = g_ptr_array_new_with_free_func (g_free);
+  for (int i = 0; args && args[i]; i++)
+    if (g_file_test (args[i], G_FILE_TEST_IS_DIR))
+      {
+        GPtrArray *l = oft_train_list_images (args[i], error);
+        if (!l)
+          {
+            g_ptr_array_unref (files);
+            return NULL;
+          }
+        for (guint j = 0; j < l->len; j++)
+          g_ptr_array_add (files, g_strdup (g_ptr_array_index (l, j)));
+        g_ptr_array_unref (l);
+      }
+    else if (g_file_test (args[i], G_FILE_TEST_IS_REGULAR))
+      g_ptr_array_add (files, g_strdup (args[i]));
+    else
+      {
+        g_set_error (error, OFT_IO_ERROR, OFT_ERROR_NOT_FOUND, "%s: no such image file or folder", args[i]);
+        g_ptr_array_unref (files);
+        return NULL;
+      }
+  if (files->len == 0)
+    {
+      g_set_error (error, OFT_IO_ERROR, OFT_ERROR_NOT_FOUND, "--images: no PNG or JPEG files found");
+      g_ptr_array_unref (files);
+      return NULL;
+    }
+  g_ptr_array_add (files, NULL);
+  return files;
+}
+
+static int
+replay (const char *model, const char *batch, const char *init, int steps, double lr, double wd, const char *out)
+{
+  GError *error = NULL;
+  OftPipeline *p = oft_pipeline_load (model, &error);
+  double *losses = g_new0 (double, steps + 1);
+  int rc = 1;
+  if (p && oft_train_replay (p->unet, &p->schedule, batch, init, steps, lr, wd, out, losses, &error))
+    {
+      printf ("{\"losses\": [");
+      for (int k = 0; k <= steps; k++)
+        printf ("%s%.9g", k ? ", " : "", losses[k]);
+      printf ("]}\n");
+      rc = 0;
+    }
+  else
+    cli_fail ("train", error);
+  g_clear_error (&error);
+  g_free (losses);
+  oft_pipeline_free (p);
+  return rc;
+}
+
+int
+cmd_train (int argc, char **argv)
+{
+  char *model = NULL, *prompt = NULL, *class_prompt = NULL, *class_dir = NULL, *method = NULL, *targets = NULL;
+  char *schedule = NULL, *init = NULL, *merged = NULL, *out = NULL, *replay_batch = NULL;
+  char **images = NULL;
+  int num_class = -1, block_size = 0, blocks = 0, terms = 5, steps = 1000, warmup = 0, batch = 1, accum = 1;
+  int resolution = 0, every = 0;
+  double prior = 1.0, eps = 6e-5, lr = 6e-5, wd = 1e-2, max_norm = 1.0;
+  gint64 seed = 0;
+  gboolean exact = FALSE, share = FALSE, flip = FALSE, resume = FALSE, gc = FALSE;
+  GOptionEntry entries[] = {
+    { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model, "Stable Diffusion pipeline folder (diffusers layout)", "PATH" },
+    { "images", 'i', 0, G_OPTION_ARG_FILENAME_ARRAY, &images, "Subject images: a folder or a file (repeatable)", "DIR" },
+    { "prompt", 'p', 0, G_OPTION_ARG_STRING, &prompt, "Instance prompt, e.g. \"a photo of sks dog\"", "TEXT" },
+    { "class-prompt", 0, 0, G_OPTION_ARG_STRING, &class_prompt, "Class prompt for prior preservation, e.g. \"a photo of a dog\"", "TEXT" },
+    { "class-images", 0, 0, G_OPTION_ARG_FILENAME, &class_dir, "Class image folder (missing images are generated into it)", "DIR" },
+    { "prior-weight", 0, 0, G_OPTION_ARG_DOUBLE, &prior, "Weight of the prior-preservation loss (default 1.0)", "W" },
+    { "num-class-images", 0, 0, G_OPTION_ARG_INT, &num_class, "Class images to use (default 100)", "N" },
+    { "method", 0, 0, G_OPTION_ARG_STRING, &method, "oft (default) or coft (constrained, radius --eps)", "NAME" },
+    { "block-size", 0, 0, G_OPTION_ARG_INT, &block_size, "Block size b of every module", "B" },
+    { "blocks", 0, 0, G_OPTION_ARG_INT, &blocks, "Number of blocks r per module (default 4, the paper's)", "R" },
+    { "eps", 0, 0, G_OPTION_ARG_DOUBLE, &eps, "COFT radius (default 6e-5)", "E" },
+    { "neumann-terms", 0, 0, G_OPTION_ARG_INT, &terms, "Cayley–Neumann terms (default 5)", "N" },
+    { "exact-cayley", 0, 0, G_OPTION_ARG_NONE, &exact, "Exact Cayley transform instead of the Neumann series", NULL },
+    { "block-share", 0, 0, G_OPTION_ARG_NONE, &share, "One block shared by all blocks of a module", NULL },
+    { "targets", 0, 0, G_OPTION_ARG_STRING, &targets, "Module name suffixes (default to_q,to_k,to_v,to_out.0)", "LIST" },
+    { "steps", 0, 0, G_OPTION_ARG_INT, &steps, "Optimizer steps (default 1000)", "N" },
+    { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, "Learning rate (default 6e-5)", "LR" },
+    { "lr-schedule", 0, 0, G_OPTION_ARG_STRING, &schedule, "constant (default), cosine or linear", "NAME" },
+    { "warmup", 0, 0, G_OPTION_ARG_INT, &warmup, "Warmup steps (default 0)", "N" },
+    { "weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &wd, "AdamW weight decay (default 1e-2)", "WD" },
+    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "Images per micro-batch (default 1)", "B" },
+    { "grad-accum", 0, 0, G_OPTION_ARG_INT, &accum, "Micro-batches per optimizer step (default 1)", "K" },
+    { "max-grad-norm", 0, 0, G_OPTION_ARG_DOUBLE, &max_norm, "Clip the total gradient norm (default 1.0; 0 = off)", "G" },
+    { "resolution", 0, 0, G_OPTION_ARG_INT, &resolution, "Training resolution in pixels (default: the model's)", "PX" },
+    { "flip", 0, 0, G_OPTION_ARG_NONE, &flip, "Random horizontal flips", NULL },
+    { "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Random seed (default 0)", "S" },
+    { "checkpoint-every", 0, 0, G_OPTION_ARG_INT, &every, "Checkpoint every N steps (default: only at the end)", "N" },
+    { "resume", 0, 0, G_OPTION_ARG_NONE, &resume, "Continue from OUT/checkpoint", NULL },
+    { "init-adapter", 0, 0, G_OPTION_ARG_FILENAME, &init, "Start from this PEFT OFT adapter (its config is used)", "DIR" },
+    { "gradient-checkpointing", 0, 0, G_OPTION_ARG_NONE, &gc, "Recompute activations in the backward (less memory)", NULL },
+    { "merged-out", 0, 0, G_OPTION_ARG_FILENAME, &merged, "Also write a pipeline folder with the adapter merged", "DIR" },
+    { "replay-batch", 0, 0, G_OPTION_ARG_FILENAME, &replay_batch, "Replay mode: AdamW steps on this fixed batch (needs --init-adapter)", "FILE" },
+    { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Output adapter folder (checkpoints in OUT/checkpoint)", "DIR" },
+    { NULL },
+  };
+  GOptionContext *ctx = g_option_context_new ("- train an OFT adapter on subject images (DreamBooth)");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  GError *error = NULL;
+  int rc = 1;
+  OftPipeline *p = NULL;
+  GPtrArray *files = NULL;
+  char **target_list = NULL;
+  if (!g_option_context_parse (ctx, &argc, &argv, &error))
+    goto out;
+  if (!model || !out)
+    {
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--model and --out are required (see --help)");
+      goto out;
+    }
+  if (replay_batch)
+    {
+      if (!init)
+        {
+          g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--replay-batch needs --init-adapter");
+          goto out;
+        }
+      rc = replay (model, replay_batch, init, steps, lr, wd, out);
+      goto out;
+    }
+  OftTrainParams t;
+  oft_train_params_init (&t);
+  if (!images || !prompt)
+    {
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--images and --prompt are required (see --help)");
+      goto out;
+    }
+  if (block_size > 0 && blocks > 0)
+    {
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "give --block-size or --blocks, not both");
+      goto out;
+    }
+  if (method && strcmp (method, "oft") != 0 && strcmp (method, "coft") != 0)
+    {
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--method %s: expected oft or coft", method);
+      goto out;
+    }
+  if (schedule && !oft_lr_schedule_from_name (schedule, &t.schedule))
+    {
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--lr-schedule %s: expected constant, cosine or linear",
+                   schedule);
+      goto out;
+    }
+  if (class_prompt && !class_dir)
+    {
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--class-prompt needs --class-images DIR");
+      goto out;
+    }
+  if (terms < 1 || !(eps > 0))
+    {
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--neumann-terms must be >= 1 and --eps > 0");
+      goto out;
+    }
+  if (!(files = collect_images (images, &error)))
+    goto out;
+  t.images = (const char *const *) files->pdata;
+  t.prompt = prompt;
+  t.class_prompt = class_prompt;
+  t.class_dir = class_dir;
+  if (num_class >= 0)
+    t.num_class_images = num_class;
+  t.prior_weight = prior;
+  t.adapter.coft = method && strcmp (method, "coft") == 0;
+  t.adapter.eps = eps;
+  t.adapter.neumann = !exact;
+  t.adapter.n_terms = terms;
+  t.adapter.block_share = share;
+  t.adapter.oft_block_size = block_size;
+  t.blocks = block_size > 0 ? 0 : blocks > 0 ? blocks : 4;
+  if (targets)
+    {
+      target_list = g_strsplit (targets, ",", -1);
+      for (char **s = target_list; *s; s++)
+        g_strstrip (*s);
+      t.targets = (const char *const *) target_list;
+    }
+  t.init_adapter = init;
+  t.steps = steps;
+  t.lr = lr;
+  t.warmup = warmup;
+  t.adamw.weight_decay = wd;
+  t.batch = batch;
+  t.grad_accum = accum;
+  t.max_grad_norm = max_norm;
+  t.resolution = resolution;
+  t.flip = flip;
+  t.seed = (uint64_t) seed;
+  t.checkpoint_every = every;
+  t.resume = resume;
+  t.gradient_checkpointing = gc;
+  t.out_dir = out;
+  t.cancel = &cancel_flag;
+  TrainBar bar = { 0 };
+  cli_progress_init (&bar.bar, "train");
+  t.progress = on_progress;
+  t.progress_data = &bar;
+  t.log = on_log;
+  if (!(p = oft_pipeline_load (model, &error)))
+    goto out;
+  struct sigaction sa = { 0 }, old;
+  sa.sa_handler = on_sigint;
+  sigaction (SIGINT, &sa, &old);
+  gboolean ok = oft_train_run (p, &t, &error);
+  sigaction (SIGINT, &old, NULL);
+  if (!ok)
+    goto out;
+  printf ("adapter written to %s (%d steps)\n", out, steps);
+  rc = 0;
+  if (merged)
+    {
+      /* the same code path as `oft adapter merge --base MODEL_DIR` */
+      char *margv[] = { "adapter", "merge", "--base", model, "--adapter", out, "--out", merged, NULL };
+      rc = cmd_adapter (8, margv);
+    }
+out:
+  if (rc && error)
+    cli_fail ("train", error);
+  g_clear_error (&error);
+  oft_pipeline_free (p);
+  if (files)
+    g_ptr_array_unref (files);
+  g_strfreev (target_list);
+  g_strfreev (images);
+  g_free (model);
+  g_free (prompt);
+  g_free (class_prompt);
+  g_free (class_dir);
+  g_free (method);
+  g_free (targets);
+  g_free (schedule);
+  g_free (init);
+  g_free (merged);
+  g_free (out);
+  g_free (replay_batch);
+  g_option_context_free (ctx);
+  return rc;
+}

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# oft train end to end on the golden pipeline; prints TAP. Usage: test-train.sh OFT_EXE
+# Resume after SIGKILL and after Ctrl-C must give the uninterrupted run's adapter byte for byte;
+# a diverging run stops with a clear error and keeps its last checkpoint; bad input fails cleanly.
+set -u
+OFT=$1
+G=${OFT_GOLDEN_DIR:?OFT_GOLDEN_DIR must be set}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+n=0
+fails=0
+ok () { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok () { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; sed 's/^/# /' "$T/out" "$T/err" 2>/dev/null; }
+run () { "$@" >"$T/out" 2>"$T/err"; rc=$?; }
+# the step stored in a checkpoint (its safetensors metadata)
+ckpt_step () { grep -ao '"step":"[0-9]*"' "$1/checkpoint/state.safetensors" | grep -o '[0-9]*'; }
+
+# four subject images from the base pipeline
+mkdir -p "$T/img"
+for i in 0 1 2 3; do
+  "$OFT" generate -m "$G/pipeline" -p "a photo of a red dog" --steps 3 --seed $i -W 64 -H 64 -o "$T/img/s$i.png" \
+    >/dev/null 2>&1
+done
+# 64 px (8x8 latents) keeps every step short; flips, accumulation, a cosine schedule and prior
+# preservation exercise every RNG draw and piece of state that a resume must restore
+A=(-m "$G/pipeline" --images "$T/img" --prompt "a photo of sks dog" --class-prompt "a photo of a dog"
+   --class-images "$T/cls" --num-class-images 2 --resolution 64 --flip --batch 2 --grad-accum 2
+   --lr 1e-3 --lr-schedule cosine --warmup 3 --seed 11 --checkpoint-every 2)
+STEPS=16
+
+run "$OFT" train "${A[@]}" --steps $STEPS --out "$T/full"
+if [ $rc -eq 0 ] && [ -s "$T/full/adapter_model.safetensors" ] && [ "$(ls "$T/cls" | wc -l)" = 2 ] \
+   && grep -q '"r": 4' "$T/full/adapter_config.json"; then
+  ok "uninterrupted run writes the adapter (r = 4 blocks) and generates the class images"
+else
+  not_ok "uninterrupted run (exit $rc)"
+fi
+run "$OFT" inspect "$T/full"
+if [ $rc -eq 0 ] && grep -q "PEFT adapter" "$T/out"; then ok "the result loads as a PEFT adapter"; else not_ok "inspect the result"; fi
+
+# SIGKILL as soon as the first checkpoint exists, then --resume
+"$OFT" train "${A[@]}" --steps $STEPS --out "$T/killed" >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 3000); do [ -f "$T/killed/checkpoint/state.safetensors" ] && break; sleep 0.01; done
+kill -KILL $pid 2>/dev/null
+wait $pid 2>/dev/null
+s=$(ckpt_step "$T/killed")
+if [ -n "$s" ] && [ "$s" -lt $STEPS ] && [ ! -f "$T/killed/adapter_model.safetensors" ]; then
+  ok "SIGKILL mid-run leaves a checkpoint at step $s of $STEPS"
+else
+  not_ok "SIGKILL mid-run (checkpoint step '${s}')"
+fi
+run "$OFT" train "${A[@]}" --steps $STEPS --resume --out "$T/killed"
+if [ $rc -eq 0 ] && cmp -s "$T/full/adapter_model.safetensors" "$T/killed/adapter_model.safetensors"; then
+  ok "--resume after SIGKILL equals the uninterrupted run byte for byte"
+else
+  not_ok "--resume after SIGKILL (exit $rc) differs from the uninterrupted run"
+fi
+
+# Ctrl-C: stops after the current step with a checkpoint
+"$OFT" train "${A[@]}" --steps $STEPS --out "$T/int" >"$T/out" 2>"$T/err" &
+pid=$!
+for _ in $(seq 1 3000); do [ -f "$T/int/checkpoint/state.safetensors" ] && break; sleep 0.01; done
+kill -INT $pid 2>/dev/null
+wait $pid
+rc=$?
+s=$(ckpt_step "$T/int")
+if [ $rc -ne 0 ] && grep -q "cancelled after step $s of $STEPS" "$T/err"; then
+  ok "SIGINT stops after the current step with a checkpoint (step $s)"
+else
+  not_ok "SIGINT (exit $rc, checkpoint step '${s}')"
+fi
+run "$OFT" train "${A[@]}" --steps $STEPS --resume --out "$T/int"
+if [ $rc -eq 0 ] && cmp -s "$T/full/adapter_model.safetensors" "$T/int/adapter_model.safetensors"; then
+  ok "--resume after SIGINT equals the uninterrupted run byte for byte"
+else
+  not_ok "--resume after SIGINT (exit $rc) differs"
+fi
+run "$OFT" train "${A[@]}" --steps 20 --resume --out "$T/int"
+if [ $rc -ne 0 ] && grep -q "other settings" "$T/err"; then ok "--resume with other settings is refused"; else not_ok "--resume with other settings (exit $rc)"; fi
+
+# divergence: a huge learning rate makes the loss NaN; the last good checkpoint stays
+B=(-m "$G/pipeline" --images "$T/img" --prompt sks --resolution 64 --max-grad-norm 0 --checkpoint-every 1)
+run "$OFT" train "${B[@]}" --steps 10 --lr 1e30 --out "$T/nan"
+s=$(ckpt_step "$T/nan")
+if [ $rc -ne 0 ] && grep -Eq "step [0-9]+: .*(nan|NaN|inf).*checkpoint .* is kept" "$T/err" && [ -n "$s" ] \
+   && grep -q "step $((s + 1)):" "$T/err" && [ ! -f "$T/nan/adapter_model.safetensors" ]; then
+  ok "a NaN loss stops with a clear error, keeping the checkpoint of step $s"
+else
+  not_ok "NaN loss (exit $rc, checkpoint '${s}')"
+fi
+
+# bad input
+run "$OFT" train -m "$G/pipeline" --images "$T/nothing" --prompt sks --out "$T/x"
+if [ $rc -ne 0 ] && grep -q "nothing: no such image" "$T/err"; then ok "missing images: clear error"; else not_ok "missing images"; fi
+run "$OFT" train "${B[@]}" --steps 2 --block-size 7 --out "$T/x"
+if [ $rc -ne 0 ] && grep -q "cannot be cut into blocks of 7" "$T/err"; then ok "a block size that divides no in_features: clear error"; else not_ok "bad block size"; fi
+run "$OFT" train "${B[@]}" --steps 2 --targets nope --out "$T/x"
+if [ $rc -ne 0 ] && grep -q "matches the targets nope" "$T/err"; then ok "targets matching nothing: clear error"; else not_ok "bad targets"; fi
+run "$OFT" train "${B[@]}" --steps 2 --resume --out "$T/fresh"
+if [ $rc -ne 0 ] && grep -q "no checkpoint to resume from" "$T/err"; then ok "--resume without a checkpoint: clear error"; else not_ok "--resume without checkpoint"; fi
+
+# replay mode on the golden batch: PEFT's loss sequence (fp32 vs fp64 differ by 1.1e-7)
+run "$OFT" train -m "$G/pipeline" --replay-batch "$G/unet_oft/reference.safetensors" --init-adapter "$G/unet_oft/adapter" \
+  --steps 3 --lr 1e-3 --weight-decay 1e-2 --out "$T/replay"
+if [ $rc -eq 0 ] && grep -Eq '^\{"losses": \[1\.0720906[0-9]*, 1\.070373[89][0-9]*, 1\.068661[45][0-9]*, 1\.066954[89][0-9]*\]\}$' "$T/out" \
+   && [ -s "$T/replay/adapter_model.safetensors" ]; then
+  ok "replay: 3 AdamW steps give PEFT's losses 1.0720906, 1.0703739, 1.0686614, 1.0669549"
+else
+  not_ok "replay (exit $rc)"
+fi
+
+# --merged-out: a pipeline folder that generates
+run "$OFT" train "${B[@]}" --steps 2 --lr 1e-3 --out "$T/m" --merged-out "$T/merged"
+if [ $rc -eq 0 ] && [ -f "$T/merged/model_index.json" ] && "$OFT" generate -m "$T/merged" -p dog --steps 2 -o "$T/m.png" \
+   >/dev/null 2>&1; then
+  ok "--merged-out writes a pipeline folder that generates"
+else
+  not_ok "--merged-out (exit $rc)"
+fi
+
+echo "1..$n"
+[ $fails -eq 0 ]
