@@ -37,8 +37,9 @@ int
 cmd_generate (int argc, char **argv)
 {
   char *model = NULL, *config = NULL, *prompt = NULL, *negative = NULL, *sampler = NULL, *out = NULL, *noise_path = NULL;
-  char **adapters = NULL;
+  char **adapters = NULL, *cond_path = NULL, *cond_from = NULL, *cond_type = NULL, *control_path = NULL;
   gboolean merge = FALSE;
+  double cond_scale = 1.0;
   int steps = 30, width = 0, height = 0, clip_skip = 0;
   double guidance = 7.5, eta = 0;
   gint64 seed = -1;
@@ -59,6 +60,13 @@ cmd_generate (int argc, char **argv)
     { "clip-skip", 0, 0, G_OPTION_ARG_INT, &clip_skip, "Skip this many final CLIP layers (default 0)", "N" },
     { "adapter", 'a', 0, G_OPTION_ARG_FILENAME_ARRAY, &adapters, "PEFT OFT/BOFT adapter folder (repeat to stack, applied in order)", "DIR" },
     { "merge", 0, 0, G_OPTION_ARG_NONE, &merge, "Merge adapters into the weights at load instead of rotating inputs on the fly", NULL },
+    { "condition", 'c', 0, G_OPTION_ARG_FILENAME, &cond_path, "Condition image (edges, landmark dots or a segmentation map) "
+      "for a control adapter", "IMG" },
+    { "condition-from", 0, 0, G_OPTION_ARG_FILENAME, &cond_from, "Derive the condition from this photo first (--condition-type)", "PHOTO" },
+    { "condition-type", 0, 0, G_OPTION_ARG_STRING, &cond_type, "canny, landmarks or segmentation (default: the encoder's)", "TYPE" },
+    { "condition-scale", 0, 0, G_OPTION_ARG_DOUBLE, &cond_scale, "Strength of the condition (default 1.0)", "S" },
+    { "control", 0, 0, G_OPTION_ARG_FILENAME, &control_path, "Condition encoder file (default: the one in the first "
+      "--adapter folder that has one)", "FILE" },
     { "init-noise", 0, 0, G_OPTION_ARG_FILENAME, &noise_path, "safetensors with one [1,4,H/8,W/8] tensor used as the initial noise", "FILE" },
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Output PNG", "OUT.png" },
     { NULL },
@@ -68,7 +76,8 @@ cmd_generate (int argc, char **argv)
   GError *error = NULL;
   int rc = 1;
   OftPipeline *p = NULL;
-  float *noise = NULL, *rgb = NULL;
+  OftCondEncoder *encoder = NULL;
+  float *noise = NULL, *rgb = NULL, *condition = NULL;
   uint8_t *rgb8 = NULL;
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     goto out;
@@ -117,6 +126,43 @@ cmd_generate (int argc, char **argv)
   int f = oft_vae_factor (p->vae), native = oft_unet_sample_size (p->unet) * f;
   gp.width = width > 0 ? width : native;
   gp.height = height > 0 ? height : native;
+  if (cond_path || cond_from)
+    {
+      /* the encoder: --control, or the first adapter folder holding one */
+      for (int i = 0; !control_path && adapters && adapters[i]; i++)
+        {
+          char *file = g_build_filename (adapters[i], OFT_COND_ENCODER_FILE, NULL);
+          if (g_file_test (file, G_FILE_TEST_EXISTS))
+            control_path = g_strdup (file);
+          g_free (file);
+        }
+      if (!control_path)
+        {
+          g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_NOT_FOUND, "a condition needs a condition encoder: an --adapter "
+                       "folder trained with --task control (holding %s), or --control FILE", OFT_COND_ENCODER_FILE);
+          goto out;
+        }
+      if (!(encoder = oft_cond_encoder_load (control_path, &error)))
+        goto out;
+      const char *type = cond_type ? cond_type : encoder->condition_type;
+      if (cond_type && g_strcmp0 (cond_type, encoder->condition_type) != 0)
+        fprintf (stderr, "oft generate: warning: the encoder was trained on %s conditions, not %s\n",
+                 encoder->condition_type, cond_type);
+      OftImage *src = oft_image_load (cond_from ? cond_from : cond_path, &error), *c = src;
+      if (src && cond_from)
+        {
+          c = oft_condition_from_photo (src, type, &error);
+          oft_image_free (src);
+        }
+      if (!c)
+        goto out;
+      condition = g_new (float, (size_t) 3 * gp.width * gp.height);
+      oft_image_to_planar (condition, c, gp.width, gp.height);
+      oft_image_free (c);
+      gp.control = encoder;
+      gp.condition = condition;
+      gp.control_scale = (float) cond_scale;
+    }
   if (noise_path)
     {
       noise = load_init_noise (noise_path, oft_unet_in_channels (p->unet), gp.height / f, gp.width / f, &error);
@@ -150,6 +196,12 @@ out:
   g_free (out);
   g_free (noise_path);
   g_strfreev (adapters);
+  oft_cond_encoder_free (encoder);
+  g_free (condition);
+  g_free (cond_path);
+  g_free (cond_from);
+  g_free (cond_type);
+  g_free (control_path);
   g_option_context_free (ctx);
   return rc;
 }

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <json-glib/json-glib.h>
 
 static volatile gint cancel_flag;
 
@@ -81,6 +82,89 @@ collect_images (char **args, GError **error)
   return files;
 }
 
+/* --pairs MANIFEST.jsonl: one {"image", "condition", "caption"} per line, paths relative to the manifest. */
+typedef struct {
+  GPtrArray *images, *conditions, *captions;  /* NULL-terminated string arrays */
+} Pairs;
+
+static void
+pairs_clear (Pairs *p)
+{
+  g_clear_pointer (&p->images, g_ptr_array_unref);
+  g_clear_pointer (&p->conditions, g_ptr_array_unref);
+  g_clear_pointer (&p->captions, g_ptr_array_unref);
+}
+
+static gboolean
+read_pairs (const char *manifest, Pairs *out, GError **error)
+{
+  char *text = NULL;
+  if (!g_file_get_contents (manifest, &text, NULL, error))
+    return FALSE;
+  char *dir = g_path_get_dirname (manifest);
+  char **lines = g_strsplit (text, "\n", -1);
+  out->images = g_ptr_array_new_with_free_func (g_free);
+  out->conditions = g_ptr_array_new_with_free_func (g_free);
+  out->captions = g_ptr_array_new_with_free_func (g_free);
+  gboolean ok = TRUE;
+  JsonParser *parser = json_parser_new ();
+  for (int i = 0; ok && lines[i]; i++)
+    {
+      char *line = g_strstrip (lines[i]);
+      if (!*line)
+        continue;
+      JsonNode *root = NULL;
+      if (json_parser_load_from_data (parser, line, -1, NULL))
+        root = json_parser_get_root (parser);
+      JsonObject *o = root && JSON_NODE_HOLDS_OBJECT (root) ? json_node_get_object (root) : NULL;
+      const char *keys[3] = { "image", "condition", "caption" }, *val[3] = { NULL };
+      for (int k = 0; o && k < 3; k++)
+        {
+          JsonNode *n = json_object_get_member (o, keys[k]);
+          val[k] = n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING ? json_node_get_string (n) : NULL;
+        }
+      if (!val[0] || !val[1] || !val[2])
+        {
+          g_set_error (error, OFT_IO_ERROR, OFT_ERROR_CORRUPT, "%s: line %d: expected {\"image\": ..., \"condition\": ..., "
+                       "\"caption\": ...} with three strings", manifest, i + 1);
+          ok = FALSE;
+          break;
+        }
+      for (int k = 0; k < 2; k++)
+        {
+          char *path = g_path_is_absolute (val[k]) ? g_strdup (val[k]) : g_build_filename (dir, val[k], NULL);
+          if (!g_file_test (path, G_FILE_TEST_IS_REGULAR))
+            {
+              g_set_error (error, OFT_IO_ERROR, OFT_ERROR_NOT_FOUND, "%s: line %d: %s %s does not exist", manifest, i + 1,
+                           keys[k], path);
+              g_free (path);
+              ok = FALSE;
+              break;
+            }
+          g_ptr_array_add (k == 0 ? out->images : out->conditions, path);
+        }
+      g_ptr_array_add (out->captions, g_strdup (val[2]));
+    }
+  g_object_unref (parser);
+  if (ok && out->images->len == 0)
+    {
+      g_set_error (error, OFT_IO_ERROR, OFT_ERROR_NOT_FOUND, "%s: no pairs", manifest);
+      ok = FALSE;
+    }
+  if (ok)
+    {
+      g_ptr_array_add (out->images, NULL);
+      g_ptr_array_add (out->conditions, NULL);
+      g_ptr_array_add (out->captions, NULL);
+    }
+  else
+    pairs_clear (out);
+  g_strfreev (lines);
+  g_free (text);
+  g_free (dir);
+  return ok;
+}
+
 static int
 replay (const char *model, const char *batch, const char *init, int steps, double lr, double wd, const char *out)
 {
@@ -109,14 +193,21 @@ cmd_train (int argc, char **argv)
 {
   char *model = NULL, *prompt = NULL, *class_prompt = NULL, *class_dir = NULL, *method = NULL, *targets = NULL;
   char *schedule = NULL, *init = NULL, *merged = NULL, *out = NULL, *replay_batch = NULL;
+  char *task = NULL, *pairs_file = NULL, *cond_type = NULL;
+  Pairs pairs = { 0 };
   char **images = NULL;
   int num_class = -1, block_size = 0, blocks = 0, terms = 5, steps = 1000, warmup = 0, batch = 1, accum = 1;
   int resolution = 0, every = 0;
-  double prior = 1.0, eps = 6e-5, lr = 6e-5, wd = 1e-2, max_norm = 1.0;
+  double prior = 1.0, eps = -1, lr = -1, wd = 1e-2, max_norm = 1.0;  /* eps, lr < 0: the task's default */
   gint64 seed = 0;
   gboolean exact = FALSE, share = FALSE, flip = FALSE, resume = FALSE, gc = FALSE;
   GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model, "Stable Diffusion pipeline folder (diffusers layout)", "PATH" },
+    { "task", 0, 0, G_OPTION_ARG_STRING, &task, "dreambooth (default: subject images and one prompt) or control "
+      "(image/condition/caption pairs, a condition encoder trained with the adapter)", "NAME" },
+    { "pairs", 0, 0, G_OPTION_ARG_FILENAME, &pairs_file, "Control task: JSON lines {\"image\", \"condition\", \"caption\"}, "
+      "paths relative to the file", "MANIFEST.jsonl" },
+    { "condition-type", 0, 0, G_OPTION_ARG_STRING, &cond_type, "Control task: canny (default), landmarks or segmentation", "TYPE" },
     { "images", 'i', 0, G_OPTION_ARG_FILENAME_ARRAY, &images, "Subject images: a folder or a file (repeatable)", "DIR" },
     { "prompt", 'p', 0, G_OPTION_ARG_STRING, &prompt, "Instance prompt, e.g. \"a photo of sks dog\"", "TEXT" },
     { "class-prompt", 0, 0, G_OPTION_ARG_STRING, &class_prompt, "Class prompt for prior preservation, e.g. \"a photo of a dog\"", "TEXT" },
@@ -126,13 +217,14 @@ cmd_train (int argc, char **argv)
     { "method", 0, 0, G_OPTION_ARG_STRING, &method, "oft (default) or coft (constrained, radius --eps)", "NAME" },
     { "block-size", 0, 0, G_OPTION_ARG_INT, &block_size, "Block size b of every module", "B" },
     { "blocks", 0, 0, G_OPTION_ARG_INT, &blocks, "Number of blocks r per module (default 4, the paper's)", "R" },
-    { "eps", 0, 0, G_OPTION_ARG_DOUBLE, &eps, "COFT radius (default 6e-5)", "E" },
+    { "eps", 0, 0, G_OPTION_ARG_DOUBLE, &eps, "COFT radius (default 6e-5; control task 1e-3)", "E" },
     { "neumann-terms", 0, 0, G_OPTION_ARG_INT, &terms, "Cayley–Neumann terms (default 5)", "N" },
     { "exact-cayley", 0, 0, G_OPTION_ARG_NONE, &exact, "Exact Cayley transform instead of the Neumann series", NULL },
     { "block-share", 0, 0, G_OPTION_ARG_NONE, &share, "One block shared by all blocks of a module", NULL },
-    { "targets", 0, 0, G_OPTION_ARG_STRING, &targets, "Module name suffixes (default to_q,to_k,to_v,to_out.0)", "LIST" },
+    { "targets", 0, 0, G_OPTION_ARG_STRING, &targets, "Module name suffixes (default to_q,to_k,to_v,to_out.0; control "
+      "task: also ff.net.0.proj)", "LIST" },
     { "steps", 0, 0, G_OPTION_ARG_INT, &steps, "Optimizer steps (default 1000)", "N" },
-    { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, "Learning rate (default 6e-5)", "LR" },
+    { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, "Learning rate (default 6e-5; control task 1e-5)", "LR" },
     { "lr-schedule", 0, 0, G_OPTION_ARG_STRING, &schedule, "constant (default), cosine or linear", "NAME" },
     { "warmup", 0, 0, G_OPTION_ARG_INT, &warmup, "Warmup steps (default 0)", "N" },
     { "weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &wd, "AdamW weight decay (default 1e-2)", "WD" },
@@ -165,6 +257,10 @@ cmd_train (int argc, char **argv)
       g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--model and --out are required (see --help)");
       goto out;
     }
+  if (eps < 0)
+    eps = task && strcmp (task, "control") == 0 ? 1e-3 : 6e-5;
+  if (lr < 0)
+    lr = task && strcmp (task, "control") == 0 ? 1e-5 : 6e-5;
   if (replay_batch)
     {
       if (!init)
@@ -177,7 +273,33 @@ cmd_train (int argc, char **argv)
     }
   OftTrainParams t;
   oft_train_params_init (&t);
-  if (!images || !prompt)
+  /* the paper's control setting: COFT ε = 1e-3, lr 1e-5, every attention Linear and the GEGLU projection */
+  gboolean control = task && strcmp (task, "control") == 0;
+  if (task && !control && strcmp (task, "dreambooth") != 0)
+    {
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--task %s: expected dreambooth or control", task);
+      goto out;
+    }
+  if (control)
+    {
+      if (!pairs_file || images)
+        {
+          g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--task control takes --pairs MANIFEST.jsonl (not --images)");
+          goto out;
+        }
+      if (!read_pairs (pairs_file, &pairs, &error))
+        goto out;
+      if (!method)
+        method = g_strdup ("coft");
+      if (!targets)
+        targets = g_strdup ("to_q,to_k,to_v,to_out.0,ff.net.0.proj");
+      t.captions = (const char *const *) pairs.captions->pdata;
+      t.conditions = (const char *const *) pairs.conditions->pdata;
+      t.condition_type = cond_type ? cond_type : "canny";
+      if (!prompt)
+        prompt = g_strdup (t.captions[0]);
+    }
+  if (!control && (!images || !prompt))
     {
       g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--images and --prompt are required (see --help)");
       goto out;
@@ -208,9 +330,9 @@ cmd_train (int argc, char **argv)
       g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--neumann-terms must be >= 1 and --eps > 0");
       goto out;
     }
-  if (!(files = collect_images (images, &error)))
+  if (!control && !(files = collect_images (images, &error)))
     goto out;
-  t.images = (const char *const *) files->pdata;
+  t.images = (const char *const *) (control ? pairs.images->pdata : files->pdata);
   t.prompt = prompt;
   t.class_prompt = class_prompt;
   t.class_dir = class_dir;
@@ -289,6 +411,10 @@ out:
   g_free (merged);
   g_free (out);
   g_free (replay_batch);
+  g_free (task);
+  g_free (pairs_file);
+  g_free (cond_type);
+  pairs_clear (&pairs);
   g_option_context_free (ctx);
   return rc;
 }

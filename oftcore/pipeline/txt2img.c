@@ -11,7 +11,8 @@ void
 oft_generate_params_init (OftGenerateParams *p)
 {
   *p = (OftGenerateParams) { .prompt = "", .negative = "", .steps = 30, .guidance = 7.5f,
-                             .sampler = OFT_SAMPLER_DDIM, .seed = 0, .width = 512, .height = 512 };
+                             .sampler = OFT_SAMPLER_DDIM, .seed = 0, .width = 512, .height = 512,
+                             .control_scale = 1.0f };
 }
 
 OftPipeline *
@@ -113,6 +114,29 @@ oft_pipeline_generate (OftPipeline *p, const OftGenerateParams *g, float *rgb, f
     memcpy (lat, g->init_noise, n * sizeof (float));
   else
     oft_rng_normal (&rng, lat, n);
+  float *control = NULL;
+  if (ok && g->control && g->condition)
+    {
+      /* the condition is the same at every step: encode it once, for both CFG branches */
+      int ch0 = oft_unet_control_channels (p->unet);
+      if (g->control->out_ch != ch0 || g->control->in_ch != 3)
+        {
+          g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_SHAPE, "the condition encoder maps %d to %d channels; this "
+                       "UNet needs 3 to %d", g->control->in_ch, g->control->out_ch, ch0);
+          ok = FALSE;
+        }
+      else
+        {
+          int64_t nr = (int64_t) ch0 * h * w;
+          control = g_new (float, B * nr);
+          oft_cond_encoder_forward (g->control, control, g->condition, 1, g->height, g->width, NULL);
+          for (int64_t j = 0; j < nr; j++)
+            control[j] *= g->control_scale;
+          if (B == 2)
+            memcpy (control + nr, control, nr * sizeof (float));
+          oft_unet_set_control (p->unet, control, NULL);
+        }
+    }
   float sigma0 = oft_sampler_init_noise_sigma (s);
   for (int64_t i = 0; i < n; i++)
     lat[i] *= sigma0;
@@ -145,6 +169,9 @@ oft_pipeline_generate (OftPipeline *p, const OftGenerateParams *g, float *rgb, f
         g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_NUMERIC, "the latents became NaN or infinite");
         ok = FALSE;
       }
+  if (control)
+    oft_unet_set_control (p->unet, NULL, NULL);
+  g_free (control);
   if (ok && latents_out)
     memcpy (latents_out, lat, n * sizeof (float));
   if (ok)

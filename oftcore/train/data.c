@@ -76,29 +76,31 @@ resize_coeffs (int in, int out, int **first_out, int **count_out, double **w_out
   return taps;
 }
 
-void
-oft_train_preprocess (float *out, const OftImage *src, int size, bool flip)
+/* Cover-resize (PIL's antialiased BILINEAR, in float) and centre crop to width×height, planar, scaled as
+ * v·mul + add from [0, 255]. For a square output this is torchvision's Resize(shorter side) + CenterCrop. */
+static void
+resize_crop (float *out, const OftImage *src, int width, int height, bool flip, double mul, double add)
 {
   OftImage *rgb = src->channels == 3 ? NULL : oft_image_convert (src, 3);
   const OftImage *img = rgb ? rgb : src;
   int W = img->width, H = img->height, ow, oh;
-  /* torchvision Resize(int): the shorter side becomes `size`, the longer int(size·long/short) */
-  if (W <= H)
-    ow = size, oh = (int) ((double) size * H / W);
+  /* torchvision Resize(int): the shorter side becomes `size`, the longer int(size·long/short);
+   * for a rectangle, the side that needs the larger scale sets it */
+  if ((double) width / W >= (double) height / H)
+    ow = width, oh = (int) ((double) width * H / W);
   else
-    oh = size, ow = (int) ((double) size * W / H);
-  ow = MAX (ow, size);
-  oh = MAX (oh, size);
+    oh = height, ow = (int) ((double) height * W / H);
+  ow = MAX (ow, width);
+  oh = MAX (oh, height);
   /* CenterCrop offsets: round((resized − size)/2), Python rounding (half to even) */
-  int top = (int) nearbyint ((oh - size) / 2.0), left = (int) nearbyint ((ow - size) / 2.0);
-
+  int top = (int) nearbyint ((oh - height) / 2.0), left = (int) nearbyint ((ow - width) / 2.0);
   int *fx, *nx, *fy, *ny;
   double *wx, *wy;
   int tx = resize_coeffs (W, ow, &fx, &nx, &wx), ty = resize_coeffs (H, oh, &fy, &ny, &wy);
   /* horizontal pass over every input row, only for the cropped columns */
-  float *tmp = g_new (float, (size_t) 3 * H * size);
+  float *tmp = g_new (float, (size_t) 3 * H * width);
   for (int y = 0; y < H; y++)
-    for (int x = 0; x < size; x++)
+    for (int x = 0; x < width; x++)
       {
         int ox = left + x;
         const uint8_t *row = img->pixels + (size_t) y * W * 3;
@@ -107,21 +109,21 @@ oft_train_preprocess (float *out, const OftImage *src, int size, bool flip)
             double acc = 0;
             for (int k = 0; k < nx[ox]; k++)
               acc += wx[(size_t) ox * tx + k] * row[(size_t) (fx[ox] + k) * 3 + c];
-            tmp[((size_t) c * H + y) * size + x] = (float) acc;
+            tmp[((size_t) c * H + y) * width + x] = (float) acc;
           }
       }
-  /* vertical pass for the cropped rows, then [0, 255] → [−1, 1] */
+  /* vertical pass for the cropped rows */
   for (int c = 0; c < 3; c++)
-    for (int y = 0; y < size; y++)
+    for (int y = 0; y < height; y++)
       {
         int oy = top + y;
-        for (int x = 0; x < size; x++)
+        for (int x = 0; x < width; x++)
           {
             double acc = 0;
             for (int k = 0; k < ny[oy]; k++)
-              acc += wy[(size_t) oy * ty + k] * tmp[((size_t) c * H + fy[oy] + k) * size + x];
-            int xo = flip ? size - 1 - x : x;
-            out[((size_t) c * size + y) * size + xo] = (float) (acc / 255.0 * 2.0 - 1.0);
+              acc += wy[(size_t) oy * ty + k] * tmp[((size_t) c * H + fy[oy] + k) * width + x];
+            int xo = flip ? width - 1 - x : x;
+            out[((size_t) c * height + y) * width + xo] = (float) (acc * mul + add);
           }
       }
   g_free (tmp);
@@ -132,4 +134,16 @@ oft_train_preprocess (float *out, const OftImage *src, int size, bool flip)
   g_free (ny);
   g_free (wy);
   oft_image_free (rgb);
+}
+
+void
+oft_train_preprocess (float *out, const OftImage *src, int size, bool flip)
+{
+  resize_crop (out, src, size, size, flip, 2.0 / 255.0, -1.0);
+}
+
+void
+oft_image_to_planar (float *out, const OftImage *img, int width, int height)
+{
+  resize_crop (out, img, width, height, false, 1.0 / 255.0, 0.0);
 }

@@ -122,6 +122,8 @@ typedef struct {
   int n;              /* images */
   int variants;       /* 1, or 2 with flips (index 2i + flipped) */
   float *mean, *std;  /* [n·variants, C, h, w] VAE posterior */
+  float *ctx;         /* [n, T, D] per-image caption embeddings, or NULL (one prompt for all) */
+  float *cond;        /* [n·variants, 3, res, res] condition images in [0, 1], flipped with their image, or NULL */
 } LatentSet;
 
 static void
@@ -129,7 +131,32 @@ latent_set_clear (LatentSet *s)
 {
   g_free (s->mean);
   g_free (s->std);
+  g_free (s->ctx);
+  g_free (s->cond);
   memset (s, 0, sizeof *s);
+}
+
+/* Condition images as the encoder sees them: the image's resize/crop/flip, in [0, 1]. */
+static gboolean
+load_conditions (char *const *files, int n, int res, LatentSet *out, GError **error)
+{
+  int64_t nc = (int64_t) 3 * res * res;
+  out->cond = g_new (float, nc * n * out->variants);
+  for (int i = 0; i < n; i++)
+    {
+      OftImage *im = oft_image_load (files[i], error);
+      if (!im)
+        return FALSE;
+      for (int v = 0; v < out->variants; v++)
+        {
+          float *c = out->cond + ((int64_t) i * out->variants + v) * nc;
+          oft_train_preprocess (c, im, res, v == 1);
+          for (int64_t j = 0; j < nc; j++)
+            c[j] = 0.5f * (c[j] + 1.0f);
+        }
+      oft_image_free (im);
+    }
+  return TRUE;
 }
 
 static gboolean
@@ -286,8 +313,10 @@ typedef struct {
   float *ctx_inst, *ctx_cls;    /* [T, D] */
   float *alphas;                /* ᾱ_t, num_train_timesteps */
   OftTrainState st;             /* step, rng, orders (param/m/v borrowed) */
-  int C, h, w, T, D;
+  int C, h, w, T, D, res;
   float *x0, *noise, *noisy, *target, *ts, *ctx;  /* one micro-batch */
+  OftCondEncoder *enc;          /* control task: trained with the adapter, the last parameter "module" */
+  float *cond, *control, *dcontrol, *enc_acts;    /* one micro-batch of the control task */
 } Trainer;
 
 /* One micro-batch from a latent set: latents sampled from the posterior, DDPM noise, targets. Its
@@ -301,11 +330,19 @@ micro_batch (Trainer *tr, const LatentSet *set, int32_t *order, int n_order, int
   int64_t nl = (int64_t) tr->C * tr->h * tr->w;
   float sf = oft_vae_scaling_factor (tr->p->vae), ac[64];
   OftRng *rng = &tr->st.rng;
+  int64_t nc = (int64_t) 3 * tr->res * tr->res;
   for (int b = 0; b < B; b++)
     {
       int i = next_index (order, n_order, pos, rng);
       int var = set->variants == 2 && oft_rng_uniform (rng) < 0.5 ? 1 : 0;
       int64_t k = (int64_t) i * set->variants + var;
+      if (set->ctx)
+        memcpy (tr->ctx + (size_t) b * tr->T * tr->D, set->ctx + (size_t) i * tr->T * tr->D,
+                (size_t) tr->T * tr->D * sizeof (float));
+      else
+        memcpy (tr->ctx + (size_t) b * tr->T * tr->D, ctx1, (size_t) tr->T * tr->D * sizeof (float));
+      if (set->cond)
+        memcpy (tr->cond + b * nc, set->cond + k * nc, nc * sizeof (float));
       /* latent_dist.sample() · scaling_factor */
       oft_rng_normal (rng, tr->x0 + b * nl, nl);
       for (int64_t j = 0; j < nl; j++)
@@ -324,16 +361,26 @@ micro_batch (Trainer *tr, const LatentSet *set, int32_t *order, int n_order, int
     oft_train_velocity (tr->target, tr->x0, tr->noise, ac, B, nl);
   else
     memcpy (tr->target, tr->noise, B * nl * sizeof (float));
-  for (int b = 0; b < B; b++)
-    memcpy (tr->ctx + (size_t) b * tr->T * tr->D, ctx1, (size_t) tr->T * tr->D * sizeof (float));
   float **g = weight == 1.0 ? tr->grad : tr->tmp;
   if (g == tr->tmp)
     for (size_t i = 0; i < tr->n_params; i++)
       memset (g[i], 0, tr->numel[i] * sizeof (float));
   float l = 0;
-  if (!oft_unet_train_loss (tr->p->unet, tr->noisy, tr->ts, tr->ctx, B, tr->h, tr->w, tr->T, tr->target,
-                            t->gradient_checkpointing, &l, g, error))
+  int64_t nr = (int64_t) B * oft_unet_control_channels (tr->p->unet) * tr->h * tr->w;
+  if (set->cond)
+    {
+      /* the condition encoder's features join after conv_in; their gradient comes back in dcontrol */
+      oft_cond_encoder_forward (tr->enc, tr->control, tr->cond, B, tr->res, tr->res, tr->enc_acts);
+      memset (tr->dcontrol, 0, nr * sizeof (float));
+      oft_unet_set_control (tr->p->unet, tr->control, tr->dcontrol);
+    }
+  gboolean ok = oft_unet_train_loss (tr->p->unet, tr->noisy, tr->ts, tr->ctx, B, tr->h, tr->w, tr->T, tr->target,
+                                     t->gradient_checkpointing, &l, g, error);
+  oft_unet_set_control (tr->p->unet, NULL, NULL);
+  if (!ok)
     return FALSE;
+  if (set->cond)
+    oft_cond_encoder_backward (tr->enc, g[tr->n_params - 1], tr->dcontrol, tr->cond, B, tr->res, tr->res, tr->enc_acts);
   if (g == tr->tmp)
     for (size_t i = 0; i < tr->n_params; i++)
       for (int64_t j = 0; j < tr->numel[i]; j++)
@@ -349,12 +396,13 @@ fingerprint (const OftTrainParams *t, int n_inst, int n_cls, const OftPeftAdapte
   return g_strdup_printf ("steps=%d batch=%d accum=%d lr=%.17g sched=%s warmup=%d b1=%.17g b2=%.17g eps=%.17g "
                           "wd=%.17g clip=%.17g seed=%" G_GUINT64_FORMAT " flip=%d images=%d prompt=%s class=%s "
                           "class_images=%d prior=%.17g modules=%zu block=%d blocks=%d share=%d neumann=%d terms=%d "
-                          "coft=%d eps=%.17g",
+                          "coft=%d eps=%.17g captions=%d conditions=%d type=%s",
                           t->steps, t->batch, t->grad_accum, t->lr, oft_lr_schedule_name (t->schedule), t->warmup,
                           t->adamw.beta1, t->adamw.beta2, t->adamw.eps, t->adamw.weight_decay, t->max_grad_norm,
                           t->seed, t->flip, n_inst, t->prompt, t->class_prompt ? t->class_prompt : "", n_cls,
                           t->prior_weight, oft_peft_adapter_n_modules (a), c->oft_block_size, t->blocks,
-                          c->block_share, c->neumann, c->n_terms, c->coft, c->eps);
+                          c->block_share, c->neumann, c->n_terms, c->coft, c->eps, t->captions != NULL,
+                          t->conditions != NULL, t->condition_type ? t->condition_type : "");
 }
 
 static gboolean
@@ -466,6 +514,9 @@ check_params (OftPipeline *p, const OftTrainParams *t, int res, GError **error)
     bad = "the resolution must be a multiple of the VAE factor × the UNet's size multiple";
   else if (t->class_prompt && (!t->class_dir || t->num_class_images < 1 || t->prior_weight < 0))
     bad = "prior preservation needs a class image folder, num_class_images >= 1 and prior_weight >= 0";
+  else if ((t->captions && g_strv_length ((char **) t->captions) != g_strv_length ((char **) t->images)) ||
+           (t->conditions && g_strv_length ((char **) t->conditions) != g_strv_length ((char **) t->images)))
+    bad = "captions and condition images must be one per instance image";
   if (bad)
     g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "training settings: %s (resolution %d, multiple of %d)",
                  bad, res, mult);
@@ -503,6 +554,11 @@ trainer_free (Trainer *tr)
   g_free (tr->target);
   g_free (tr->ts);
   g_free (tr->ctx);
+  oft_cond_encoder_free (tr->enc);
+  g_free (tr->cond);
+  g_free (tr->control);
+  g_free (tr->dcontrol);
+  g_free (tr->enc_acts);
 }
 
 static gboolean
@@ -572,7 +628,14 @@ run_loop (Trainer *tr, GError **error)
           return FALSE;
         }
     }
-  return save_checkpoint (tr, error) && save_adapter (tr->a, t->out_dir, t->init_adapter ? 0 : t->blocks, error);
+  if (!save_checkpoint (tr, error) || !save_adapter (tr->a, t->out_dir, t->init_adapter ? 0 : t->blocks, error))
+    return FALSE;
+  if (!tr->enc)
+    return TRUE;
+  char *file = g_build_filename (t->out_dir, OFT_COND_ENCODER_FILE, NULL);
+  gboolean ok = oft_cond_encoder_save (tr->enc, file, error);
+  g_free (file);
+  return ok;
 }
 
 gboolean
@@ -582,7 +645,7 @@ oft_train_run (OftPipeline *p, const OftTrainParams *t, GError **error)
   int res = t->resolution > 0 ? t->resolution : oft_unet_sample_size (p->unet) * f;
   if (!check_params (p, t, res, error))
     return FALSE;
-  Trainer trs = { .p = p, .t = t }, *tr = &trs;
+  Trainer trs = { .p = p, .t = t, .res = res }, *tr = &trs;
   const OftClipConfig *cc = oft_clip_text_config (p->text);
   tr->C = oft_unet_in_channels (p->unet);
   tr->h = tr->w = res / f;
@@ -611,6 +674,33 @@ oft_train_run (OftPipeline *p, const OftTrainParams *t, GError **error)
   tr->ctx_cls = g_new (float, (size_t) tr->T * tr->D);
   if (!embed (p, t->prompt, tr->ctx_inst, error) || (t->class_prompt && !embed (p, t->class_prompt, tr->ctx_cls, error)))
     goto out;
+  if (t->captions)
+    {
+      tr->inst.ctx = g_new (float, (size_t) n_inst * tr->T * tr->D);
+      for (int i = 0; i < n_inst; i++)
+        if (!embed (p, t->captions[i], tr->inst.ctx + (size_t) i * tr->T * tr->D, error))
+          goto out;
+    }
+  if (t->conditions)
+    {
+      if (!load_conditions ((char *const *) t->conditions, n_inst, res, &tr->inst, error))
+        goto out;
+      char *file = t->init_adapter ? g_build_filename (t->init_adapter, OFT_COND_ENCODER_FILE, NULL) : NULL;
+      int ch0 = oft_unet_control_channels (p->unet);
+      if (file && g_file_test (file, G_FILE_TEST_EXISTS))
+        tr->enc = oft_cond_encoder_load (file, error);
+      else
+        tr->enc = oft_cond_encoder_new (3, ch0, t->condition_type, t->seed ^ 0x5eedc0dull);
+      g_free (file);
+      if (!tr->enc)
+        goto out;
+      if (tr->enc->out_ch != ch0)
+        {
+          g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_SHAPE, "the condition encoder gives %d channels, the UNet's "
+                       "conv_in %d", tr->enc->out_ch, ch0);
+          goto out;
+        }
+    }
   tr->alphas = g_new (float, p->schedule.num_train_timesteps);
   oft_noise_schedule_alphas_cumprod (&p->schedule, tr->alphas);
 
@@ -618,7 +708,7 @@ oft_train_run (OftPipeline *p, const OftTrainParams *t, GError **error)
   tr->a = t->init_adapter ? oft_peft_adapter_load (t->init_adapter, error) : new_adapter (p->unet, t, error);
   if (!tr->a || !(attached = oft_unet_attach_trainable (p->unet, tr->a, error)))
     goto out;
-  tr->n_params = oft_peft_adapter_n_modules (tr->a);
+  tr->n_params = oft_peft_adapter_n_modules (tr->a) + (tr->enc ? 1 : 0);
   size_t np = tr->n_params;
   tr->numel = g_new0 (int64_t, np);
   tr->param = g_new0 (float *, np);
@@ -629,14 +719,16 @@ oft_train_run (OftPipeline *p, const OftTrainParams *t, GError **error)
   tr->st.names = g_new0 (char *, np + 1);
   for (size_t i = 0; i < np; i++)
     {
-      const OftAdapterModule *m = oft_peft_adapter_module (tr->a, i);
-      tr->numel[i] = oft_tensor_numel (&m->param);
-      tr->param[i] = m->param.data;
+      /* the adapter's modules, then the condition encoder as one more parameter block */
+      gboolean is_enc = tr->enc && i == np - 1;
+      const OftAdapterModule *m = is_enc ? NULL : oft_peft_adapter_module (tr->a, i);
+      tr->numel[i] = is_enc ? tr->enc->n_params : oft_tensor_numel (&m->param);
+      tr->param[i] = is_enc ? tr->enc->params : m->param.data;
       tr->m[i] = g_new0 (float, tr->numel[i]);
       tr->v[i] = g_new0 (float, tr->numel[i]);
       tr->grad[i] = g_new0 (float, tr->numel[i]);
       tr->tmp[i] = g_new0 (float, tr->numel[i]);
-      tr->st.names[i] = g_strdup (m->module);
+      tr->st.names[i] = g_strdup (is_enc ? "condition_encoder" : m->module);
     }
   tr->st.n_params = np;
   tr->st.numel = tr->numel;
@@ -667,6 +759,14 @@ oft_train_run (OftPipeline *p, const OftTrainParams *t, GError **error)
   tr->target = g_new (float, nb);
   tr->ts = g_new (float, t->batch);
   tr->ctx = g_new (float, (size_t) t->batch * tr->T * tr->D);
+  if (tr->enc)
+    {
+      int64_t nr = (int64_t) t->batch * tr->enc->out_ch * tr->h * tr->w;
+      tr->cond = g_new (float, (size_t) t->batch * 3 * res * res);
+      tr->control = g_new (float, nr);
+      tr->dcontrol = g_new (float, nr);
+      tr->enc_acts = g_new (float, oft_cond_encoder_acts_floats (tr->enc, t->batch, res, res));
+    }
   ok = run_loop (tr, error);
 out:
   /* the saved adapter is independent of the trainer's copies: parameters live in tr->a */

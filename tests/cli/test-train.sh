@@ -119,5 +119,34 @@ else
   not_ok "--merged-out (exit $rc)"
 fi
 
+# the control task: image/condition/caption pairs, then generation from a condition and from a photo
+mkdir -p "$T/pairs"
+for name in astronaut coffee; do
+  cp "$G/conditions/images/$name.png" "$T/pairs/$name.png"
+  cp "$G/conditions/canny/${name}__rgb100_200.png" "$T/pairs/$name-edges.png"
+  echo "{\"image\": \"$name.png\", \"condition\": \"$name-edges.png\", \"caption\": \"a photo of a $name\"}" >>"$T/pairs/m.jsonl"
+done
+run "$OFT" train -m "$G/pipeline" --task control --pairs "$T/pairs/m.jsonl" --steps 2 --resolution 64 --out "$T/ctl"
+if [ $rc -eq 0 ] && [ -s "$T/ctl/condition_encoder.safetensors" ] && grep -q '"coft": true' "$T/ctl/adapter_config.json" \
+   && grep -q 'ff.net.0.proj' "$T/ctl/adapter_config.json"; then
+  ok "control task: adapter (COFT, with the GEGLU projection) and condition encoder written"
+else not_ok "control task (exit $rc)"; fi
+GEN=(generate -m "$G/pipeline" -p "a photo of an astronaut" --steps 2 --seed 3 -W 64 -H 64)
+run "$OFT" "${GEN[@]}" --adapter "$T/ctl" --condition "$T/pairs/astronaut-edges.png" -o "$T/c1.png"
+r1=$rc
+run "$OFT" "${GEN[@]}" --adapter "$T/ctl" --condition-from "$T/pairs/astronaut.png" --condition-type canny -o "$T/c2.png"
+if [ $r1 -eq 0 ] && [ $rc -eq 0 ] && [ -s "$T/c1.png" ] && [ -s "$T/c2.png" ]; then
+  ok "generate with --condition and with --condition-from"
+else not_ok "generate with a condition (exit $r1 / $rc)"; fi
+run "$OFT" "${GEN[@]}" --condition "$T/pairs/astronaut-edges.png" -o "$T/c3.png"
+if [ $rc -ne 0 ] && grep -q "needs a condition encoder" "$T/err" && [ ! -e "$T/c3.png" ]; then
+  ok "a condition without an encoder is refused clearly"
+else not_ok "a condition without an encoder (exit $rc)"; fi
+echo '{"image": "nope.png", "condition": "x.png", "caption": "c"}' >"$T/pairs/bad.jsonl"
+run "$OFT" train -m "$G/pipeline" --task control --pairs "$T/pairs/bad.jsonl" --steps 1 --out "$T/bad"
+if [ $rc -ne 0 ] && grep -q "bad.jsonl: line 1: image .*nope.png does not exist" "$T/err"; then
+  ok "a manifest naming a missing file is refused with its line"
+else not_ok "a bad manifest (exit $rc)"; fi
+
 echo "1..$n"
 [ $fails -eq 0 ]

@@ -110,4 +110,12 @@ typedef struct {
 /* Scores from pooled areas; iou/acc (optional, num_classes each) get the per-class values (NaN when 0/0). */
 void oft_seg_areas_score (const OftSegAreas *a, OftSegScores *s, double *iou, double *acc);
 
+/* ---- a condition from a photo ------------------------------------------------------------------- */
+
+/* The condition image of `type` for a photo, as the condition encoder was trained on it: "canny"
+ * (cv2.Canny 100/200 on the colour image, as ControlNet's detector; white edges, RGB), "landmarks"
+ * (the largest Haar face's 68 dlib points as white dots; needs opencv-data and libdlib-data) or
+ * "segmentation" (the photo's colours snapped to the ADE20K palette — for a painted map). */
+OftImage *oft_condition_from_photo (const OftImage *photo, const char *type, GError **error);
+
 G_END_DECLS

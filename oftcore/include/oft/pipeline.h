@@ -9,6 +9,7 @@
 #include "oft/clip.h"
 #include "oft/unet.h"
 #include "oft/vae.h"
+#include "oft/condition-encoder.h"
 
 G_BEGIN_DECLS
 
@@ -44,6 +45,11 @@ typedef struct {
   int width, height;        /* pixels, multiples of the VAE factor × UNet multiple */
   int clip_skip;
   const float *init_noise;  /* [1, latent, h, w] replaces the seeded noise (NULL: from the seed) */
+  /* controllable generation: the condition encoder of a control adapter and its condition image
+   * [3, height, width] in [0, 1]; the features, × control_scale, join both CFG branches after conv_in */
+  const OftCondEncoder *control;
+  const float *condition;
+  float control_scale;      /* default 1 */
 } OftGenerateParams;
 
 void oft_generate_params_init (OftGenerateParams *p);

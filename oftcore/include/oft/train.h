@@ -12,6 +12,7 @@
 #include "oft/pipeline.h"
 #include "oft/rng.h"
 #include "oft/scheduler.h"
+#include "oft/condition-encoder.h"
 
 G_BEGIN_DECLS
 
@@ -56,6 +57,9 @@ GPtrArray *oft_train_list_images (const char *dir, GError **error);
  * float), then a centred crop (torchvision's CenterCrop offsets), optionally mirrored left–right.
  * Gray and alpha images are converted to RGB first. */
 void oft_train_preprocess (float *out, const OftImage *img, int size, bool flip);
+/* out[3, height, width] in [0, 1]: the same filter, scaled to cover width×height, centre-cropped
+ * (condition images for generation). */
+void oft_image_to_planar (float *out, const OftImage *img, int width, int height);
 
 /* ---- the DreamBooth trainer ---- */
 typedef struct {
@@ -71,6 +75,11 @@ typedef struct {
   /* data */
   const char *const *images;     /* instance image files (NULL-terminated) */
   const char *prompt;            /* instance prompt, e.g. "a photo of sks dog" */
+  /* controllable generation (the paper's control task): per-image captions and condition images,
+   * the condition encoder trained with the adapter and saved beside it (OFT_COND_ENCODER_FILE) */
+  const char *const *captions;   /* one per instance image, or NULL: `prompt` for all */
+  const char *const *conditions; /* one condition image per instance image, or NULL: no encoder */
+  const char *condition_type;    /* canny | landmarks | segmentation (stored with the encoder) */
   const char *class_prompt;      /* NULL: no prior preservation */
   const char *class_dir;         /* class images; generated there when fewer than num_class_images */
   int num_class_images;          /* default 100 */
