@@ -18,5 +18,6 @@
 #include "oft/image.h"
 #include "oft/conditions.h"
 #include "oft/faces.h"
+#include "oft/scenes.h"
 
 const char *oft_version (void);
