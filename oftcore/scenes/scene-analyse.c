@@ -148,13 +148,16 @@ background_clusters (const double *lab, int width, int height, double centre[2][
         }
   int n = idx->len;
   const int *px = (const int *) idx->data;
-  double *chan = g_new (double, n);
+  /* the median of at most ~256 of them (evenly spaced) starts the first cluster */
+  int stride = MAX (1, n / 256), m = 0;
+  double *chan = g_new (double, n / stride + 1);
   for (int c = 0; c < 3; c++)
     {
-      for (int i = 0; i < n; i++)
-        chan[i] = lab[px[i] * 3 + c];
-      qsort (chan, n, sizeof *chan, cmp_double);
-      centre[0][c] = chan[n / 2];
+      m = 0;
+      for (int i = 0; i < n; i += stride)
+        chan[m++] = lab[px[i] * 3 + c];
+      qsort (chan, m, sizeof *chan, cmp_double);
+      centre[0][c] = chan[m / 2];
     }
   g_free (chan);
   double far = -1;
@@ -556,7 +559,10 @@ oft_scene_analyse (const OftImage *img, OftSceneAnalysis *a, GError **error)
 
   double *lab = g_new (double, (size_t) npx * 3);
   for (int i = 0; i < npx; i++)
-    scene_rgb_to_lab (rgb + i * 3, lab + i * 3);
+    if (i > 0 && memcmp (rgb + i * 3, rgb + (i - 1) * 3, 3) == 0)  /* flat areas: same colour as the last */
+      memcpy (lab + i * 3, lab + (i - 1) * 3, 3 * sizeof *lab);
+    else
+      scene_rgb_to_lab (rgb + i * 3, lab + i * 3);
 
   double centre[2][3];
   int count[2];

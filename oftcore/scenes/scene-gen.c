@@ -70,6 +70,8 @@ scene_shade_rgb (OftSceneColour colour, uint8_t rgb[3])
 gboolean
 scene_shape_contains (OftShapeKind kind, double u, double v)
 {
+  if (fabs (u) > 1 || fabs (v) > 1)  /* every shape lies in the unit circle */
+    return FALSE;
   switch (kind)
     {
     case OFT_SHAPE_CIRCLE:
@@ -87,24 +89,24 @@ scene_shape_contains (OftShapeKind kind, double u, double v)
       return fabs (u) / 0.7 + fabs (v) <= 1;
     case OFT_SHAPE_STAR:
       {
-        /* fold the angle from the top into one half-spike [0, 36°] and test against the edge from the
-         * outer point (radius 1 at 0°) to the inner one (STAR_INNER at 36°) */
-        double r = sqrt (u * u + v * v);
-        if (r > 1)
-          return FALSE;
-        if (r <= STAR_INNER * cos (G_PI / 5))
-          return TRUE;
-        double a = atan2 (u, -v);
-        double sector = 2 * G_PI / 5;
-        a = fmod (fabs (a), sector);
-        if (a > sector / 2)
-          a = sector - a;
-        double px = r * sin (a), py = r * cos (a);              /* point, outer spike along +y */
-        double qx = STAR_INNER * sin (G_PI / 5), qy = STAR_INNER * cos (G_PI / 5);
-        /* the origin is inside: same side of the line (0,1)→(qx,qy) as (0,0) */
-        double side_p = qx * (py - 1) - (qy - 1) * px;
-        double side_o = qx * (0 - 1) - (qy - 1) * 0;
-        return side_p * side_o >= 0;
+        /* even–odd test against the ten-vertex outline (outer points at radius 1, the first straight up,
+         * inner ones at STAR_INNER between them) */
+        static double vx[10], vy[10];
+        static gsize init = 0;
+        if (g_once_init_enter (&init))
+          {
+            for (int i = 0; i < 10; i++)
+              {
+                double r = i % 2 ? STAR_INNER : 1, a = i * G_PI / 5;
+                vx[i] = r * sin (a), vy[i] = -r * cos (a);
+              }
+            g_once_init_leave (&init, 1);
+          }
+        gboolean in = FALSE;
+        for (int i = 0, j = 9; i < 10; j = i++)
+          if ((vy[i] > v) != (vy[j] > v) && u < (vx[j] - vx[i]) * (v - vy[i]) / (vy[j] - vy[i]) + vx[i])
+            in = !in;
+        return in;
       }
     default:
       return FALSE;
@@ -185,7 +187,7 @@ relation_holds (const OftSceneShape *a, const OftSceneShape *b, OftSceneRelation
 }
 
 static gboolean
-try_generate (OftScene *s, OftRng *rng, const OftSceneGenParams *p)
+try_generate (OftScene *s, OftRng *rng, const OftSceneGenParams *p, int n_shapes)
 {
   memset (s, 0, sizeof *s);
   if (p->pattern)
@@ -203,8 +205,7 @@ try_generate (OftScene *s, OftRng *rng, const OftSceneGenParams *p)
       sh->cy = rng_range (rng, sh->size + MARGIN, 1 - sh->size - MARGIN);
       return TRUE;
     }
-  int lo = CLAMP (p->min_shapes, 1, OFT_SCENE_MAX_SHAPES), hi = CLAMP (p->max_shapes, lo, OFT_SCENE_MAX_SHAPES);
-  s->n_shapes = lo + rng_int (rng, hi - lo + 1);
+  s->n_shapes = n_shapes;
   s->background = rng_int (rng, OFT_COLOUR_COUNT);
   if (p->textures)
     {
@@ -267,9 +268,12 @@ void
 oft_scene_generate (OftScene *scene, OftRng *rng, const OftSceneGenParams *params)
 {
   OftSceneGenParams p = params ? *params : OFT_SCENE_GEN_PARAMS_DEFAULT;
+  /* the shape count is drawn once, so that rejected layouts (more often with three shapes) do not skew it */
+  int lo = CLAMP (p.min_shapes, 1, OFT_SCENE_MAX_SHAPES), hi = CLAMP (p.max_shapes, lo, OFT_SCENE_MAX_SHAPES);
+  int n_shapes = lo + rng_int (rng, hi - lo + 1);
   for (;;)
     {
-      if (!try_generate (scene, rng, &p))
+      if (!try_generate (scene, rng, &p, n_shapes))
         continue;
       if (p.split == OFT_SCENE_SPLIT_ANY || scene->pattern)
         return;
