@@ -635,9 +635,12 @@ oft_scene_analyse (const OftImage *img, OftSceneAnalysis *a, GError **error)
       measure_shape (&c, labels, label, width);
       g_array_append_val (comps, c);
     }
-  qsort (comps->data, comps->len, sizeof (OftSceneComponent), cmp_area_desc);
   a->n_components = MIN ((int) comps->len, OFT_SCENE_MAX_COMPONENTS);
-  memcpy (a->components, comps->data, a->n_components * sizeof (OftSceneComponent));
+  if (a->n_components > 0)  /* an empty GArray has no data */
+    {
+      qsort (comps->data, comps->len, sizeof (OftSceneComponent), cmp_area_desc);
+      memcpy (a->components, comps->data, a->n_components * sizeof (OftSceneComponent));
+    }
   g_array_free (comps, TRUE);
   g_free (stack);
   g_free (labels);
