@@ -16,6 +16,7 @@ int cmd_faces (int argc, char **argv);
 int cmd_landmarks (int argc, char **argv);
 int cmd_eval_landmarks (int argc, char **argv);
 int cmd_train (int argc, char **argv);
+int cmd_scenes (int argc, char **argv);
 
 /* Prints "oft <cmd>: <error->message>" and returns 1. */
 int cli_fail (const char *cmd, const GError *error);

@@ -23,6 +23,7 @@ static const Command commands[] = {
   { "eval", cmd_eval, "metrics: canny IoU/F1, segmentation mIoU/mAcc/aAcc" },
   { "faces", cmd_faces, "Haar-cascade face boxes of an image as JSON" },
   { "landmarks", cmd_landmarks, "68 face landmarks (dlib) as JSON and a condition image" },
+  { "scenes", cmd_scenes, "procedural scenes dataset (images, captions, conditions); scenes analyse: check captions" },
 };
 
 static void

@@ -20,5 +20,6 @@
 #include "oft/conditions.h"
 #include "oft/faces.h"
 #include "oft/train.h"
+#include "oft/scenes.h"
 
 const char *oft_version (void);
