@@ -19,6 +19,7 @@ static const EvalCommand evals[] = {
   { "canny", eval_canny, "IoU and F1 of edge maps (OFT eval_canny.py)" },
   { "segmentation", eval_segmentation, "mIoU, mAcc, aAcc of class index maps (mmseg)" },
   { "landmarks", cmd_eval_landmarks, "mean L2 error of 68-point landmark JSON files (OFT eval_landmark.py)" },
+  { "energy", cmd_eval_energy, "hyperspherical energy per UNet layer, before and after an adapter" },
 };
 
 /* ---- shared helpers ------------------------------------------------------------------------------- */

@@ -15,6 +15,7 @@ int cmd_eval (int argc, char **argv);
 int cmd_faces (int argc, char **argv);
 int cmd_landmarks (int argc, char **argv);
 int cmd_eval_landmarks (int argc, char **argv);
+int cmd_eval_energy (int argc, char **argv);
 int cmd_train (int argc, char **argv);
 int cmd_scenes (int argc, char **argv);
 

@@ -654,3 +654,14 @@ oft_unet_list_linear_modules (const OftUnet *u)
   g_ptr_array_sort (list, unet_linear_cmp);
   return list;
 }
+
+const float *
+oft_unet_module_weight (const OftUnet *u, const char *path, int64_t *out, int64_t *d)
+{
+  const Module *m = g_hash_table_lookup (u->modules, path);
+  if (!m)
+    return NULL;
+  *out = m->out;
+  *d = m->d;
+  return m->w;
+}

@@ -146,5 +146,14 @@ expect_fail "generate with an adapter for other modules fails naming the module"
 expect_ok "tokenize prints ids" "$OFT" tokenize --model "$P" "a photo of a cat"
 expect_out "tokenize matches transformers" "^\[\[49406, 320, 1125, 539, 320, 2368, 49407, 49407"
 
+# hyperspherical energy: an OFT adapter (Cayley–Neumann, nearly orthogonal) leaves it unchanged
+run "$OFT" eval energy --model "$P" --adapter "$G/unet_oft/adapter"
+if [ $rc -eq 0 ] && grep -q '"total_merged"' "$T/out" && grep -q "128 layers" "$T/err" \
+   && awk -F'"max_relative_change": ' 'NF > 1 { split ($2, a, "}"); exit !(a[1] + 0 < 1e-3) }' "$T/out"; then
+  ok "eval energy: 128 layers, unchanged by the OFT adapter (< 1e-3 relative)"
+else not_ok "eval energy"; fi
+expect_fail "eval energy with an adapter for other modules fails naming the module" "module 'layer' is not in the UNet" \
+  "$OFT" eval energy --model "$P" --adapter "$G/oft_layers/oft_linear/adapter"
+
 echo "1..$n"
 exit $((fails > 0))

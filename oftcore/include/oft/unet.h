@@ -69,6 +69,9 @@ typedef struct {
 } OftUnetLinear;
 /* OftUnetLinear *, sorted by path; free with g_ptr_array_unref. */
 GPtrArray *oft_unet_list_linear_modules (const OftUnet *u);
+/* The current f32 weight of a Linear or Conv2d module as [out, d] (convs flattened to C·kh·kw), or
+ * NULL when the UNet has no such module. Read-only view, valid while the UNet lives. */
+const float *oft_unet_module_weight (const OftUnet *u, const char *path, int64_t *out, int64_t *d);
 
 /* sample[B, in, h, w], timesteps[B], context[B, T, context_dim] → out[B, out, h, w]. */
 gboolean oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const float *context,
