@@ -1,5 +1,6 @@
 /* UNet throughput beside a same-run sgemm, training steps, and peak memory of whole jobs.
- *   bench-unet [--quick] [--no-sd15] [--golden DIR] [--data DIR]
+ *   bench-unet [--quick] [--no-sd15] [--sd15-512] [--golden DIR] [--data DIR]
+ * --sd15-512 adds one SD1.5-width training step at 512 px with checkpointing (minutes, for its peak RSS).
  * Each measurement runs in a child process so that its peak RSS is its own. PyTorch figures quoted
  * for comparison are from ../shared/docs/baselines.md (same kind of machine, not this run). */
 #include "bench-util.h"
@@ -67,9 +68,11 @@ measure_sgemm (const Opts *o)
 
 typedef struct {
   OftUnet *u;
-  float *x, *t, *ctx, *out, *target, **grads;
+  OftPeftAdapter *a;
+  float *x, *t, *ctx, *out, *target, **grads, **m, **v;
   int B, h, w, T;
   gboolean checkpoint;
+  int64_t step;
 } Run;
 
 static void
@@ -79,12 +82,48 @@ run_forward (void *p)
   oft_unet_forward (r->u, r->x, r->t, r->ctx, r->B, r->h, r->w, r->T, r->out, NULL);
 }
 
+/* a whole optimizer step: forward, backward, AdamW on every adapter tensor (as PEFT's step is timed) */
 static void
 run_train (void *p)
 {
   Run *r = p;
   float loss;
+  OftAdamW opt;
+  oft_adamw_init (&opt);
+  size_t n = oft_peft_adapter_n_modules (r->a);
+  for (size_t i = 0; i < n; i++)
+    memset (r->grads[i], 0, sizeof (float) * oft_tensor_numel (&oft_peft_adapter_module (r->a, i)->param));
   oft_unet_train_loss (r->u, r->x, r->t, r->ctx, r->B, r->h, r->w, r->T, r->target, r->checkpoint, &loss, r->grads, NULL);
+  r->step++;
+  for (size_t i = 0; i < n; i++)
+    {
+      const OftAdapterModule *m = oft_peft_adapter_module (r->a, i);
+      oft_adamw_step (&opt, m->param.data, r->m[i], r->v[i], r->grads[i], oft_tensor_numel (&m->param), r->step, 1e-5);
+    }
+}
+
+/* A zero-initialised OFT adapter (block size b) on to_q/to_k/to_v/to_out.0 of every transformer block. */
+static OftPeftAdapter *
+new_adapter (OftUnet *u, int b)
+{
+  OftAdapterConfig cfg = { .kind = OFT_ADAPTER_OFT, .oft_block_size = b, .neumann = true, .n_terms = 5, .eps = 6e-5 };
+  static const char *const targets[] = { "to_q", "to_k", "to_v", "to_out.0", NULL };
+  OftPeftAdapter *a = oft_peft_adapter_new (&cfg, targets);
+  GPtrArray *mods = oft_unet_list_linear_modules (u);
+  for (guint i = 0; i < mods->len; i++)
+    {
+      const OftUnetLinear *l = g_ptr_array_index (mods, i);
+      if (!g_str_has_suffix (l->path, "to_q") && !g_str_has_suffix (l->path, "to_k") &&
+          !g_str_has_suffix (l->path, "to_v") && !g_str_has_suffix (l->path, "to_out.0"))
+        continue;
+      int64_t rows = l->in_features / b, ne = (int64_t) b * (b - 1) / 2;
+      float *zeros = g_new0 (float, rows * ne);
+      OftTensor p = { .dtype = OFT_DTYPE_F32, .ndim = 2, .shape = { rows, ne }, .data = zeros };
+      oft_peft_adapter_add_module (a, l->path, &p, NULL, NULL);
+      g_free (zeros);
+    }
+  g_ptr_array_unref (mods);
+  return a;
 }
 
 static void
@@ -99,6 +138,7 @@ typedef struct {
   const char *label;
   gboolean sd15;        /* random SD1.5-width weights, else the golden tiny UNet */
   int train;            /* 0 forward, 1 training step, 2 training step with checkpointing */
+  int B, hw;            /* batch, latent size */
   double pytorch_ms;    /* baselines.md, 0 if none */
 } UnetCase;
 
@@ -129,28 +169,37 @@ unet_job (const Opts *o, const void *arg)
       printf ("%s: %s\n", c->label, error->message);
       _exit (1);
     }
-  Run r = { .u = u, .B = 2, .h = 16, .w = 16, .T = 77, .checkpoint = c->train == 2 };
+  Run r = { .u = u, .B = c->B, .h = c->hw, .w = c->hw, .T = 77, .checkpoint = c->train == 2 };
   int C = oft_unet_in_channels (u), D = oft_unet_context_dim (u);
   size_t n = (size_t) r.B * C * r.h * r.w;
   r.x = g_new (float, n), r.out = g_new (float, n), r.target = g_new (float, n);
   r.ctx = g_new (float, (size_t) r.B * r.T * D);
-  r.t = g_new (float, 2);
-  r.t[0] = 999, r.t[1] = 10;
+  r.t = g_new (float, r.B);
+  for (int b = 0; b < r.B; b++)
+    r.t[b] = b % 2 ? 10 : 999;
   fill (r.x, n, 1), fill (r.target, n, 2), fill (r.ctx, (size_t) r.B * r.T * D, 3);
-  OftPeftAdapter *a = NULL;
   if (c->train)
     {
+      /* the golden adapter (block 8) on the tiny UNet; block 32 on SD1.5 widths */
       char *dir = g_build_filename (o->golden, "unet_oft", "adapter", NULL);
-      a = c->sd15 ? NULL : oft_peft_adapter_load (dir, &error);
+      r.a = c->sd15 ? new_adapter (u, 32) : oft_peft_adapter_load (dir, &error);
       g_free (dir);
-      if (!a || !oft_unet_attach_trainable (u, a, &error))
+      if (!r.a || !oft_unet_attach_trainable (u, r.a, &error))
         {
           printf ("%s: %s\n", c->label, error ? error->message : "no adapter for this UNet");
           _exit (1);
         }
-      r.grads = g_new0 (float *, oft_peft_adapter_n_modules (a));
-      for (size_t i = 0; i < oft_peft_adapter_n_modules (a); i++)
-        r.grads[i] = g_new0 (float, oft_tensor_numel (&oft_peft_adapter_module (a, i)->param));
+      size_t na = oft_peft_adapter_n_modules (r.a);
+      r.grads = g_new0 (float *, na);
+      r.m = g_new0 (float *, na);
+      r.v = g_new0 (float *, na);
+      for (size_t i = 0; i < na; i++)
+        {
+          int64_t numel = oft_tensor_numel (&oft_peft_adapter_module (r.a, i)->param);
+          r.grads[i] = g_new0 (float, numel);
+          r.m[i] = g_new0 (float, numel);
+          r.v[i] = g_new0 (float, numel);
+        }
     }
   double t = bench_median_seconds (c->train ? run_train : run_forward, &r, o->warmup, o->reps);
   double flops = oft_unet_forward_flops (u, r.B, r.h, r.w, r.T) * (c->train ? 3 : 1);
@@ -196,7 +245,7 @@ main (int argc, char **argv)
 {
   oft_runtime_tune_process (argv);
   Opts o = { .warmup = 2, .reps = 9, .golden = g_getenv ("OFT_GOLDEN_DIR"), .data = g_getenv ("OFT_DATA_DIR") };
-  gboolean sd15 = TRUE;
+  gboolean sd15 = TRUE, sd15_512 = FALSE;
   if (!o.golden)
     o.golden = OFT_DEFAULT_GOLDEN_DIR;
   if (!o.data)
@@ -206,27 +255,36 @@ main (int argc, char **argv)
       o.warmup = 0, o.reps = 1;
     else if (!strcmp (argv[i], "--no-sd15"))
       sd15 = FALSE;
+    else if (!strcmp (argv[i], "--sd15-512"))
+      sd15_512 = TRUE;
     else if (!strcmp (argv[i], "--golden") && i + 1 < argc)
       o.golden = argv[++i];
     else if (!strcmp (argv[i], "--data") && i + 1 < argc)
       o.data = argv[++i];
     else
       {
-        fprintf (stderr, "usage: %s [--quick] [--no-sd15] [--golden DIR] [--data DIR]\n", argv[0]);
+        fprintf (stderr, "usage: %s [--quick] [--no-sd15] [--sd15-512] [--golden DIR] [--data DIR]\n", argv[0]);
         return 2;
       }
   printf ("# bench-unet: medians of %d run(s) after %d warm-up; OpenBLAS %s\n", o.reps, o.warmup,
           oft_runtime_blas_description ());
   measure_sgemm (&o);
   static const UnetCase cases[] = {
-    { "tiny UNet forward, B2 16x16", FALSE, 0, 30.7 },
-    { "tiny UNet OFT train step, B2 16x16", FALSE, 1, 0 },
-    { "tiny UNet OFT train step, B2, checkpointing", FALSE, 2, 0 },
-    { "SD1.5-width UNet forward, B2 16x16 (random)", TRUE, 0, 2678 },
+    { "tiny UNet forward, B2 16x16", FALSE, 0, 2, 16, 30.7 },
+    { "tiny UNet OFT train step, B1 16x16", FALSE, 1, 1, 16, 244 },
+    { "tiny UNet OFT train step, B1, checkpointing", FALSE, 2, 1, 16, 0 },
+    { "SD1.5-width UNet forward, B2 16x16 (random)", TRUE, 0, 2, 16, 2678 },
+    { "SD1.5-width OFT train step, B1 16x16", TRUE, 1, 1, 16, 0 },
+    { "SD1.5-width OFT train step, B1 16x16, ckpt", TRUE, 2, 1, 16, 0 },
+  };
+  static const UnetCase big[] = {
+    { "SD1.5-width OFT train step, B1 64x64 (512 px), ckpt", TRUE, 2, 1, 64, 0 },
   };
   for (size_t i = 0; i < G_N_ELEMENTS (cases); i++)
     if (sd15 || !cases[i].sd15)
       in_child (cases[i].label, unet_job, &o, &cases[i]);
+  if (sd15_512)
+    in_child (big[0].label, unet_job, &o, &big[0]);
   GenCase g = { 10 };
   in_child ("generate (golden pipeline, 10 steps)", generate_job, &o, &g);
   return 0;
