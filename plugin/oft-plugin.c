@@ -73,8 +73,9 @@ query (void)
   static const GimpParamDef condition_ret[] = {
     { GIMP_PDB_LAYER, "layer", "The condition layer" },
   };
+  /* no image: it sets up the other procedures, with or without an open image */
   static const GimpParamDef prefs_args[] = {
-    STD_ARGS,
+    { GIMP_PDB_INT32, "run-mode", "The run mode { RUN-INTERACTIVE (0), RUN-NONINTERACTIVE (1) }" },
     { GIMP_PDB_STRING, "model-folder", "Default model: diffusers pipeline folder or SD 1.x checkpoint" },
     { GIMP_PDB_STRING, "adapter-folder", "Where adapters are trained to and looked up by name" },
     { GIMP_PDB_STRING, "device", "cpu" },
@@ -101,7 +102,7 @@ query (void)
                           condition_ret);
   gimp_install_procedure (OFT_PROC_PREFS, N_("Set the default model, adapter folder and device of the OFT filters"),
                           "Stores them in oft-preferences.json in the GIMP profile folder.",
-                          author, copyright, date, N_("_Preferences..."), "*",
+                          author, copyright, date, N_("_Preferences..."), "",
                           GIMP_PLUGIN, G_N_ELEMENTS (prefs_args), 0, prefs_args, NULL);
   gimp_plugin_menu_register (OFT_PROC_GENERATE, "<Image>/Filters/OFT");
   gimp_plugin_menu_register (OFT_PROC_TRAIN, "<Image>/Filters/OFT");
@@ -170,11 +171,11 @@ args_condition (OftConditionVals *v, gint n, const GimpParam *p)
 static gboolean
 args_prefs (OftPrefs *v, gint n, const GimpParam *p)
 {
-  if (n != 6)
+  if (n != 4)
     return FALSE;
-  copy_arg (v->model_folder, sizeof v->model_folder, &p[3]);
-  copy_arg (v->adapter_folder, sizeof v->adapter_folder, &p[4]);
-  copy_arg (v->device, sizeof v->device, &p[5]);
+  copy_arg (v->model_folder, sizeof v->model_folder, &p[1]);
+  copy_arg (v->adapter_folder, sizeof v->adapter_folder, &p[2]);
+  copy_arg (v->device, sizeof v->device, &p[3]);
   return TRUE;
 }
 
@@ -184,8 +185,9 @@ run (const gchar *name, gint nparams, const GimpParam *param, gint *nreturn_vals
   static GimpParam values[2];
   static char *message;
   GimpRunMode mode = param[0].data.d_int32;
-  gint32 image = nparams > 1 ? param[1].data.d_image : -1;
-  gint32 drawable = nparams > 2 ? param[2].data.d_drawable : -1;
+  gboolean has_image = strcmp (name, OFT_PROC_PREFS) != 0 && nparams > 2;
+  gint32 image = has_image ? param[1].data.d_image : -1;
+  gint32 drawable = has_image ? param[2].data.d_drawable : -1;
   gint32 layer = -1;
   gboolean interactive = mode == GIMP_RUN_INTERACTIVE, ok = TRUE, has_layer = FALSE;
   GError *error = NULL;
