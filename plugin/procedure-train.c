@@ -238,7 +238,10 @@ oft_procedure_train (gint32 image, gint32 drawable, const OftTrainVals *v, gbool
       return FALSE;
     }
   char *model = oft_prefs_resolve_model (&prefs, v->model, error);
-  char *out = v->out[0] ? g_strdup (v->out) : default_out (&prefs, image);
+  /* a relative output is a name in the adapter folder, where generate looks bare names up */
+  char *out = !v->out[0]                   ? default_out (&prefs, image)
+              : g_path_is_absolute (v->out) ? g_strdup (v->out)
+                                            : g_build_filename (prefs.adapter_folder, v->out, NULL);
   char *images = NULL;
   gboolean ok = FALSE;
   GPtrArray *argv = g_ptr_array_new_with_free_func (g_free);
