@@ -95,6 +95,13 @@ if [ $have_train = 1 ]; then
     "grep -q 'STAGE train done' '$T/log' && [ -s '$T/adapter/adapter_config.json' ] \
      && [ -s '$T/adapter/adapter_model.safetensors' ] && [ -d '$T/adapter/checkpoint' ] \
      && [ \$(ls '$T/adapter/instance-images' | wc -l) = 3 ]"
+  # the same call again: the checkpoint makes the plug-in pass --resume; at step 2 of 2 nothing changes
+  sum1=$(sha256sum < "$T/adapter/adapter_model.safetensors" 2>/dev/null)
+  gimp -b '(let* ((i (car (gimp-file-load RUN-NONINTERACTIVE "'"$T"'/out.xcf" "out.xcf")))) (plug-in-oft-train RUN-NONINTERACTIVE i (car (gimp-image-get-active-layer i)) "'"$T"'/adapter/instance-images" "a photo of sks cat" "" "" "oft" 0 6e-5 2 1e-3 0 0 "'"$T"'/adapter") (gimp-message "STAGE resume done"))' > "$T/log-resume"
+  sed 's/^/# /' "$T/log-resume" | grep -v '^# *$' | head -8
+  check "train again into the same folder resumes from the checkpoint (step 2 of 2) and keeps the adapter" \
+    "grep -q 'STAGE resume done' '$T/log-resume' && grep -q 'resuming at step 2 of 2' '$T/log-resume' \
+     && [ \"\$(sha256sum < '$T/adapter/adapter_model.safetensors')\" = '$sum1' ]"
   "$OFT" generate --model "$P" --adapter "$T/adapter" --prompt "a photo of sks cat" --seed 7 --steps 2 \
     --guidance 7.5 --width 128 --height 128 --out "$T/gen2-cli.png" >/dev/null 2>&1
   check "generate with the trained adapter: identical to oft generate --adapter" \
@@ -103,6 +110,7 @@ if [ $have_train = 1 ]; then
     "grep -q 'LAYERS | Generated: a photo of sks cat | Canny edges | Generated: a photo of a cat | Background' '$T/log'"
 else
   skip "train: 2 steps into an adapter" "train CLI not available (oft train)"
+  skip "train again resumes from the checkpoint" "train CLI not available (oft train)"
   skip "generate with the trained adapter" "train CLI not available (oft train)"
   check "layers after reloading the XCF: Canny, generated, background (top first)" \
     "grep -q 'LAYERS | Canny edges | Generated: a photo of a cat | Background' '$T/log'"
