@@ -217,6 +217,14 @@ on_response (GtkDialog *d, gint response, OftStopWindow *w)
   w->on_stop (w->data);
 }
 
+static gboolean
+on_delete (GtkWidget *widget, GdkEvent *event, OftStopWindow *w)
+{
+  if (gtk_widget_get_sensitive (gtk_dialog_get_widget_for_response (GTK_DIALOG (w->dialog), GTK_RESPONSE_CANCEL)))
+    on_response (GTK_DIALOG (w->dialog), GTK_RESPONSE_CANCEL, w);
+  return TRUE;
+}
+
 OftStopWindow *
 oft_stop_window_new (const char *title, void (*on_stop) (gpointer), gpointer data)
 {
@@ -234,8 +242,10 @@ oft_stop_window_new (const char *title, void (*on_stop) (gpointer), gpointer dat
   gtk_box_pack_start (GTK_BOX (box), w->bar, FALSE, FALSE, 0);
   gtk_box_pack_start (GTK_BOX (gtk_dialog_get_content_area (GTK_DIALOG (w->dialog))), box, TRUE, TRUE, 0);
   g_signal_connect (w->dialog, "response", G_CALLBACK (on_response), w);
-  g_signal_connect (w->dialog, "delete-event", G_CALLBACK (gtk_true), NULL);
+  /* closing the window asks the worker to stop, like the button; the window goes when the worker has */
+  g_signal_connect (w->dialog, "delete-event", G_CALLBACK (on_delete), w);
   gtk_widget_show_all (w->dialog);
+  gtk_widget_grab_focus (gtk_dialog_get_widget_for_response (GTK_DIALOG (w->dialog), GTK_RESPONSE_CANCEL));
   return w;
 }
 

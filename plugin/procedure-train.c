@@ -202,12 +202,19 @@ add_num (GPtrArray *a, const char *opt, double value)
 static char *
 default_out (const OftPrefs *prefs, gint32 image)
 {
+  /* the image's name ("[Untitled]" when unsaved) as a plain folder name */
   char *name = image != -1 ? gimp_image_get_name (image) : g_strdup ("adapter");
   char *dot = strrchr (name, '.');
   if (dot && dot != name)
     *dot = '\0';
-  g_strdelimit (name, "/\\:", '_');
-  char *out = g_build_filename (prefs->adapter_folder, name, NULL);
+  GString *clean = g_string_new (NULL);
+  for (const char *c = name; *c; c++)
+    if (g_ascii_isalnum (*c) || *c == '-' || *c == '_' || (*c & 0x80))
+      g_string_append_c (clean, *c);
+    else if (clean->len && clean->str[clean->len - 1] != '_' && c[1])
+      g_string_append_c (clean, '_');
+  char *out = g_build_filename (prefs->adapter_folder, clean->len ? clean->str : "adapter", NULL);
+  g_string_free (clean, TRUE);
   g_free (name);
   return out;
 }
