@@ -117,6 +117,31 @@ else
 fi
 check "the recipe parasite survives the XCF round trip" "grep 'XCF-RECIPE ' '$T/log' | grep -q '\"seed\":42'"
 
+# the three conditions on the golden condition images, each saved as PNG: Canny and landmarks against the
+# OpenCV / dlib goldens, the segmentation map against `oft segmap`
+C=${OFT_GOLDEN_DIR:-../shared/golden}/conditions
+cond () { # image type out
+  echo "(let* ((i (car (gimp-file-load RUN-NONINTERACTIVE \"$C/$1\" \"$1\"))) (l (car (gimp-image-get-active-layer i))) (c (car (plug-in-oft-condition RUN-NONINTERACTIVE i l \"$2\" 100 200)))) (file-png-save-defaults RUN-NONINTERACTIVE i c \"$T/$3\" \"$3\"))"
+}
+have_faces=1
+[ -f /usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml ] \
+  && [ -f /usr/share/dlib/shape_predictor_68_face_landmarks.dat ] || have_faces=0
+faces_batch=
+[ $have_faces = 1 ] && faces_batch=$(cond images/grace_hopper.png landmarks landmarks.png)
+gimp -b "$(cond images/astronaut.png canny canny-astronaut.png) $(cond seg/painted.png segmentation seg.png) $faces_batch" \
+  > "$T/log-cond"
+check "conditions: no batch error" "! grep -qE 'execution error|^Error|CRITICAL|AddressSanitizer|runtime error:' '$T/log-cond'"
+check "condition canny 100/200 of astronaut.png is cv2.Canny's (golden canny/astronaut__rgb100_200.png)" \
+  "same '$T/canny-astronaut.png' '$C/canny/astronaut__rgb100_200.png'"
+"$OFT" segmap "$C/seg/painted.png" "$T/seg-cli.png" >/dev/null 2>&1
+check "condition segmentation of painted.png is oft segmap's ADE20K snapping" "same '$T/seg.png' '$T/seg-cli.png'"
+if [ $have_faces = 1 ]; then
+  check "condition landmarks of grace_hopper.png is dlib's 68 points (golden faces/grace_hopper__landmarks.png)" \
+    "same '$T/landmarks.png' '$C/faces/grace_hopper__landmarks.png'"
+else
+  skip "condition landmarks" "opencv-data or libdlib-data not installed"
+fi
+
 # bad input fails with the plug-in's message, not a crash
 gimp -b '(let* ((i (car (gimp-image-new 64 64 RGB))) (l (car (gimp-layer-new i 64 64 RGB-IMAGE "x" 100 LAYER-MODE-NORMAL)))) (gimp-image-insert-layer i l 0 0) (plug-in-oft-generate RUN-NONINTERACTIVE i l "cat" "" "'"$T"'/no-such-model" "" 1 2 7.5 "ddim" 0 0 "none" -1 1.0))' > "$T/log-bad"
 check "a missing model is an execution error naming the path" \
