@@ -4,6 +4,7 @@
 #pragma once
 #include "oft-config.h"
 #include <libgimp/gimp.h>
+#include "oft/image.h"
 #include <glib/gi18n-lib.h>
 
 #define OFT_PROC_GENERATE  "plug-in-oft-generate"
@@ -108,3 +109,6 @@ gint32 oft_layer_from_rgb8 (gint32 image, gint32 anchor, const char *name, const
 void oft_strlcpy (char *dst, const char *s, size_t size);
 /* gimp_progress_update with the fraction done/total. */
 gboolean oft_progress_cb (int done, int total, gpointer user_data);
+
+/* A drawable's pixels as 8-bit non-linear RGBA. */
+OftImage *oft_plugin_read_drawable (gint32 drawable);

@@ -16,8 +16,8 @@ oft_condition_vals_init (OftConditionVals *v)
 }
 
 /* The drawable as 8-bit non-linear RGBA (what the condition code and OpenCV's goldens expect). */
-static OftImage *
-read_drawable (gint32 drawable)
+OftImage *
+oft_plugin_read_drawable (gint32 drawable)
 {
   int w = gimp_drawable_width (drawable), h = gimp_drawable_height (drawable);
   OftImage *img = oft_image_new (w, h, 4);
@@ -124,7 +124,7 @@ oft_procedure_condition (gint32 image, gint32 drawable, const OftConditionVals *
       return FALSE;
     }
   gimp_progress_init (label);
-  OftImage *img = read_drawable (drawable);
+  OftImage *img = oft_plugin_read_drawable (drawable);
   OftImage *cond = strcmp (v->type, "canny") == 0     ? make_canny (img, v, error)
                    : strcmp (v->type, "landmarks") == 0 ? make_landmarks (img, error)
                                                          : make_segmap (img, error);

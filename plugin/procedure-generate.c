@@ -82,11 +82,10 @@ check_vals (const OftGenerateVals *v, OftSamplerKind *sampler, GError **error)
            && strcmp (v->condition, "landmarks") != 0 && strcmp (v->condition, "segmentation") != 0)
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                  _("condition type \"%s\": expected none, canny, landmarks or segmentation"), v->condition);
-  else if (strcmp (v->condition, "none") != 0)
-    /* the signature is ready for it; oftcore has no control encoder to feed a condition to yet */
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                 _("Conditioned generation (%s) needs a control model, which this version of oftcore cannot load "
-                   "yet; use condition type \"none\""), v->condition);
+  else if (strcmp (v->condition, "none") != 0 && v->condition_drawable < 0)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                 _("A %s condition needs a condition layer (make one with Filters ▸ OFT ▸ Make condition)"),
+                 v->condition);
   else
     return TRUE;
   return FALSE;
@@ -110,6 +109,8 @@ oft_procedure_generate (gint32 image, gint32 drawable, const OftGenerateVals *v,
   guint8 *rgb8 = NULL;
   char *recipe = NULL;
   GPtrArray *adapters = g_ptr_array_new_with_free_func (g_free);
+  OftCondEncoder *encoder = NULL;
+  float *condition = NULL;
 
   gimp_progress_init (_("Loading the model"));
   p = g_file_test (model, G_FILE_TEST_IS_DIR) ? oft_pipeline_load (model, error)
@@ -155,6 +156,33 @@ oft_procedure_generate (gint32 image, gint32 drawable, const OftGenerateVals *v,
   gp.seed = (uint64_t) seed;
   gp.width = w;
   gp.height = h;
+  if (strcmp (v->condition, "none") != 0)
+    {
+      /* the condition encoder comes with a control adapter (trained with oft train --task control) */
+      for (guint i = 0; !encoder && i + 1 < adapters->len; i++)
+        {
+          char *file = g_build_filename (g_ptr_array_index (adapters, i), OFT_COND_ENCODER_FILE, NULL);
+          if (g_file_test (file, G_FILE_TEST_EXISTS) && !(encoder = oft_cond_encoder_load (file, error)))
+            {
+              g_free (file);
+              goto out;
+            }
+          g_free (file);
+        }
+      if (!encoder)
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, _("A %s condition needs a control adapter (one "
+                       "trained with a condition encoder, %s) among the adapters"), v->condition, OFT_COND_ENCODER_FILE);
+          goto out;
+        }
+      OftImage *cimg = oft_plugin_read_drawable (v->condition_drawable);
+      condition = g_new (float, (size_t) 3 * w * h);
+      oft_image_to_planar (condition, cimg, w, h);
+      oft_image_free (cimg);
+      gp.control = encoder;
+      gp.condition = condition;
+      gp.control_scale = (float) v->condition_scale;
+    }
   rgb = g_try_new (float, (size_t) 3 * w * h);
   rgb8 = g_try_new (guint8, (size_t) 3 * w * h);
   if (!rgb || !rgb8)
@@ -188,6 +216,8 @@ oft_procedure_generate (gint32 image, gint32 drawable, const OftGenerateVals *v,
   gimp_progress_update (1.0);
 out:
   g_ptr_array_unref (adapters);
+  oft_cond_encoder_free (encoder);
+  g_free (condition);
   oft_pipeline_free (p);
   g_free (rgb);
   g_free (rgb8);
