@@ -1,10 +1,12 @@
-/* oft:generate through the GEGL API (the module found on GEGL_PATH, set by meson): the floats it
+/* The oft: operations through the GEGL API (the module found on GEGL_PATH, set by meson): each is
+ * registered with a title and categories GIMP 2.10's GEGL tool shows. oft:generate: the floats it
  * renders are those of oft_pipeline_generate with the same settings, bit for bit; its progress goes
  * from 0 to 1 through every sampling step; a second render with unchanged settings is not sampled
  * again. The tiny golden pipeline at a non-square size, so a width/height mix-up shows. */
 #include "test-common.h"
 #include <gegl.h>
 #include <math.h>
+#include <string.h>
 
 enum { W = 128, H = 64, STEPS = 3 };
 
@@ -36,6 +38,32 @@ render (GeglNode *node)
   float *rgba = g_new0 (float, 4 * W * H);
   gegl_node_blit (node, 1.0, &box, babl_format ("R'G'B'A float"), rgba, GEGL_AUTO_ROWSTRIDE, GEGL_BLIT_DEFAULT);
   return rgba;
+}
+
+/* GIMP 2.10's GEGL Operation tool leaves out an operation when any of its categories is one of these. */
+static const char *const gimp_hidden_categories[] = {
+  "core", "hidden", "programming", "input", "output", "transform", "video", "display", "debug", "compositors",
+};
+
+static void
+test_registered (void)
+{
+  const char *ops[] = { "oft:canny", "oft:segmap", "oft:landmarks", "oft:generate" };
+  for (size_t i = 0; i < G_N_ELEMENTS (ops); i++)
+    {
+      g_assert_true (gegl_has_operation (ops[i]));
+      const char *title = gegl_operation_get_key (ops[i], "title");
+      const char *cats = gegl_operation_get_key (ops[i], "categories");
+      g_test_message ("%s: title '%s', categories '%s'", ops[i], title, cats);
+      g_assert_nonnull (title);
+      g_assert_nonnull (cats);
+      char **list = g_strsplit (cats, ":", -1);
+      g_assert_nonnull (list[0]);
+      for (int k = 0; list[k]; k++)
+        for (size_t h = 0; h < G_N_ELEMENTS (gimp_hidden_categories); h++)
+          g_assert_cmpstr (list[k], !=, gimp_hidden_categories[h]);
+      g_strfreev (list);
+    }
 }
 
 static void
@@ -115,6 +143,7 @@ main (int argc, char **argv)
   /* GEGL logs its own runtime checks as warnings; g_test_init would make them fatal */
   g_log_set_always_fatal (G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
   gegl_init (&argc, &argv);
+  g_test_add_func ("/gegl/registered", test_registered);
   g_test_add_func ("/gegl/generate/matches-pipeline", test_generate_matches_pipeline);
   return g_test_run ();
 }
