@@ -1,7 +1,8 @@
 /* oft:generate: Stable Diffusion text-to-image (with OFT adapters) as a GEGL operation. It renders
- * width×height pixels at (0, 0); its input pad is for the condition image and is ignored while the
- * condition type is "none", so it works as a source (gegl CLI, GEGL graph) and as a filter on a
- * layer (GIMP's GEGL Operation tool). The result equals `oft generate` with the same settings. */
+ * width×height pixels at (0, 0); its input pad is for the condition image (made by oft:canny,
+ * oft:landmarks or oft:segmap, or painted) and is ignored while the condition type is "none", so it
+ * works as a source (gegl CLI, GEGL graph) and as a filter on a layer (GIMP's GEGL Operation tool).
+ * The result equals `oft generate` (with --condition) with the same settings. */
 #include "oft-config.h"
 #include <glib/gi18n-lib.h>
 
@@ -32,6 +33,10 @@ property_file_path (config, _("Model configs"), "")
 
 property_string (adapters, _("Adapters"), "")
   description (_("OFT/BOFT adapter folders (PEFT format), separated by ';', applied in order"))
+
+property_file_path (control, _("Condition encoder"), "")
+  description (_("Condition encoder of a control adapter; empty: the condition_encoder.safetensors of the "
+                 "first adapter folder that has one"))
 
 property_string (prompt, _("Prompt"), "")
   description (_("What to draw"))
@@ -71,7 +76,8 @@ property_int (height, _("Height"), 512)
 
 property_enum (condition_type, _("Condition"), OftGeglCondition, oft_gegl_condition, OFT_GEGL_CONDITION_NONE)
   description (_("What the input image is: a condition (made with oft:canny, oft:landmarks or oft:segmap) "
-                 "that guides the generation, or none (the input is ignored)"))
+                 "that guides the generation through a control adapter's condition encoder, or none (the "
+                 "input is ignored)"))
 
 property_double (condition_scale, _("Condition strength"), 1.0)
   description (_("How strongly the condition image guides the generation"))
@@ -167,6 +173,49 @@ pipeline_get (const char *model, const char *config, const char *adapters, GErro
   return p;
 }
 
+/* The condition encoder: the property's file, or the first adapter folder's. g_free. */
+static char *
+control_path (const char *prop, const char *adapters, GError **error)
+{
+  if (prop && *prop)
+    return g_strdup (prop);
+  char **list = g_strsplit (adapters, ";", -1);
+  char *found = NULL;
+  for (int i = 0; !found && list[i]; i++)
+    {
+      char *dir = g_strstrip (list[i]);
+      char *file = *dir ? g_build_filename (dir, OFT_COND_ENCODER_FILE, NULL) : NULL;
+      if (file && g_file_test (file, G_FILE_TEST_EXISTS))
+        found = g_steal_pointer (&file);
+      g_free (file);
+    }
+  g_strfreev (list);
+  if (!found)
+    g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_NOT_FOUND,
+                 _("a condition needs a condition encoder: an adapter folder trained for control (holding %s), "
+                   "or the 'control' property"), OFT_COND_ENCODER_FILE);
+  return found;
+}
+
+/* The encoder last used, kept beside the pipeline (under pipeline_lock). */
+static OftCondEncoder *encoder_cached;
+static char *encoder_cached_path;
+
+static const OftCondEncoder *
+encoder_get (const char *path, GError **error)
+{
+  if (encoder_cached && strcmp (encoder_cached_path, path) == 0)
+    return encoder_cached;
+  OftCondEncoder *e = oft_cond_encoder_load (path, error);
+  if (!e)
+    return NULL;
+  oft_cond_encoder_free (encoder_cached);
+  g_free (encoder_cached_path);
+  encoder_cached = e;
+  encoder_cached_path = g_strdup (path);
+  return e;
+}
+
 /* The last result of this node, reused while the settings stay the same (GIMP's preview and its
  * final render, or a graph evaluated twice). */
 typedef struct {
@@ -188,14 +237,15 @@ rendered_free (Rendered *r)
 /* String properties can be set to NULL through GObject. */
 #define STR(s) ((s) ? (s) : "")
 
+/* Everything the image depends on; `condition` is a checksum of the condition pixels ("" without). */
 static char *
-settings_key (const GeglProperties *o, const char *model)
+settings_key (const GeglProperties *o, const char *model, const char *condition)
 {
   char buf[2][G_ASCII_DTOSTR_BUF_SIZE];
-  return g_strdup_printf ("%s\n%s\n%s\n%s\n%s\n%u\n%d\n%s\n%d\n%dx%d\n%d\n%s", model, STR (o->config),
-                          STR (o->adapters), STR (o->prompt), STR (o->negative), o->seed, o->steps,
+  return g_strdup_printf ("%s\n%s\n%s\n%s\n%s\n%s\n%u\n%d\n%s\n%d\n%dx%d\n%d\n%s\n%s", model, STR (o->config),
+                          STR (o->adapters), STR (o->control), STR (o->prompt), STR (o->negative), o->seed, o->steps,
                           g_ascii_dtostr (buf[0], sizeof buf[0], o->guidance), o->scheduler, o->width, o->height,
-                          o->condition_type, g_ascii_dtostr (buf[1], sizeof buf[1], o->condition_scale));
+                          o->condition_type, g_ascii_dtostr (buf[1], sizeof buf[1], o->condition_scale), condition);
 }
 
 typedef struct {
@@ -211,14 +261,44 @@ on_progress (int done, int total, gpointer data)
   return TRUE;
 }
 
-/* Runs the pipeline; the image as interleaved RGBA floats (g_free) or NULL. */
-static float *
-generate (GeglOperation *operation, const GeglProperties *o, const char *model, GError **error)
+static const char *
+condition_nick (int type)
 {
-  float *rgba = NULL;
+  GEnumClass *ec = g_type_class_ref (oft_gegl_condition_get_type ());
+  const char *nick = g_enum_get_value (ec, type)->value_nick;  /* static strings of the enum */
+  g_type_class_unref (ec);
+  return nick;
+}
+
+/* Runs the pipeline, conditioned by `cond` (the input, any size; NULL for none); the image as
+ * interleaved RGBA floats (g_free) or NULL. */
+static float *
+generate (GeglOperation *operation, const GeglProperties *o, const char *model, const OftImage *cond,
+          GError **error)
+{
+  float *rgba = NULL, *condition = NULL;
+  const OftCondEncoder *encoder = NULL;
   g_mutex_lock (&pipeline_lock);
   gegl_operation_progress (operation, 0.0, _("Loading the model"));
   OftPipeline *p = pipeline_get (model, STR (o->config), STR (o->adapters), error);
+  if (p && cond)
+    {
+      char *path = control_path (o->control, STR (o->adapters), error);
+      encoder = path ? encoder_get (path, error) : NULL;
+      g_free (path);
+      if (!encoder)
+        p = NULL;
+      else
+        {
+          const char *type = condition_nick (o->condition_type);
+          if (g_strcmp0 (encoder->condition_type, type) != 0)
+            g_warning (_("oft:generate: the condition encoder was trained on %s conditions, not %s"),
+                       encoder->condition_type, type);
+          /* the condition image scaled to cover the output and centre-cropped, as `oft generate` does */
+          condition = g_new (float, (gsize) 3 * o->width * o->height);
+          oft_image_to_planar (condition, cond, o->width, o->height);
+        }
+    }
   if (p)
     {
       OftGenerateParams gp;
@@ -231,6 +311,9 @@ generate (GeglOperation *operation, const GeglProperties *o, const char *model, 
       gp.seed = o->seed;
       gp.width = o->width;
       gp.height = o->height;
+      gp.control = encoder;
+      gp.condition = condition;
+      gp.control_scale = (float) o->condition_scale;
       gsize n = (gsize) o->width * o->height;
       float *rgb = g_new (float, 3 * n);
       ProgressData pd = { operation };
@@ -248,6 +331,7 @@ generate (GeglOperation *operation, const GeglProperties *o, const char *model, 
       g_free (rgb);
     }
   g_mutex_unlock (&pipeline_lock);
+  g_free (condition);
   gegl_operation_progress (operation, 1.0, "");
   return rgba;
 }
@@ -286,36 +370,27 @@ static gboolean
 process (GeglOperation *operation, GeglBuffer *input, GeglBuffer *output, const GeglRectangle *result, gint level)
 {
   GeglProperties *o = GEGL_PROPERTIES (operation);
+  OftImage cond = { 0 };
+  GeglRectangle in_box;
   if (o->condition_type != OFT_GEGL_CONDITION_NONE)
     {
-      GEnumClass *ec = g_type_class_ref (oft_gegl_condition_get_type ());
-      g_warning (_("oft:generate: condition type '%s' is not supported yet (conditioned generation is not "
-                   "built in); set condition-type to none. Nothing was generated."),
-                 g_enum_get_value (ec, o->condition_type)->value_nick);
-      g_type_class_unref (ec);
-      return TRUE;
+      if (!oft_gegl_input_box (operation, input, "oft:generate", &in_box))
+        return TRUE;
+      cond = (OftImage) { in_box.width, in_box.height, 4, oft_gegl_read_rgba8 (input, &in_box) };
     }
   GError *error = NULL;
-  char *model = model_path (o->model, &error);
+  char *model = model_path (o->model, &error), *key = NULL, *sum = NULL;
   if (!model)
-    {
-      g_warning ("oft:generate: %s", error->message);
-      g_error_free (error);
-      return TRUE;
-    }
-  char *key = settings_key (o, model);
+    goto fail;
+  sum = cond.pixels ? g_compute_checksum_for_data (G_CHECKSUM_SHA256, cond.pixels,
+                                                    (gsize) 4 * cond.width * cond.height) : g_strdup ("");
+  key = settings_key (o, model, sum);
   Rendered *r = o->user_data;
   if (!r || strcmp (r->key, key) != 0)
     {
-      float *rgba = generate (operation, o, model, &error);
+      float *rgba = generate (operation, o, model, cond.pixels ? &cond : NULL, &error);
       if (!rgba)
-        {
-          g_warning ("oft:generate: %s", error->message);
-          g_error_free (error);
-          g_free (key);
-          g_free (model);
-          return TRUE;
-        }
+        goto fail;
       rendered_free (r);
       r = g_new0 (Rendered, 1);
       r->key = g_steal_pointer (&key);
@@ -326,6 +401,13 @@ process (GeglOperation *operation, GeglBuffer *input, GeglBuffer *output, const 
     }
   GeglRectangle box = { 0, 0, r->width, r->height };
   gegl_buffer_set (output, &box, 0, babl_format ("R'G'B'A float"), r->rgba, GEGL_AUTO_ROWSTRIDE);
+  goto done;
+fail:
+  g_warning ("oft:generate: %s", error->message);
+  g_error_free (error);
+done:
+  g_free (cond.pixels);
+  g_free (sum);
   g_free (key);
   g_free (model);
   return TRUE;
@@ -336,6 +418,8 @@ finalize (GObject *object)
 {
   GeglProperties *o = GEGL_PROPERTIES (object);
   g_clear_pointer (&o->user_data, rendered_free);
+  /* gegl-op.h (GEGL 0.4.42) creates the seed's GeglRandom but never frees it */
+  g_clear_pointer (&o->rand, gegl_random_free);
   G_OBJECT_CLASS (gegl_op_parent_class)->finalize (object);
 }
 
@@ -359,8 +443,9 @@ gegl_op_class_init (GeglOpClass *klass)
     "name", "oft:generate",
     "title", _("Generate (Stable Diffusion with OFT)"),
     "categories", "render:oft",
-    "description", _("Draws an image from a text prompt with a Stable Diffusion model and optional OFT adapters. "
-                     "The input image is ignored unless a condition type is chosen."),
+    "description", _("Draws an image from a text prompt with a Stable Diffusion model and optional OFT adapters, "
+                     "guided by the input image when a condition type is chosen (otherwise the input is "
+                     "ignored)"),
     NULL);
 }
 

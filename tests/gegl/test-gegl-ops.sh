@@ -138,7 +138,7 @@ OFT_DATA_DIR="$T" warns "oft:generate without a model warns naming the 'model' p
   oft:generate prompt=x steps=2 width=128 height=128
 warns "oft:generate with a size the model cannot make warns" "multiples of" \
   oft:generate model="$P" prompt=x steps=2 width=100 height=128
-warns "oft:generate refuses a condition type it cannot use yet" "condition type 'canny' is not supported" \
+warns "oft:generate with a condition but no condition encoder warns" "needs a condition encoder" \
   load path="$C/images/astronaut.png" oft:generate model="$P" prompt=x steps=2 width=128 height=128 condition-type=canny
 warns "oft:segmap with a missing palette warns naming it" "$T/none.json" \
   load path="$C/seg/painted.png" oft:segmap palette="$T/none.json"
