@@ -84,7 +84,7 @@ check_vals (const OftGenerateVals *v, OftSamplerKind *sampler, GError **error)
                  _("condition type \"%s\": expected none, canny, landmarks or segmentation"), v->condition);
   else if (strcmp (v->condition, "none") != 0 && v->condition_drawable < 0)
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                 _("A %s condition needs a condition layer (make one with Filters ▸ OFT ▸ Make condition)"),
+                 _("A %s condition needs a condition layer (make one with Filters ▸ OFT ▸ Condition Layer)"),
                  v->condition);
   else
     return TRUE;
