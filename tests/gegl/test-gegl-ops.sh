@@ -32,7 +32,8 @@ unset OFT_MODEL
 # loaded first; GEGL's own buffers still alive at exit are not ours to report.
 asan=$(ldd "$MODDIR/gegl-oft.so" 2>/dev/null | awk '/libasan/ { print $3 }')
 if [ -n "$asan" ]; then
-  export LD_PRELOAD="$asan" ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}"
+  # (the later of repeated options wins: ours go last)
+  export LD_PRELOAD="$asan" ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 fi
 
 # gegl_to OUT OPS...: run a chain into OUT (exit status in $rc, messages in $T/err)
