@@ -38,14 +38,21 @@ oft_resnet_load (OftResnet *r, OftWeightLoader *l, const char *p, int cin, int c
 }
 
 void
-oft_conv_apply_backward (OftArena *scratch, float *dx, const float *dout, const float *w,
-                         int B, int C, int H, int W, int OC, int k, int stride, int pad)
+oft_conv_apply_backward_full (OftArena *scratch, float *dx, float *dw, float *db, const float *dout, const float *x,
+                              const float *w, int B, int C, int H, int W, int OC, int k, int stride, int pad)
 {
   OftConv2dShape s = { .B = B, .C = C, .H = H, .W = W, .OC = OC, .kh = k, .kw = k, .stride = stride, .pad = pad };
   OftArenaMark m = oft_arena_mark (scratch);
   size_t n = oft_conv2d_scratch_floats (&s);
-  oft_conv2d_backward (dx, NULL, NULL, dout, NULL, w, &s, n ? oft_arena_scratch (scratch, n) : NULL);
+  oft_conv2d_backward (dx, dw, dw ? db : NULL, dout, dw ? x : NULL, w, &s, n ? oft_arena_scratch (scratch, n) : NULL);
   oft_arena_reset (scratch, m);
+}
+
+void
+oft_conv_apply_backward (OftArena *scratch, float *dx, const float *dout, const float *w,
+                         int B, int C, int H, int W, int OC, int k, int stride, int pad)
+{
+  oft_conv_apply_backward_full (scratch, dx, NULL, NULL, dout, NULL, w, B, C, H, W, OC, k, stride, pad);
 }
 
 void
@@ -107,27 +114,50 @@ oft_resnet_forward (OftArena *scratch, float *out, const float *x, const float *
 }
 
 void
-oft_resnet_backward (OftArena *scratch, float *dx, const float *dout, const float *x, const OftResnet *r,
-                     int B, int H, int W, const OftResnetSave *s)
+oft_resnet_backward (OftArena *scratch, float *dx, float *dtemb, const float *dout, const float *x,
+                     const float *temb_act, const OftResnet *r, int B, int H, int W, const OftResnetSave *s,
+                     const OftParams *g)
 {
   int64_t HW = (int64_t) H * W;
   OftArenaMark m = oft_arena_mark (scratch);
+  bool full = oft_params_have_grads (g);
   float *da = oft_arena_floats (scratch, (size_t) B * MAX (r->cin, r->cout) * HW);
   float *dh = oft_arena_floats (scratch, (size_t) B * MAX (r->cin, r->cout) * HW);
+  /* the convolutions' inputs, recomputed for their weight gradients */
+  float *act = full ? oft_arena_scratch (scratch, (size_t) B * MAX (r->cin, r->cout) * HW) : NULL;
+#define GR(p) oft_params_grad (g, p)
   /* out = shortcut(x) + conv2(silu(GN2(c1))), c1 = conv1(silu(GN1(x))) + time */
   if (r->scw)
-    oft_conv_apply_backward (scratch, dx, dout, r->scw, B, r->cin, H, W, r->cout, 1, 1, 0);
+    oft_conv_apply_backward_full (scratch, dx, GR (r->scw), GR (r->scb), dout, x, r->scw, B, r->cin, H, W, r->cout, 1, 1, 0);
   else
     oft_add_forward (dx, dx, dout, B * r->cout * HW);
-  oft_conv_apply_backward (scratch, da, dout, r->c2w, B, r->cout, H, W, r->cout, 3, 1, 1);
+  if (full)
+    oft_silu_forward (act, s->h2, B * r->cout * HW);
+  oft_conv_apply_backward_full (scratch, da, GR (r->c2w), GR (r->c2b), dout, act, r->c2w, B, r->cout, H, W, r->cout, 3, 1, 1);
   oft_silu_backward (dh, da, s->h2, B * r->cout * HW);
   memset (da, 0, (size_t) B * r->cout * HW * sizeof (float));
-  oft_groupnorm_backward (da, NULL, NULL, dh, s->c1, r->n2w, s->mean2, s->rstd2, B, r->cout, HW, r->groups);
+  oft_groupnorm_backward (da, GR (r->n2w), GR (r->n2b), dh, s->c1, r->n2w, s->mean2, s->rstd2, B, r->cout, HW, r->groups);
+  if (r->tw && temb_act && (dtemb || full))
+    {
+      /* c1[b, c, :] += t[b, c]: ∂t is the spatial sum of ∂c1 */
+      float *dt = oft_arena_floats (scratch, (size_t) B * r->cout);
+      for (int64_t bc = 0; bc < (int64_t) B * r->cout; bc++)
+        {
+          double sum = 0;
+          for (int64_t i = 0; i < HW; i++)
+            sum += da[bc * HW + i];
+          dt[bc] = (float) sum;
+        }
+      oft_linear_backward (dtemb, GR (r->tw), GR (r->tb), dt, temb_act, r->tw, B, r->temb, r->cout);
+    }
   memset (dh, 0, (size_t) B * MAX (r->cin, r->cout) * HW * sizeof (float));
-  oft_conv_apply_backward (scratch, dh, da, r->c1w, B, r->cin, H, W, r->cout, 3, 1, 1);
+  if (full)
+    oft_silu_forward (act, s->h1, B * r->cin * HW);
+  oft_conv_apply_backward_full (scratch, dh, GR (r->c1w), GR (r->c1b), da, act, r->c1w, B, r->cin, H, W, r->cout, 3, 1, 1);
   memset (da, 0, (size_t) B * r->cin * HW * sizeof (float));
   oft_silu_backward (da, dh, s->h1, B * r->cin * HW);
-  oft_groupnorm_backward (dx, NULL, NULL, da, x, r->n1w, s->mean1, s->rstd1, B, r->cin, HW, r->groups);
+  oft_groupnorm_backward (dx, GR (r->n1w), GR (r->n1b), da, x, r->n1w, s->mean1, s->rstd1, B, r->cin, HW, r->groups);
+#undef GR
   oft_arena_reset (scratch, m);
 }
 
@@ -160,10 +190,30 @@ oft_downsample_forward (OftArena *scratch, float *out, const float *x, const Oft
 }
 
 void
-oft_downsample_backward (OftArena *scratch, float *dx, const float *dout, const OftDownsample *d, int B, int H, int W)
+oft_downsample_backward (OftArena *scratch, float *dx, const float *dout, const float *x, const OftDownsample *d,
+                         int B, int H, int W, const OftParams *g)
 {
-  g_return_if_fail (!d->asym_pad);
-  oft_conv_apply_backward (scratch, dx, dout, d->w, B, d->ch, H, W, d->ch, 3, 2, 1);
+  float *dw = oft_params_grad (g, d->w), *db = oft_params_grad (g, d->b);
+  if (!d->asym_pad)
+    {
+      oft_conv_apply_backward_full (scratch, dx, dw, db, dout, x, d->w, B, d->ch, H, W, d->ch, 3, 2, 1);
+      return;
+    }
+  /* the forward's padded copy, its gradient, cropped back */
+  OftArenaMark m = oft_arena_mark (scratch);
+  int PH = H + 1, PW = W + 1;
+  int64_t BC = (int64_t) B * d->ch;
+  float *p = dw ? oft_arena_floats (scratch, (size_t) BC * PH * PW) : NULL;
+  float *dp = oft_arena_floats (scratch, (size_t) BC * PH * PW);
+  for (int64_t bc = 0; p && bc < BC; bc++)
+    for (int y = 0; y < H; y++)
+      memcpy (p + (bc * PH + y) * PW, x + (bc * H + y) * W, W * sizeof (float));
+  oft_conv_apply_backward_full (scratch, dp, dw, db, dout, p, d->w, B, d->ch, PH, PW, d->ch, 3, 2, 0);
+  for (int64_t bc = 0; bc < BC; bc++)
+    for (int y = 0; y < H; y++)
+      for (int xx = 0; xx < W; xx++)
+        dx[(bc * H + y) * W + xx] += dp[(bc * PH + y) * PW + xx];
+  oft_arena_reset (scratch, m);
 }
 
 void
@@ -185,11 +235,19 @@ oft_upsample_forward (OftArena *scratch, float *out, const float *x, const OftUp
 }
 
 void
-oft_upsample_backward (OftArena *scratch, float *dx, const float *dout, const OftUpsample *u, int B, int H, int W)
+oft_upsample_backward (OftArena *scratch, float *dx, const float *dout, const float *x, const OftUpsample *u,
+                       int B, int H, int W, const OftParams *g)
 {
   OftArenaMark m = oft_arena_mark (scratch);
+  float *dw = oft_params_grad (g, u->w), *db = oft_params_grad (g, u->b);
   float *dup = oft_arena_floats (scratch, (size_t) B * u->ch * 4 * H * W);
-  oft_conv_apply_backward (scratch, dup, dout, u->w, B, u->ch, 2 * H, 2 * W, u->ch, 3, 1, 1);
+  float *up = NULL;
+  if (dw)
+    {
+      up = oft_arena_scratch (scratch, (size_t) B * u->ch * 4 * H * W);
+      oft_upsample2x_forward (up, x, (int64_t) B * u->ch, H, W);
+    }
+  oft_conv_apply_backward_full (scratch, dup, dw, db, dout, up, u->w, B, u->ch, 2 * H, 2 * W, u->ch, 3, 1, 1);
   oft_upsample2x_backward (dx, dup, (int64_t) B * u->ch, H, W);
   oft_arena_reset (scratch, m);
 }
@@ -229,6 +287,57 @@ oft_spatial_attention_forward (OftArena *scratch, float *x, const OftSpatialAtte
   oft_linear_forward (t, h, a->ow, a->ob, N, C, C);
   oft_nhwc_to_nchw (h, t, B, C, HW);
   oft_add_forward (x, x, h, N * C);
+  oft_arena_reset (scratch, m);
+}
+
+void
+oft_spatial_attention_forward_save (OftArena *scratch, float *x, const OftSpatialAttention *a, int B, int H, int W,
+                                    OftSpatialAttentionSave *s)
+{
+  int C = a->ch;
+  int64_t HW = (int64_t) H * W, N = B * HW;
+  *s = (OftSpatialAttentionSave) {
+    .mean = oft_arena_scratch (scratch, (size_t) B * a->groups), .rstd = oft_arena_scratch (scratch, (size_t) B * a->groups),
+    .t = oft_arena_scratch (scratch, N * C), .q = oft_arena_scratch (scratch, N * C),
+    .k = oft_arena_scratch (scratch, N * C), .v = oft_arena_scratch (scratch, N * C),
+    .att = oft_arena_scratch (scratch, (size_t) B * HW * HW), .o = oft_arena_scratch (scratch, N * C),
+  };
+  OftArenaMark m = oft_arena_mark (scratch);
+  float *h = oft_arena_scratch (scratch, N * C), *t = oft_arena_scratch (scratch, N * C);
+  oft_groupnorm_forward (h, s->mean, s->rstd, x, a->nw, a->nb, B, C, HW, a->groups, a->eps);
+  oft_nchw_to_nhwc (s->t, h, B, C, HW);
+  oft_linear_forward (s->q, s->t, a->qw, a->qb, N, C, C);
+  oft_linear_forward (s->k, s->t, a->kw, a->kb, N, C, C);
+  oft_linear_forward (s->v, s->t, a->vw, a->vb, N, C, C);
+  oft_attention_forward (s->o, s->att, s->q, s->k, s->v, B, (int) HW, (int) HW, 1, C, false);
+  oft_linear_forward (t, s->o, a->ow, a->ob, N, C, C);
+  oft_nhwc_to_nchw (h, t, B, C, HW);
+  oft_add_forward (x, x, h, N * C);
+  oft_arena_reset (scratch, m);
+}
+
+void
+oft_spatial_attention_backward (OftArena *scratch, float *dx, const float *x_in, const OftSpatialAttention *a, int B,
+                                int H, int W, const OftSpatialAttentionSave *s, const OftParams *g)
+{
+  int C = a->ch;
+  int64_t HW = (int64_t) H * W, N = B * HW;
+  OftArenaMark m = oft_arena_mark (scratch);
+#define GR(p) oft_params_grad (g, p)
+  float *dt = oft_arena_scratch (scratch, N * C), *dtt = oft_arena_floats (scratch, N * C);
+  float *dq = oft_arena_floats (scratch, N * C), *dk = oft_arena_floats (scratch, N * C);
+  float *dv = oft_arena_floats (scratch, N * C), *dout = oft_arena_floats (scratch, N * C);
+  float *att_scratch = oft_arena_scratch (scratch, oft_attention_scratch_floats (B, (int) HW, (int) HW, 1, C));
+  /* out = x + nchw(o_proj(attn(q(t), k(t), v(t)))), t = nhwc(GN(x)) */
+  oft_nchw_to_nhwc (dt, dx, B, C, HW);
+  oft_linear_backward (dout, GR (a->ow), GR (a->ob), dt, s->o, a->ow, N, C, C);
+  oft_attention_backward (dq, dk, dv, dout, s->att, s->q, s->k, s->v, B, (int) HW, (int) HW, 1, C, att_scratch);
+  oft_linear_backward (dtt, GR (a->qw), GR (a->qb), dq, s->t, a->qw, N, C, C);
+  oft_linear_backward (dtt, GR (a->kw), GR (a->kb), dk, s->t, a->kw, N, C, C);
+  oft_linear_backward (dtt, GR (a->vw), GR (a->vb), dv, s->t, a->vw, N, C, C);
+  oft_nhwc_to_nchw (dt, dtt, B, C, HW);
+  oft_groupnorm_backward (dx, GR (a->nw), GR (a->nb), dt, x_in, a->nw, s->mean, s->rstd, B, C, HW, a->groups);
+#undef GR
   oft_arena_reset (scratch, m);
 }
 

@@ -29,12 +29,19 @@ void oft_resnet_forward_save (OftArena *scratch, float *out, const float *x, con
                               const OftResnet *r, int B, int H, int W, OftResnetSave *save);
 void oft_resnet_forward (OftArena *scratch, float *out, const float *x, const float *temb_act,
                          const OftResnet *r, int B, int H, int W);
-/* dx[B, cin, H, W] += ∂/∂x from dout (frozen weights; the time embedding gets no gradient). */
-void oft_resnet_backward (OftArena *scratch, float *dx, const float *dout, const float *x, const OftResnet *r,
-                          int B, int H, int W, const OftResnetSave *s);
+/* dx[B, cin, H, W] += ∂/∂x from dout; dtemb (may be NULL) += ∂/∂temb_act. With gradients in g
+ * (may be NULL: frozen weights) every weight's gradient accumulates there too. */
+void oft_resnet_backward (OftArena *scratch, float *dx, float *dtemb, const float *dout, const float *x,
+                          const float *temb_act, const OftResnet *r, int B, int H, int W, const OftResnetSave *s,
+                          const OftParams *g);
 /* dx += ∂/∂x of a conv2d with a frozen weight. */
 void oft_conv_apply_backward (OftArena *scratch, float *dx, const float *dout, const float *w,
                               int B, int C, int H, int W, int OC, int k, int stride, int pad);
+/* The same with dw/db (may be NULL) += the weight and bias gradients; x is the conv's input (read only
+ * when dw is not NULL). */
+void oft_conv_apply_backward_full (OftArena *scratch, float *dx, float *dw, float *db, const float *dout,
+                                   const float *x, const float *w, int B, int C, int H, int W, int OC, int k,
+                                   int stride, int pad);
 
 /* conv2d of x[B, C, H, W] with scratch from the arena; returns OH·OW through oh/ow. */
 void oft_conv_apply (OftArena *scratch, float *out, const float *x, const float *w, const float *b,
@@ -49,9 +56,9 @@ void oft_downsample_load (OftDownsample *d, OftWeightLoader *l, const char *pref
 /* out[B, ch, H/2, W/2] (rounded as the conv rounds) */
 void oft_downsample_forward (OftArena *scratch, float *out, const float *x, const OftDownsample *d,
                              int B, int H, int W);
-/* dx[B, ch, H, W] += ∂/∂x (symmetric padding only: the UNet's kind) */
-void oft_downsample_backward (OftArena *scratch, float *dx, const float *dout, const OftDownsample *d,
-                              int B, int H, int W);
+/* dx[B, ch, H, W] += ∂/∂x; x (the forward's input) is read when g holds gradients, which accumulate */
+void oft_downsample_backward (OftArena *scratch, float *dx, const float *dout, const float *x, const OftDownsample *d,
+                              int B, int H, int W, const OftParams *g);
 
 typedef struct {
   int ch;
@@ -61,9 +68,9 @@ void oft_upsample_load (OftUpsample *u, OftWeightLoader *l, const char *prefix, 
 /* out[B, ch, 2H, 2W]: nearest 2× then 3×3 conv */
 void oft_upsample_forward (OftArena *scratch, float *out, const float *x, const OftUpsample *u,
                            int B, int H, int W);
-/* dx[B, ch, H, W] += ∂/∂x from dout[B, ch, 2H, 2W] */
-void oft_upsample_backward (OftArena *scratch, float *dx, const float *dout, const OftUpsample *u,
-                            int B, int H, int W);
+/* dx[B, ch, H, W] += ∂/∂x from dout[B, ch, 2H, 2W]; x and g as for the downsampler */
+void oft_upsample_backward (OftArena *scratch, float *dx, const float *dout, const float *x, const OftUpsample *u,
+                            int B, int H, int W, const OftParams *g);
 
 /* The VAE mid-block attention: GroupNorm, one head over all channels, residual. */
 typedef struct {
@@ -75,6 +82,16 @@ void oft_spatial_attention_load (OftSpatialAttention *a, OftWeightLoader *l, con
                                  int groups, float eps);
 /* in place on x[B, ch, H, W] */
 void oft_spatial_attention_forward (OftArena *scratch, float *x, const OftSpatialAttention *a, int B, int H, int W);
+
+/* What its backward needs (the input is the caller's to keep). */
+typedef struct {
+  float *mean, *rstd, *t, *q, *k, *v, *att, *o;   /* t: GroupNorm output as tokens [B·HW, ch] */
+} OftSpatialAttentionSave;
+void oft_spatial_attention_forward_save (OftArena *scratch, float *x, const OftSpatialAttention *a, int B, int H,
+                                         int W, OftSpatialAttentionSave *s);
+/* dx: on entry ∂/∂output, on return ∂/∂input; x_in the forward's input; g as for the resnet. */
+void oft_spatial_attention_backward (OftArena *scratch, float *dx, const float *x_in, const OftSpatialAttention *a,
+                                     int B, int H, int W, const OftSpatialAttentionSave *s, const OftParams *g);
 
 /* [B, C, HW] ↔ [B, HW, C] */
 void oft_nchw_to_nhwc (float *out, const float *x, int B, int C, int64_t HW);

@@ -4,21 +4,8 @@
 #include "oft/nn.h"
 #include "oft/error.h"
 #include "config.h"
-#include "weights.h"
+#include "clip-private.h"
 #include <string.h>
-
-typedef struct {
-  float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
-  float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
-  float *fc1_w, *fc1_b, *fc2_w, *fc2_b;
-} ClipLayer;
-
-struct _OftClipText {
-  OftClipConfig cfg;
-  OftArena params, acts;
-  float *tok_emb, *pos_emb, *final_w, *final_b;
-  ClipLayer *layers;
-};
 
 const OftClipConfig *
 oft_clip_text_config (const OftClipText *m)
@@ -34,7 +21,9 @@ load_weights (const OftClipConfig *cfg, const OftWeightSource *src, GError **err
   oft_arena_init (&m->params, "clip-params", 0);
   oft_arena_init (&m->acts, "clip-activations", 0);
   int64_t H = cfg->hidden, I = cfg->intermediate;
-  OftWeightLoader l = { .src = src, .arena = &m->params };
+  m->params_list = oft_params_new ();
+  oft_arena_init (&m->train_acts, "clip-training", 0);
+  OftWeightLoader l = { .src = src, .arena = &m->params, .record = m->params_list };
   m->tok_emb = oft_weights_get (&l, OFT_SHAPE (cfg->vocab_size, H), "text_model.embeddings.token_embedding.weight");
   m->pos_emb = oft_weights_get (&l, OFT_SHAPE (cfg->max_positions, H), "text_model.embeddings.position_embedding.weight");
   m->layers = g_new0 (ClipLayer, cfg->n_layers);
@@ -128,8 +117,11 @@ oft_clip_text_free (OftClipText *m)
 {
   if (!m)
     return;
+  oft_clip_text_discard_tape (m);
+  oft_params_free (m->params_list);
   oft_arena_release (&m->params);
   oft_arena_release (&m->acts);
+  oft_arena_release (&m->train_acts);
   g_free (m->layers);
   g_free (m);
 }

@@ -1,5 +1,6 @@
-/* The UNet's transformer parts, forward (optionally keeping activations) and backward. Frozen weights
- * get no gradients: the backward produces input gradients and the trained rotations' dR only. */
+/* The UNet's transformer parts, forward (optionally keeping activations) and backward. The backward
+ * produces input gradients and the trained rotations' dR; with full training (gradients in the
+ * OftParams passed as g) every weight's gradient too, and frozen weights get none otherwise. */
 #include "unet-private.h"
 #include "oft/nn.h"
 #include <string.h>
@@ -38,14 +39,17 @@ oft_unet_lin_forward (OftArena *a, float *out, const float *x, const Lin *lin, i
 }
 
 void
-oft_unet_lin_backward (OftArena *a, float *dx, const float *dy, const float *x, const Lin *lin, int64_t N)
+oft_unet_lin_backward (OftArena *a, float *dx, const float *dy, const float *x, const Lin *lin, int64_t N,
+                       const OftParams *g)
 {
   /* training attaches only to Linears without inference rotations (oft_unet_attach_trainable checks),
    * so x is the trained rotation's input */
   if (!lin->train)
     {
-      if (dx)
-        oft_linear_backward (dx, NULL, NULL, dy, x, lin->w, N, lin->in, lin->out);
+      /* full training refuses Linears that rotate on the fly, so x is the Linear's own input here */
+      float *dw = oft_params_grad (g, lin->w);
+      if (dx || dw)
+        oft_linear_backward (dx, dw, dw ? oft_params_grad (g, lin->b) : NULL, dy, x, lin->w, N, lin->in, lin->out);
       return;
     }
   OftArenaMark m = oft_arena_mark (a);
@@ -131,8 +135,8 @@ oft_unet_tblock_forward (OftArena *a, float *x, const float *context, const TBlo
 }
 
 void
-oft_unet_tblock_backward (OftArena *a, float *dx, const float *context, const TBlock *b, int B, int64_t HW, int T,
-                          const TBlockSave *s)
+oft_unet_tblock_backward (OftArena *a, float *dx, float *dcontext, const float *context, const TBlock *b, int B,
+                          int64_t HW, int T, const TBlockSave *s, const OftParams *g)
 {
   int D = b->dim, H = b->heads, F = b->ff;
   int64_t N = B * HW, NC = (int64_t) B * T;
@@ -141,23 +145,24 @@ oft_unet_tblock_backward (OftArena *a, float *dx, const float *context, const TB
   float *dq = oft_arena_floats (a, N * D), *dk = oft_arena_floats (a, MAX (N, NC) * D);
   float *dv = oft_arena_floats (a, MAX (N, NC) * D);
   float *scratch = oft_arena_scratch (a, oft_attention_scratch_floats (B, (int) HW, (int) MAX (HW, T), H, D / H));
+#define GR(p) oft_params_grad (g, p)
 
   /* feed-forward: x3 = t2 + ff2(geglu(ff1(LN3(t2)))); the residual passes dx through unchanged */
   float *dg = oft_arena_floats (a, N * F), *df = oft_arena_floats (a, N * 2 * F);
-  oft_unet_lin_backward (a, dg, dx, s->g, &b->ff2, N);
+  oft_unet_lin_backward (a, dg, dx, s->g, &b->ff2, N, g);
   oft_geglu_backward (df, dg, s->f, N, F);
-  oft_unet_lin_backward (a, dh, df, s->h3, &b->ff1, N);
-  oft_layernorm_backward (dx, NULL, NULL, dh, s->t2, b->n3w, s->m3, s->r3, N, D);
+  oft_unet_lin_backward (a, dh, df, s->h3, &b->ff1, N, g);
+  oft_layernorm_backward (dx, GR (b->n3w), GR (b->n3b), dh, s->t2, b->n3w, s->m3, s->r3, N, D);
 
-  /* cross-attention: x2 = t1 + o2(attn(q2(LN2(t1)), k2(ctx), v2(ctx))); the context gets no gradient */
+  /* cross-attention: x2 = t1 + o2(attn(q2(LN2(t1)), k2(ctx), v2(ctx))); dcontext may be NULL */
   memset (dy, 0, N * D * sizeof (float));
   memset (dh, 0, N * D * sizeof (float));
-  oft_unet_lin_backward (a, dy, dx, s->o2, &b->o2, N);
+  oft_unet_lin_backward (a, dy, dx, s->o2, &b->o2, N, g);
   oft_attention_backward (dq, dk, dv, dy, s->att2, s->q2, s->k2, s->v2, B, (int) HW, T, H, D / H, scratch);
-  oft_unet_lin_backward (a, dh, dq, s->h2, &b->q2, N);
-  oft_unet_lin_backward (a, NULL, dk, context, &b->k2, NC);
-  oft_unet_lin_backward (a, NULL, dv, context, &b->v2, NC);
-  oft_layernorm_backward (dx, NULL, NULL, dh, s->t1, b->n2w, s->m2, s->r2, N, D);
+  oft_unet_lin_backward (a, dh, dq, s->h2, &b->q2, N, g);
+  oft_unet_lin_backward (a, dcontext, dk, context, &b->k2, NC, g);
+  oft_unet_lin_backward (a, dcontext, dv, context, &b->v2, NC, g);
+  oft_layernorm_backward (dx, GR (b->n2w), GR (b->n2b), dh, s->t1, b->n2w, s->m2, s->r2, N, D);
 
   /* self-attention: x1 = t0 + o1(attn(q1(h), k1(h), v1(h))), h = LN1(t0) */
   memset (dy, 0, N * D * sizeof (float));
@@ -165,12 +170,13 @@ oft_unet_tblock_backward (OftArena *a, float *dx, const float *context, const TB
   memset (dq, 0, N * D * sizeof (float));
   memset (dk, 0, N * D * sizeof (float));
   memset (dv, 0, N * D * sizeof (float));
-  oft_unet_lin_backward (a, dy, dx, s->o1, &b->o1, N);
+  oft_unet_lin_backward (a, dy, dx, s->o1, &b->o1, N, g);
   oft_attention_backward (dq, dk, dv, dy, s->att1, s->q1, s->k1, s->v1, B, (int) HW, (int) HW, H, D / H, scratch);
-  oft_unet_lin_backward (a, dh, dq, s->h1, &b->q1, N);
-  oft_unet_lin_backward (a, dh, dk, s->h1, &b->k1, N);
-  oft_unet_lin_backward (a, dh, dv, s->h1, &b->v1, N);
-  oft_layernorm_backward (dx, NULL, NULL, dh, s->t0, b->n1w, s->m1, s->r1, N, D);
+  oft_unet_lin_backward (a, dh, dq, s->h1, &b->q1, N, g);
+  oft_unet_lin_backward (a, dh, dk, s->h1, &b->k1, N, g);
+  oft_unet_lin_backward (a, dh, dv, s->h1, &b->v1, N, g);
+  oft_layernorm_backward (dx, GR (b->n1w), GR (b->n1b), dh, s->t0, b->n1w, s->m1, s->r1, N, D);
+#undef GR
   oft_arena_reset (a, m);
 }
 
@@ -214,6 +220,7 @@ oft_unet_transformer_forward (OftArena *a, float *x, const float *context, const
       oft_arena_reset (a, m0);
       for (int i = 0; i < t->n_blocks; i++)
         oft_unet_tblock_forward (a, tok, context, &t->blocks[i], B, HW, T, &s->blocks[i]);
+      s->tok = tok;
       m0 = oft_arena_mark (a);
       h = oft_arena_scratch (a, N * MAX (C, D));
       p = oft_arena_scratch (a, N * MAX (C, D));
@@ -236,24 +243,35 @@ oft_unet_transformer_forward (OftArena *a, float *x, const float *context, const
 }
 
 void
-oft_unet_transformer_backward (OftArena *a, float *dx, const float *context, const Transformer *t, int B, int Hh,
-                               int Ww, int T, const TransformerSave *s)
+oft_unet_transformer_backward (OftArena *a, float *dx, float *dcontext, const float *context, const Transformer *t,
+                               int B, int Hh, int Ww, int T, const TransformerSave *s, const OftParams *g)
 {
   int C = t->ch, D = t->inner;
   int64_t HW = (int64_t) Hh * Ww, N = B * HW;
   OftArenaMark m = oft_arena_mark (a);
   float *dtok = oft_arena_floats (a, N * D), *tmp = oft_arena_floats (a, N * MAX (C, D));
   float *dh = oft_arena_floats (a, N * C);
+  float *dpow = oft_params_grad (g, t->pow_), *dpiw = oft_params_grad (g, t->piw);
   /* out = x + proj_out(tokens): dx keeps its value for the residual. A 1×1 conv's [out, in, 1, 1]
    * weight is a Linear's [out, in], so both projection kinds run backward as Linears over tokens. */
   oft_nchw_to_nhwc (tmp, dx, B, C, HW);
-  oft_linear_backward (dtok, NULL, NULL, tmp, NULL, t->pow_, N, D, C);
+  oft_linear_backward (dtok, dpow, oft_params_grad (g, t->pob), tmp, s->tok, t->pow_, N, D, C);
   for (int i = t->n_blocks - 1; i >= 0; i--)
-    oft_unet_tblock_backward (a, dtok, context, &t->blocks[i], B, HW, T, &s->blocks[i]);
-  /* tokens = proj_in(GN(x)) */
+    oft_unet_tblock_backward (a, dtok, dcontext, context, &t->blocks[i], B, HW, T, &s->blocks[i], g);
+  /* tokens = proj_in(GN(x)); proj_in's input is recomputed from the kept statistics */
+  float *hin = NULL;
+  if (dpiw)
+    {
+      float *h = oft_arena_scratch (a, N * C), *mean = oft_arena_scratch (a, (size_t) B * t->groups);
+      float *rstd = oft_arena_scratch (a, (size_t) B * t->groups);
+      oft_groupnorm_forward (h, mean, rstd, s->x_in, t->nw, t->nb, B, C, HW, t->groups, 1e-6f);
+      hin = oft_arena_scratch (a, N * C);
+      oft_nchw_to_nhwc (hin, h, B, C, HW);
+    }
   memset (tmp, 0, N * MAX (C, D) * sizeof (float));
-  oft_linear_backward (tmp, NULL, NULL, dtok, NULL, t->piw, N, C, D);
+  oft_linear_backward (tmp, dpiw, oft_params_grad (g, t->pib), dtok, hin, t->piw, N, C, D);
   oft_nhwc_to_nchw (dh, tmp, B, C, HW);
-  oft_groupnorm_backward (dx, NULL, NULL, dh, s->x_in, t->nw, s->mean, s->rstd, B, C, HW, t->groups);
+  oft_groupnorm_backward (dx, oft_params_grad (g, t->nw), oft_params_grad (g, t->nb), dh, s->x_in, t->nw, s->mean,
+                          s->rstd, B, C, HW, t->groups);
   oft_arena_reset (a, m);
 }

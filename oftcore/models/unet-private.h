@@ -50,6 +50,7 @@ typedef struct {
 
 typedef struct {
   float *x_in;          /* the Transformer2DModel's input [B, C, HW] (its residual and GroupNorm input) */
+  float *tok;           /* the blocks' output tokens [B·HW, D] (proj_out's input) */
   float *mean, *rstd;   /* GroupNorm statistics [B·groups] */
   TBlockSave *blocks;
 } TransformerSave;
@@ -94,27 +95,32 @@ struct _OftUnet {
   GPtrArray *trainables;/* Trainable*, NULL when no adapter is attached for training */
   const float *control; /* added to conv_in's output (the condition encoder's features), or NULL */
   float *dcontrol;      /* training: ∂loss/∂control accumulated here when not NULL */
+  OftParams *params_list; /* every weight by name; gradients once full training is attached */
+  float *dcontext;      /* full training: ∂loss/∂context accumulated here when not NULL */
 };
 
 /* out[N, lin->out] = (x·R_1⋯·R_train)·Wᵀ + b */
 void oft_unet_lin_forward (OftArena *a, float *out, const float *x, const Lin *lin, int64_t N);
 /* dx (may be NULL) += ∂/∂x, and the trained rotation's dR, from dy; x is the Linear's input. */
-void oft_unet_lin_backward (OftArena *a, float *dx, const float *dy, const float *x, const Lin *lin, int64_t N);
+void oft_unet_lin_backward (OftArena *a, float *dx, const float *dy, const float *x, const Lin *lin, int64_t N,
+                            const OftParams *g);
 
 /* BasicTransformerBlock on x[B·HW, D] in place; context[B, T, ctx]; s (may be NULL) receives what the
  * backward needs, allocated in `a` before any scratch. */
 void oft_unet_tblock_forward (OftArena *a, float *x, const float *context, const TBlock *b, int B, int64_t HW,
                               int T, TBlockSave *s);
-/* dx[N, D]: on entry ∂/∂(block output), on return ∂/∂(block input); trained rotations get dR. */
-void oft_unet_tblock_backward (OftArena *a, float *dx, const float *context, const TBlock *b, int B, int64_t HW,
-                               int T, const TBlockSave *s);
+/* dx[N, D]: on entry ∂/∂(block output), on return ∂/∂(block input); trained rotations get dR;
+ * dcontext (may be NULL) += ∂/∂context; g (may be NULL) receives the weights' gradients. */
+void oft_unet_tblock_backward (OftArena *a, float *dx, float *dcontext, const float *context, const TBlock *b,
+                               int B, int64_t HW, int T, const TBlockSave *s, const OftParams *g);
 
 /* Transformer2DModel in place on x[B, C, H, W]; s as above. */
 void oft_unet_transformer_forward (OftArena *a, float *x, const float *context, const Transformer *t, int B,
                                    int H, int W, int T, TransformerSave *s);
 /* dx[B, C, H, W] as for the block. */
-void oft_unet_transformer_backward (OftArena *a, float *dx, const float *context, const Transformer *t, int B,
-                                    int H, int W, int T, const TransformerSave *s);
+void oft_unet_transformer_backward (OftArena *a, float *dx, float *dcontext, const float *context,
+                                    const Transformer *t, int B, int H, int W, int T, const TransformerSave *s,
+                                    const OftParams *g);
 
 /* Rebuilds every trained rotation from its parameter (COFT-projecting it in place first, as PEFT). */
 void oft_unet_refresh_trainable (OftUnet *u);

@@ -1,7 +1,7 @@
-/* Training the OFT adapter of a UNet: the forward keeps what the backward needs (every unit's input,
- * and with checkpointing off its internal activations too), the backward runs from the MSE loss to
- * the trained rotations. Frozen weights have no gradient buffers; gradients flow only through
- * activations, back to the first down block. */
+/* Training a UNet: the forward keeps what the backward needs (every unit's input, and with
+ * checkpointing off its internal activations too), the backward runs from the MSE loss to the
+ * trained rotations (OFT adapter) and, with full training attached, to every weight. Without full
+ * training frozen weights have no gradient buffers and gradients flow only through activations. */
 #include "unet-private.h"
 #include "oft/nn.h"
 #include <math.h>
@@ -97,6 +97,40 @@ oft_unet_refresh_trainable (OftUnet *u)
     }
 }
 
+/* ---- full-parameter training ---- */
+
+gboolean
+oft_unet_attach_full_training (OftUnet *u, GError **error)
+{
+  GHashTableIter it;
+  gpointer key, value;
+  g_hash_table_iter_init (&it, u->modules);
+  while (g_hash_table_iter_next (&it, &key, &value))
+    {
+      Lin *lin = ((Module *) value)->lin;
+      if (lin && ((lin->rots && lin->rots->len) || lin->train))
+        {
+          g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID,
+                       "full training: the module '%s' runs an adapter on the fly (merge it first)", (char *) key);
+          return FALSE;
+        }
+    }
+  oft_params_alloc_grads (u->params_list);
+  return TRUE;
+}
+
+OftParams *
+oft_unet_params (OftUnet *u)
+{
+  return u->params_list;
+}
+
+void
+oft_unet_set_context_grad (OftUnet *u, float *dcontext)
+{
+  u->dcontext = dcontext;
+}
+
 /* ---- the training forward and backward ---- */
 
 typedef struct {
@@ -113,6 +147,8 @@ typedef struct {
   OftUnet *u;
   OftArena *a;
   const float *temb_act, *context;
+  float *dtemb;         /* ∂/∂temb_act, full training only */
+  const OftParams *g;   /* NULL unless full training */
   int B, T;
   bool checkpoint;
 } Run;
@@ -158,9 +194,9 @@ unit_backward (Run *r, Unit *x, float *dx, const OftResnet *res, const Transform
         }
     }
   if (tr)
-    oft_unet_transformer_backward (r->a, dx, r->context, tr, B, y.H, y.W, r->T, &y.ts);
+    oft_unet_transformer_backward (r->a, dx, r->u->dcontext, r->context, tr, B, y.H, y.W, r->T, &y.ts, r->g);
   float *din = oft_arena_floats (r->a, (size_t) B * y.cin * y.H * y.W);
-  oft_resnet_backward (r->a, din, dx, y.res_in, res, B, y.H, y.W, &y.rs);
+  oft_resnet_backward (r->a, din, r->dtemb, dx, y.res_in, r->temb_act, res, B, y.H, y.W, &y.rs, r->g);
   if (!y.saved)
     {
       /* keep din, drop the recomputed activations: move din down to the mark */
@@ -178,9 +214,11 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
                      float *loss, float **grads, GError **error)
 {
   int L = u->n_levels, mult = oft_unet_size_multiple (u);
-  if (!u->trainables && !u->dcontrol)
+  const OftParams *g = oft_params_have_grads (u->params_list) ? u->params_list : NULL;
+  if (!u->trainables && !u->dcontrol && !g)
     {
-      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "nothing to train: no adapter attached, no control gradient");
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID,
+                   "nothing to train: no adapter attached, no control gradient, no full training");
       return FALSE;
     }
   if (B < 1 || T < 1 || h < 1 || w < 1 || h % mult || w % mult)
@@ -198,15 +236,17 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
   OftArena *a = &u->train_acts;
   OftArenaMark mark = oft_arena_mark (a);
 
-  /* time embedding (no gradient: nothing trained before it) */
+  /* time embedding (a gradient only with full training: nothing else is trained before it) */
   float *tp = oft_arena_scratch (a, (size_t) B * u->tproj), *t1 = oft_arena_scratch (a, (size_t) B * u->temb);
-  float *temb = oft_arena_scratch (a, (size_t) B * u->temb);
+  float *temb = oft_arena_scratch (a, (size_t) B * u->temb), *t1a = oft_arena_scratch (a, (size_t) B * u->temb);
+  float *temb_act = oft_arena_scratch (a, (size_t) B * u->temb);
   oft_timestep_embedding (tp, timesteps, B, u->tproj, u->flip, u->freq_shift, 10000.0f);
   oft_linear_forward (t1, tp, u->t1w, u->t1b, B, u->tproj, u->temb);
-  oft_silu_forward (t1, t1, (int64_t) B * u->temb);
-  oft_linear_forward (temb, t1, u->t2w, u->t2b, B, u->temb, u->temb);
-  oft_silu_forward (t1, temb, (int64_t) B * u->temb);
-  Run r = { .u = u, .a = a, .temb_act = t1, .context = context, .B = B, .T = T, .checkpoint = checkpoint };
+  oft_silu_forward (t1a, t1, (int64_t) B * u->temb);
+  oft_linear_forward (temb, t1a, u->t2w, u->t2b, B, u->temb, u->temb);
+  oft_silu_forward (temb_act, temb, (int64_t) B * u->temb);
+  Run r = { .u = u, .a = a, .temb_act = temb_act, .context = context, .B = B, .T = T, .checkpoint = checkpoint,
+            .g = g, .dtemb = g ? oft_arena_floats (a, (size_t) B * u->temb) : NULL };
 
   /* forward, every unit's input and output kept */
   float *skips[1 + MAX_LEVELS * (MAX_LAYERS + 1)];
@@ -286,10 +326,12 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
   float *dout = oft_arena_floats (a, n_out);
   oft_mse_backward (dout, out, target, n_out, 1.0f);
   float *dact = oft_arena_floats (a, (size_t) B * C * HW), *dhn = oft_arena_floats (a, (size_t) B * C * HW);
-  oft_conv_apply_backward (a, dact, dout, u->cout_w, B, C, H, W, u->out_ch, 3, 1, 1);
+#define GR(p) oft_params_grad (g, p)
+  oft_conv_apply_backward_full (a, dact, GR (u->cout_w), GR (u->cout_b), dout, act, u->cout_w, B, C, H, W, u->out_ch,
+                                3, 1, 1);
   oft_silu_backward (dhn, dact, hn, (int64_t) B * C * HW);
   float *dx = oft_arena_floats (a, (size_t) B * C * HW);
-  oft_groupnorm_backward (dx, NULL, NULL, dhn, x, u->nout_w, gmean, grstd, B, C, HW, u->groups);
+  oft_groupnorm_backward (dx, GR (u->nout_w), GR (u->nout_b), dhn, x, u->nout_w, gmean, grstd, B, C, HW, u->groups);
   for (int i = L - 1; i >= 0; i--)
     {
       Level *lv = &u->up[i];
@@ -297,7 +339,7 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
         {
           H /= 2, W /= 2;
           float *d = oft_arena_floats (a, (size_t) B * lv->out_ch * H * W);
-          oft_upsample_backward (a, d, dx, &lv->up, B, H, W);
+          oft_upsample_backward (a, d, dx, up[i][lv->n - 1].out, &lv->up, B, H, W, g);
           dx = d;
         }
       for (int j = lv->n - 1; j >= 0; j--)
@@ -320,7 +362,7 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
           int k = down[i][d->n - 1].skip + 1;  /* the downsampler's output was pushed after the level's units */
           oft_add_forward (dx, dx, dskips[k], (int64_t) B * d->out_ch * H * W);
           float *dd = oft_arena_floats (a, (size_t) B * d->out_ch * 4 * H * W);
-          oft_downsample_backward (a, dd, dx, &d->down, B, 2 * H, 2 * W);
+          oft_downsample_backward (a, dd, dx, down[i][d->n - 1].out, &d->down, B, 2 * H, 2 * W, g);
           H *= 2, W *= 2, dx = dd;
         }
       for (int j = d->n - 1; j >= 0; j--)
@@ -330,12 +372,26 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
           dx = unit_backward (&r, un, dx, &d->res[j], d->has_attn ? &d->attn[j] : NULL);
         }
     }
-  if (u->dcontrol)
+  if (u->dcontrol || g)
     {
-      /* the control was added to conv_in's output, which fed the first unit and the first skip */
+      /* conv_in's output (plus the control) fed the first unit and the first skip */
       oft_add_forward (dx, dx, dskips[0], (int64_t) B * u->ch[0] * h * w);
-      oft_add_forward (u->dcontrol, u->dcontrol, dx, (int64_t) B * u->ch[0] * h * w);
+      if (u->dcontrol)
+        oft_add_forward (u->dcontrol, u->dcontrol, dx, (int64_t) B * u->ch[0] * h * w);
     }
+  if (g)
+    {
+      oft_conv_apply_backward_full (a, NULL, GR (u->cin_w), GR (u->cin_b), dx, sample, u->cin_w, B, u->in_ch, h, w,
+                                    u->ch[0], 3, 1, 1);
+      /* temb_act = silu(linear_2(silu(linear_1(proj(t))))) */
+      float *d2 = oft_arena_floats (a, (size_t) B * u->temb), *d1 = oft_arena_floats (a, (size_t) B * u->temb);
+      oft_silu_backward (d2, r.dtemb, temb, (int64_t) B * u->temb);
+      oft_linear_backward (d1, GR (u->t2w), GR (u->t2b), d2, t1a, u->t2w, B, u->temb, u->temb);
+      memset (d2, 0, sizeof (float) * (size_t) B * u->temb);
+      oft_silu_backward (d2, d1, t1, (int64_t) B * u->temb);
+      oft_linear_backward (NULL, GR (u->t1w), GR (u->t1b), d2, tp, u->t1w, B, u->tproj, u->temb);
+    }
+#undef GR
 
   for (guint i = 0; u->trainables && i < u->trainables->len; i++)
     {

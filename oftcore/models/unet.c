@@ -328,7 +328,8 @@ oft_unet_load_from (const char *cfg_path, const OftWeightSource *src, GError **e
   read_config (u, &c, cross_down, cross_up);
   if (!oft_config_finish (&c, error))
     goto out;
-  OftWeightLoader l = { .src = src, .arena = &u->params };
+  u->params_list = oft_params_new ();
+  OftWeightLoader l = { .src = src, .arena = &u->params, .record = u->params_list };
   load_weights (u, &l, cross_down, cross_up);
   ok = oft_weights_finish (&l, error);
 out:
@@ -374,6 +375,7 @@ oft_unet_free (OftUnet *u)
       }
   transformer_free (&u->mid_attn);
   g_hash_table_destroy (u->modules);
+  oft_params_free (u->params_list);
   oft_arena_release (&u->train_acts);
   oft_arena_release (&u->params);
   oft_arena_release (&u->acts);

@@ -3,42 +3,9 @@
  * GroupNorm eps is 1e-6 throughout, as diffusers' VAE uses. */
 #include "oft/vae.h"
 #include "oft/nn.h"
-#include "blocks.h"
+#include "vae-private.h"
 #include "config.h"
 #include <string.h>
-
-#define VAE_EPS 1e-6f
-#define MAX_LEVELS 8
-
-typedef struct {
-  OftResnet *resnets;
-  int n_resnets;
-  OftDownsample down;
-  OftUpsample up;
-  bool has_sample;
-} VaeLevel;
-
-typedef struct {
-  OftResnet r0, r1;
-  OftSpatialAttention attn;
-  bool has_attn;
-} VaeMid;
-
-struct _OftVae {
-  int in_ch, out_ch, latent, n_levels, layers, groups;
-  int ch[MAX_LEVELS];
-  float scaling;
-  bool quant, post_quant;
-  OftArena params, acts;
-  /* encoder */
-  float *e_in_w, *e_in_b, *e_nw, *e_nb, *e_out_w, *e_out_b, *q_w, *q_b;
-  VaeLevel enc[MAX_LEVELS];
-  VaeMid e_mid;
-  /* decoder */
-  float *pq_w, *pq_b, *d_in_w, *d_in_b, *d_nw, *d_nb, *d_out_w, *d_out_b;
-  VaeLevel dec[MAX_LEVELS];
-  VaeMid d_mid;
-};
 
 float oft_vae_scaling_factor (const OftVae *v) { return v->scaling; }
 int   oft_vae_latent_channels (const OftVae *v) { return v->latent; }
@@ -65,7 +32,8 @@ mid_load (VaeMid *m, OftWeightLoader *l, const char *side, int ch, int groups, b
 static gboolean
 load_weights (OftVae *v, const OftWeightSource *src, bool mid_attn, GError **error)
 {
-  OftWeightLoader l = { .src = src, .arena = &v->params };
+  v->params_list = oft_params_new ();
+  OftWeightLoader l = { .src = src, .arena = &v->params, .record = v->params_list };
   int L = v->n_levels, *ch = v->ch, G = v->groups, lat = v->latent;
   char p[128];
   /* encoder */
@@ -161,6 +129,7 @@ oft_vae_load_from (const char *cfg_path, const OftWeightSource *src, GError **er
   OftVae *v = g_new0 (OftVae, 1);
   oft_arena_init (&v->params, "vae-params", 0);
   oft_arena_init (&v->acts, "vae-activations", 0);
+  oft_arena_init (&v->train_acts, "vae-training", 0);
   OftConfig c;
   gboolean ok = FALSE;
   if (!oft_config_open (&c, cfg_path, error))
@@ -238,8 +207,10 @@ oft_vae_free (OftVae *v)
       g_free (v->enc[i].resnets);
       g_free (v->dec[i].resnets);
     }
+  oft_params_free (v->params_list);
   oft_arena_release (&v->params);
   oft_arena_release (&v->acts);
+  oft_arena_release (&v->train_acts);
   g_free (v);
 }
 

@@ -46,6 +46,8 @@ oft_weights_get (OftWeightLoader *l, int ndim, const int64_t *shape, const char 
           for (int64_t i = 0; i < numel; i++)
             dst[i] *= s;
         }
+      if (l->record)
+        oft_params_add (l->record, tail, dst, ndim, shape);
       g_free (tail);
       return dst;
     }
@@ -75,6 +77,8 @@ oft_weights_get (OftWeightLoader *l, int ndim, const int64_t *shape, const char 
       gboolean relaxed = e->ndim != ndim && same_up_to_trailing_ones (e->ndim, e->shape, ndim, shape);
       if (!oft_safetensors_read_f32 (st, name, dst, relaxed ? -1 : ndim, shape, &l->error))
         dst = NULL;
+      else if (l->record)
+        oft_params_add (l->record, tail, dst, ndim, shape);
     }
   g_free (name);
   g_free (tail);

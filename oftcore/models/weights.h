@@ -3,11 +3,13 @@
 #pragma once
 #include "oft/safetensors.h"
 #include "oft/error.h"
+#include "oft/params.h"
 
 typedef struct {
   const OftWeightSource *src;
   OftArena *arena;         /* receives the f32 copies */
   GError *error;           /* the first failure, owned */
+  OftParams *record;       /* may be NULL: receives every loaded tensor under its diffusers name */
 } OftWeightLoader;
 
 /* Tensor printf(fmt, ...) (a diffusers name, mapped through the source) checked against shape[ndim];

@@ -4,6 +4,7 @@
 #include <glib.h>
 #include <stdint.h>
 #include "oft/safetensors.h"
+#include "oft/params.h"
 
 G_BEGIN_DECLS
 
@@ -29,5 +30,17 @@ const OftClipConfig *oft_clip_text_config (const OftClipText *m);
  * hidden_states (may be NULL) receives [n_layers + 1, B, T, hidden]: the embeddings, then each layer. */
 gboolean oft_clip_text_forward (OftClipText *m, const int32_t *ids, int B, int clip_skip, float *out,
                                 float *hidden_states, GError **error);
+
+/* ---- full-parameter training (a small text encoder trained jointly with a UNet) ---- */
+gboolean   oft_clip_text_attach_full_training (OftClipText *m, GError **error);
+/* Every weight under its transformers name, in load order (the model owns it). */
+OftParams *oft_clip_text_params (OftClipText *m);
+/* As oft_clip_text_forward with clip_skip 0, keeping the activations until the backward. */
+gboolean   oft_clip_text_train_forward (OftClipText *m, const int32_t *ids, int B, float *out, GError **error);
+/* dout[B, T, hidden] = ∂loss/∂out of the last training forward: every weight's gradient (embeddings
+ * included) accumulates; the kept activations are released. */
+void       oft_clip_text_train_backward (OftClipText *m, const float *dout);
+/* Releases a training forward's activations without a backward. */
+void       oft_clip_text_discard_tape (OftClipText *m);
 
 G_END_DECLS

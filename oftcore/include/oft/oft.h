@@ -2,6 +2,7 @@
 #pragma once
 #include "oft/error.h"
 #include "oft/tensor.h"
+#include "oft/params.h"
 #include "oft/nn.h"
 #include "oft/adapters.h"
 #include "oft/safetensors.h"

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include "oft/safetensors.h"
 #include "oft/peft.h"
+#include "oft/params.h"
 
 G_BEGIN_DECLS
 
@@ -61,6 +62,18 @@ void     oft_unet_detach_trainable (OftUnet *u);
 gboolean oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, const float *context,
                               int B, int h, int w, int T, const float *target, gboolean checkpoint,
                               float *loss, float **grads, GError **error);
+
+/* ---- full-parameter training ----
+ * Allocates one gradient buffer per weight (a gradient arena mirroring the parameters); from then on
+ * oft_unet_train_loss also accumulates ∂loss/∂weight for every conv, linear, norm and the time
+ * embedding into oft_params_get(oft_unet_params(u), i)->grad (zero them with oft_params_zero_grads).
+ * Refused while an adapter runs on the fly. Without it no weight has a gradient buffer. */
+gboolean   oft_unet_attach_full_training (OftUnet *u, GError **error);
+/* Every weight under its diffusers name, in load order (the model owns it). */
+OftParams *oft_unet_params (OftUnet *u);
+/* dcontext[B, T, context_dim] (may be NULL) accumulates ∂loss/∂context in training (for training the
+ * text encoder jointly). The caller keeps the memory. */
+void       oft_unet_set_context_grad (OftUnet *u, float *dcontext);
 
 /* The transformer-block Linears (the modules an OFT adapter can train), by diffusers module path. */
 typedef struct {

@@ -5,6 +5,7 @@
 #include <glib.h>
 #include <stdint.h>
 #include "oft/safetensors.h"
+#include "oft/params.h"
 
 G_BEGIN_DECLS
 
@@ -25,5 +26,17 @@ gboolean oft_vae_encode (OftVae *v, const float *img, int B, int H, int W, float
                          GError **error);
 /* z[B, latent, h, w] → img[B, 3, h·f, w·f] */
 gboolean oft_vae_decode (OftVae *v, const float *z, int B, int h, int w, float *img, GError **error);
+
+/* ---- full-parameter training (the first stage of latent diffusion, without the GAN and LPIPS
+ * losses of LDM's autoencoder: reconstruction MSE plus a small KL term) ---- */
+/* Allocates gradients for every weight (oft_vae_params). */
+gboolean   oft_vae_attach_full_training (OftVae *v, GError **error);
+/* Every weight under its diffusers name, in load order (the model owns it). */
+OftParams *oft_vae_params (OftVae *v);
+/* img[B, 3, H, W] in [−1, 1]; eps[B, latent, H/f, W/f] standard normal (the sample z = μ + σ·ε);
+ * loss = mean((decode(z) − img)²) + kl_weight · mean(½(μ² + σ² − 1 − log σ²)) over all latent
+ * values; every weight's gradient accumulates. rec_loss and kl_loss (may be NULL) get the two terms. */
+gboolean   oft_vae_train_loss (OftVae *v, const float *img, const float *eps, int B, int H, int W, float kl_weight,
+                               float *loss, float *rec_loss, float *kl_loss, GError **error);
 
 G_END_DECLS
