@@ -47,34 +47,24 @@ prepare (GeglOperation *operation)
   gegl_operation_set_format (operation, "output", fmt);
 }
 
+static OftImage *
+canny_of (GeglOperation *operation, const OftImage *img, GError **error)
+{
+  GeglProperties *o = GEGL_PROPERTIES (operation);
+  OftCannyParams params = { o->low, o->high, o->aperture, o->l2 };
+  return oft_canny_image (img, &params, o->gray, o->blur, error);
+}
+
 static gboolean
 process (GeglOperation *operation, GeglBuffer *input, GeglBuffer *output, const GeglRectangle *result, gint level)
 {
   GeglProperties *o = GEGL_PROPERTIES (operation);
-  GeglRectangle box;
   if (o->aperture != 3 && o->aperture != 5 && o->aperture != 7)
     {
       g_warning (_("oft:canny: aperture %d: expected 3, 5 or 7"), o->aperture);
       return TRUE;
     }
-  if (!oft_gegl_input_box (operation, input, "oft:canny", &box))
-    return TRUE;
-
-  guint8 *rgba = oft_gegl_read_rgba8 (input, &box);
-  OftImage img = { box.width, box.height, 4, rgba };
-  OftCannyParams params = { o->low, o->high, o->aperture, o->l2 };
-  GError *error = NULL;
-  gegl_operation_progress (operation, 0.0, "");
-  OftImage *edges = oft_canny_image (&img, &params, o->gray, o->blur, &error);
-  if (edges)
-    oft_gegl_write_opaque (output, &box, edges->pixels, edges->channels);
-  else
-    g_warning ("oft:canny: %s", error->message);
-  gegl_operation_progress (operation, 1.0, "");
-  g_clear_error (&error);
-  oft_image_free (edges);
-  g_free (rgba);
-  return TRUE;
+  return oft_gegl_process_image (operation, input, output, "oft:canny", canny_of, NULL);
 }
 
 static void

@@ -86,3 +86,30 @@ oft_gegl_write_opaque (GeglBuffer *output, const GeglRectangle *box, const guint
   oft_gegl_write_rgba8 (output, box, rgba);
   g_free (rgba);
 }
+
+gboolean
+oft_gegl_process_image (GeglOperation *operation, GeglBuffer *input, GeglBuffer *output, const char *op_name,
+                        OftGeglImageFunc make, GMutex *lock)
+{
+  GeglRectangle box;
+  if (!oft_gegl_input_box (operation, input, op_name, &box))
+    return TRUE;
+  guint8 *rgba = oft_gegl_read_rgba8 (input, &box);
+  OftImage img = { box.width, box.height, 4, rgba };
+  GError *error = NULL;
+  gegl_operation_progress (operation, 0.0, "");
+  if (lock)
+    g_mutex_lock (lock);
+  OftImage *out = make (operation, &img, &error);
+  if (lock)
+    g_mutex_unlock (lock);
+  if (out)
+    oft_gegl_write_opaque (output, &box, out->pixels, out->channels);
+  else
+    g_warning ("%s: %s", op_name, error->message);
+  gegl_operation_progress (operation, 1.0, "");
+  g_clear_error (&error);
+  oft_image_free (out);
+  g_free (rgba);
+  return TRUE;
+}

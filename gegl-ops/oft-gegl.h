@@ -28,6 +28,13 @@ gboolean oft_gegl_input_box (GeglOperation *operation, GeglBuffer *input, const 
 guint8 *oft_gegl_read_rgba8 (GeglBuffer *input, const GeglRectangle *box);
 void oft_gegl_write_rgba8 (GeglBuffer *output, const GeglRectangle *box, const guint8 *rgba);
 /* 1- or 3-channel 8-bit pixels written as opaque "R'G'B'A u8" (gray replicated). */
+/* The whole-image operations' process(): reads the input as 8-bit RGBA, calls make (under `lock` when
+ * not NULL) and writes its image opaque; a failure becomes a warning naming the op and a transparent
+ * output. Progress goes 0 → 1 around make. */
+typedef OftImage *(*OftGeglImageFunc) (GeglOperation *operation, const OftImage *input, GError **error);
+gboolean oft_gegl_process_image (GeglOperation *operation, GeglBuffer *input, GeglBuffer *output,
+                                 const char *op_name, OftGeglImageFunc make, GMutex *lock);
+
 void oft_gegl_write_opaque (GeglBuffer *output, const GeglRectangle *box, const guint8 *pixels, int channels);
 
 /* Paths from properties: NULL for "" (the operation's default), else the string itself. */

@@ -83,8 +83,9 @@ predictor_get (const char *path, GError **error)
 
 /* The landmark image (RGB) of the image's face, or NULL with a warning. */
 static OftImage *
-landmarks_image (GeglProperties *o, GeglOperation *operation, const OftImage *img, GError **error)
+landmarks_image (GeglOperation *operation, const OftImage *img, GError **error)
 {
+  GeglProperties *o = GEGL_PROPERTIES (operation);
   const OftShapePredictor *sp = predictor_get (oft_gegl_path_or_null (o->predictor), error);
   if (!sp)
     return NULL;
@@ -132,27 +133,7 @@ prepare (GeglOperation *operation)
 static gboolean
 process (GeglOperation *operation, GeglBuffer *input, GeglBuffer *output, const GeglRectangle *result, gint level)
 {
-  GeglProperties *o = GEGL_PROPERTIES (operation);
-  GeglRectangle box;
-  if (!oft_gegl_input_box (operation, input, "oft:landmarks", &box))
-    return TRUE;
-
-  guint8 *rgba = oft_gegl_read_rgba8 (input, &box);
-  OftImage img = { box.width, box.height, 4, rgba };
-  GError *error = NULL;
-  gegl_operation_progress (operation, 0.0, "");
-  g_mutex_lock (&models_lock);
-  OftImage *cond = landmarks_image (o, operation, &img, &error);
-  g_mutex_unlock (&models_lock);
-  if (cond)
-    oft_gegl_write_opaque (output, &box, cond->pixels, cond->channels);
-  else
-    g_warning ("oft:landmarks: %s", error->message);
-  gegl_operation_progress (operation, 1.0, "");
-  g_clear_error (&error);
-  oft_image_free (cond);
-  g_free (rgba);
-  return TRUE;
+  return oft_gegl_process_image (operation, input, output, "oft:landmarks", landmarks_image, &models_lock);
 }
 
 static void

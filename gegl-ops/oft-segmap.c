@@ -47,36 +47,27 @@ prepare (GeglOperation *operation)
   gegl_operation_set_format (operation, "output", fmt);
 }
 
+static OftImage *
+segmap_of (GeglOperation *operation, const OftImage *img, GError **error)
+{
+  GeglProperties *o = GEGL_PROPERTIES (operation);
+  const OftPalette *pal = palette_get (oft_gegl_path_or_null (o->palette), error);
+  if (!pal)
+    return NULL;
+  gint64 n = (gint64) img->width * img->height;
+  guint8 *index = g_new (guint8, n);
+  OftImage *out = oft_image_new (img->width, img->height, 3);
+  /* fully transparent pixels get no class, which colorize paints black, as `oft segmap` does */
+  oft_segmap_quantize (index, NULL, img->pixels, n, 4, pal);
+  oft_segmap_colorize (out->pixels, index, n, pal);
+  g_free (index);
+  return out;
+}
+
 static gboolean
 process (GeglOperation *operation, GeglBuffer *input, GeglBuffer *output, const GeglRectangle *result, gint level)
 {
-  GeglProperties *o = GEGL_PROPERTIES (operation);
-  GeglRectangle box;
-  if (!oft_gegl_input_box (operation, input, "oft:segmap", &box))
-    return TRUE;
-
-  GError *error = NULL;
-  g_mutex_lock (&palette_lock);
-  const OftPalette *pal = palette_get (oft_gegl_path_or_null (o->palette), &error);
-  if (pal)
-    {
-      gint64 n = (gint64) box.width * box.height;
-      guint8 *rgba = oft_gegl_read_rgba8 (input, &box);
-      guint8 *index = g_new (guint8, n);
-      guint8 *rgb = g_new (guint8, 3 * n);
-      /* fully transparent pixels get no class, which colorize paints black, as `oft segmap` does */
-      oft_segmap_quantize (index, NULL, rgba, n, 4, pal);
-      oft_segmap_colorize (rgb, index, n, pal);
-      oft_gegl_write_opaque (output, &box, rgb, 3);
-      g_free (rgb);
-      g_free (index);
-      g_free (rgba);
-    }
-  else
-    g_warning ("oft:segmap: %s", error->message);
-  g_mutex_unlock (&palette_lock);
-  g_clear_error (&error);
-  return TRUE;
+  return oft_gegl_process_image (operation, input, output, "oft:segmap", segmap_of, &palette_lock);
 }
 
 static void

@@ -2,22 +2,8 @@
 # oft canny / segmap / eval against the condition goldens; prints TAP. Usage: test-cli-conditions.sh OFT_EXE
 set -u
 OFT=$1
+. "$(dirname "$0")/tap.sh"
 G=${OFT_GOLDEN_DIR:?OFT_GOLDEN_DIR must be set}/conditions
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-
-n=0
-fails=0
-ok () { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok () { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; sed 's/^/# /' "$T/out" "$T/err" 2>/dev/null; }
-run () { "$@" >"$T/out" 2>"$T/err"; rc=$?; }
-expect_ok () { local what=$1; shift; run "$@"; if [ $rc -eq 0 ]; then ok "$what"; else not_ok "$what (exit $rc)"; fi; }
-expect_fail () {
-  local what=$1 pat=$2; shift 2; run "$@"
-  if [ $rc -ne 0 ] && grep -Eq -- "$pat" "$T/err"; then ok "$what"; else not_ok "$what (exit $rc, wanted /$pat/)"; fi
-}
-expect_out () { if grep -Eq -- "$2" "$T/out"; then ok "$1"; else not_ok "$1 (wanted /$2/)"; fi; }
-expect_err () { if grep -Eq -- "$2" "$T/err"; then ok "$1"; else not_ok "$1 (wanted /$2/)"; fi; }
 # same_edges WHAT OURS GOLDEN: identical binary maps (accuracy exactly 1 by oft eval canny, whose metric
 # test-conditions checks against the golden numbers)
 same_edges () {
@@ -99,5 +85,4 @@ expect_out "eval segmentation on folders pools areas: golden dataset mIoU" '"mIo
 expect_fail "eval segmentation refuses a colour map" "not a colour map|colour map" \
   "$OFT" eval segmentation "$G/seg/painted.png" "$G/seg/gt_index.png"
 
-echo "1..$n"
-exit $((fails > 0))
+finish

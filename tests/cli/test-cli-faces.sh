@@ -4,22 +4,11 @@
 # skipped, saying so, when those Debian packages are absent.
 set -u
 OFT=$1
+. "$(dirname "$0")/tap.sh"
 G=${OFT_GOLDEN_DIR:?OFT_GOLDEN_DIR must be set}/conditions
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
 CASCADE=/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml
 PREDICTOR=/usr/share/dlib/shape_predictor_68_face_landmarks.dat
-
-n=0
-fails=0
-ok () { n=$((n + 1)); echo "ok $n - $1"; }
 skip () { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
-not_ok () { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; sed 's/^/# /' "$T/out" "$T/err" 2>/dev/null; }
-run () { "$@" >"$T/out" 2>"$T/err"; rc=$?; }
-expect_fail () {
-  local what=$1 pat=$2; shift 2; run "$@"
-  if [ $rc -ne 0 ] && grep -Eq -- "$pat" "$T/err"; then ok "$what"; else not_ok "$what (exit $rc, wanted /$pat/)"; fi
-}
 # python3 reads JSON; the golden numbers come from the manifest
 py () { python3 -c "$@"; }
 
@@ -94,5 +83,4 @@ expect_fail "eval landmarks: different point counts" "1 points.*2" "$OFT" eval l
 echo '{"box": []}' > "$T/bad.json"
 expect_fail "eval landmarks: a file without points is named" "bad.json" "$OFT" eval landmarks "$T/bad.json" "$T/two.json"
 
-echo "1..$n"
-exit $((fails > 0))
+finish

@@ -2,20 +2,7 @@
 # oft scenes / oft scenes analyse; prints TAP. Usage: test-cli-scenes.sh OFT_EXE
 set -u
 OFT=$1
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-
-n=0
-fails=0
-ok () { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok () { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; sed 's/^/# /' "$T/out" "$T/err" 2>/dev/null; }
-run () { "$@" >"$T/out" 2>"$T/err"; rc=$?; }
-expect_ok () { local what=$1; shift; run "$@"; if [ $rc -eq 0 ]; then ok "$what"; else not_ok "$what (exit $rc)"; fi; }
-expect_fail () {
-  local what=$1 pat=$2; shift 2; run "$@"
-  if [ $rc -ne 0 ] && grep -Eq -- "$pat" "$T/err"; then ok "$what"; else not_ok "$what (exit $rc, wanted /$pat/)"; fi
-}
-expect_out () { if grep -Eq -- "$2" "$T/out"; then ok "$1"; else not_ok "$1 (wanted /$2/)"; fi; }
+. "$(dirname "$0")/tap.sh"
 
 expect_ok "scenes writes a dataset with conditions" "$OFT" scenes --count 12 --seed 5 --out "$T/d" --conditions
 if [ "$(wc -l < "$T/d/manifest.jsonl")" -eq 12 ] && [ -f "$T/d/00011.png" ] && [ -f "$T/d/00011-canny.png" ] \
@@ -48,5 +35,4 @@ expect_fail "--split bad fails clearly" "expected train, heldout or any" "$OFT" 
 expect_fail "--size 4 fails clearly" "size of 16..4096" "$OFT" scenes --size 4 --out "$T/x"
 expect_fail "no --out fails clearly" "expected --out DIR" "$OFT" scenes --count 2
 
-echo "1..$n"
-[ $fails -eq 0 ]
+finish

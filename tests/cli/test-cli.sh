@@ -3,25 +3,9 @@
 # (OFT_GOLDEN_DIR points at the golden data).
 set -u
 OFT=$1
+. "$(dirname "$0")/tap.sh"
 HELPER=$2
 G=${OFT_GOLDEN_DIR:?OFT_GOLDEN_DIR must be set}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-
-n=0
-fails=0
-ok () { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok () { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; sed 's/^/# /' "$T/out" "$T/err" 2>/dev/null; }
-# run CMD...: output in $T/out and $T/err, status in $rc
-run () { "$@" >"$T/out" 2>"$T/err"; rc=$?; }
-expect_ok () { local what=$1; shift; run "$@"; if [ $rc -eq 0 ]; then ok "$what"; else not_ok "$what (exit $rc)"; fi; }
-# expect_fail WHAT PATTERN CMD...: non-zero exit and stderr matching PATTERN (extended regex)
-expect_fail () {
-  local what=$1 pat=$2; shift 2; run "$@"
-  if [ $rc -ne 0 ] && grep -Eq -- "$pat" "$T/err"; then ok "$what"; else not_ok "$what (exit $rc, wanted /$pat/)"; fi
-}
-# expect_out WHAT PATTERN: the last run's stdout matches PATTERN
-expect_out () { if grep -Eq -- "$2" "$T/out"; then ok "$1"; else not_ok "$1 (wanted /$2/)"; fi; }
 
 cases="oft_linear oft_linear_coft oft_linear_neumann oft_linear_block_share oft_conv3x3 oft_conv1x1 boft_linear"
 
@@ -155,5 +139,4 @@ else not_ok "eval energy"; fi
 expect_fail "eval energy with an adapter for other modules fails naming the module" "module 'layer' is not in the UNet" \
   "$OFT" eval energy --model "$P" --adapter "$G/oft_layers/oft_linear/adapter"
 
-echo "1..$n"
-exit $((fails > 0))
+finish

@@ -4,14 +4,8 @@
 # a diverging run stops with a clear error and keeps its last checkpoint; bad input fails cleanly.
 set -u
 OFT=$1
+. "$(dirname "$0")/tap.sh"
 G=${OFT_GOLDEN_DIR:?OFT_GOLDEN_DIR must be set}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-n=0
-fails=0
-ok () { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok () { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; sed 's/^/# /' "$T/out" "$T/err" 2>/dev/null; }
-run () { "$@" >"$T/out" 2>"$T/err"; rc=$?; }
 # the step stored in a checkpoint (its safetensors metadata)
 ckpt_step () { grep -ao '"step":"[0-9]*"' "$1/checkpoint/state.safetensors" | grep -o '[0-9]*'; }
 
@@ -148,5 +142,4 @@ if [ $rc -ne 0 ] && grep -q "bad.jsonl: line 1: image .*nope.png does not exist"
   ok "a manifest naming a missing file is refused with its line"
 else not_ok "a bad manifest (exit $rc)"; fi
 
-echo "1..$n"
-[ $fails -eq 0 ]
+finish
