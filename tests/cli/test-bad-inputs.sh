@@ -187,6 +187,8 @@ mkpipe unet config.json '{"cross_attention_dim": 1000000000}'
 bad "UNet config with an absurd attention width" "config.json.*cross_attention_dim" "${gen[@]}"
 mkpipe scheduler scheduler_config.json '{"num_train_timesteps": -1}'
 bad "scheduler with -1 training steps" "scheduler_config.json.*num_train_timesteps" "${gen[@]}"
+mkpipe scheduler scheduler_config.json '{"beta_start": {"num_train_timesteps": 91}}'
+bad "scheduler with an object for beta_start (fuzz find)" "scheduler_config.json.*beta_start" "${gen[@]}"
 mkpipe text_encoder config.json '{"hidden_size": "wide"}'
 bad "text encoder config with a string width" "config.json.*hidden_size" "${gen[@]}"
 
