@@ -27,6 +27,12 @@ cmd_tokenize (int argc, char **argv)
   g_free (sub);
   if (!tok)
     goto out;
+  for (int i = 1; i < argc; i++)
+    if (!g_utf8_validate (argv[i], -1, NULL))
+      {
+        g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "TEXT %d is not valid UTF-8", i);
+        goto out;
+      }
   printf ("[");
   for (int i = 1; i < argc; i++)
     {

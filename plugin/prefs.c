@@ -57,7 +57,8 @@ oft_prefs_load (OftPrefs *p, GError **warning)
           g_set_error (warning, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "%s: %s; using the defaults", path, e->message);
           g_error_free (e);
         }
-      else if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+      /* an empty file parses to no root at all */
+      else if (!json_parser_get_root (parser) || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
         g_set_error (warning, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "%s: expected a JSON object; using the defaults",
                      path);
       else

@@ -350,7 +350,8 @@ oft_shape_predictor_load (const char *path, GError **error)
       return NULL;
     }
   const uint8_t *data = (const uint8_t *) g_mapped_file_get_contents (mf);
-  Reader r = { .start = data, .p = data, .end = data + len, .path = path, .field = "version", .error = error };
+  /* an empty file maps to NULL, and NULL + 0 is undefined */
+  Reader r = { .start = data, .p = data, .end = data ? data + len : data, .path = path, .field = "version", .error = error };
   OftShapePredictor *sp = g_new0 (OftShapePredictor, 1);
   if (!data || !parse (&r, sp))
     {

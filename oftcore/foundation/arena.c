@@ -1,4 +1,6 @@
 #include "oft/tensor.h"
+#include "oft/error.h"
+#include <stdlib.h>
 #include <string.h>
 
 #define ARENA_ALIGN 64
@@ -18,25 +20,33 @@ oft_arena_init (OftArena *arena, const char *name, size_t chunk_size)
   arena->chunk_size = chunk_size ? chunk_size : (size_t) 64 << 20;
 }
 
+/* NULL when the system refuses: a model too large for the memory (or the address-space limit) must
+ * become an error naming the size, not g_malloc's abort. */
 static OftArenaChunk *
 chunk_new (size_t size)
 {
+  void *data = NULL;
+  if (posix_memalign (&data, ARENA_ALIGN, size) != 0)
+    return NULL;
+  memset (data, 0, size);
   OftArenaChunk *c = g_new0 (OftArenaChunk, 1);
   c->size = size;
-  c->data = g_aligned_alloc0 (1, size, ARENA_ALIGN);
+  c->data = data;
   return c;
 }
 
 static void
 chunk_free (OftArenaChunk *c)
 {
-  g_aligned_free (c->data);
+  free (c->data);
   g_free (c);
 }
 
 static void *
-arena_take (OftArena *arena, size_t bytes, gboolean zero)
+arena_take (OftArena *arena, size_t bytes, gboolean zero, GError **error)
 {
+  if (bytes > G_MAXSIZE - ARENA_ALIGN)
+    bytes = G_MAXSIZE - ARENA_ALIGN; /* fails below with the size asked for */
   size_t need = (bytes + ARENA_ALIGN - 1) & ~(size_t) (ARENA_ALIGN - 1);
   if (need == 0)
     need = ARENA_ALIGN;
@@ -56,6 +66,14 @@ arena_take (OftArena *arena, size_t bytes, gboolean zero)
         {
           size_t size = need > arena->chunk_size ? need : arena->chunk_size;
           n = chunk_new (size);
+          if (!n)
+            {
+              g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED,
+                           "cannot allocate %.1f MiB for %s (%.1f MiB held already): out of memory",
+                           (double) size / (1 << 20), arena->name ? arena->name : "an arena",
+                           (double) arena->reserved / (1 << 20));
+              return NULL;
+            }
           arena->reserved += size;
         }
       n->offset = 0;
@@ -72,22 +90,47 @@ arena_take (OftArena *arena, size_t bytes, gboolean zero)
   return p;
 }
 
+/* The infallible allocators still end the program when memory runs out, but with the size and the arena */
+static void *
+take_or_die (OftArena *arena, size_t bytes, gboolean zero)
+{
+  GError *error = NULL;
+  void *p = arena_take (arena, bytes, zero, &error);
+  if (!p)
+    g_error ("%s", error->message);
+  return p;
+}
+
 void *
 oft_arena_alloc (OftArena *arena, size_t bytes)
 {
-  return arena_take (arena, bytes, TRUE);
+  return take_or_die (arena, bytes, TRUE);
+}
+
+void *
+oft_arena_try_alloc (OftArena *arena, size_t bytes, GError **error)
+{
+  return arena_take (arena, bytes, TRUE, error);
+}
+
+float *
+oft_arena_try_scratch (OftArena *arena, size_t n, GError **error)
+{
+  if (n > G_MAXSIZE / sizeof (float))
+    n = G_MAXSIZE / sizeof (float);
+  return arena_take (arena, n * sizeof (float), FALSE, error);
 }
 
 float *
 oft_arena_floats (OftArena *arena, size_t n)
 {
-  return arena_take (arena, n * sizeof (float), TRUE);
+  return take_or_die (arena, n * sizeof (float), TRUE);
 }
 
 float *
 oft_arena_scratch (OftArena *arena, size_t n)
 {
-  return arena_take (arena, n * sizeof (float), FALSE);
+  return take_or_die (arena, n * sizeof (float), FALSE);
 }
 
 OftTensor

@@ -13,6 +13,9 @@
 #define CKPT_MAX_PICKLE ((zip_uint64_t) 256 << 20) /* bytes of data.pkl */
 #define CKPT_MAX_TOTAL ((uint64_t) 64 << 30)    /* bytes of all storages read */
 #define CKPT_READ_CHUNK ((zip_uint64_t) 1 << 30)
+/* torch.save stores members uncompressed; a deflated member expanding more than this is a zip bomb */
+#define CKPT_MAX_RATIO 100
+#define CKPT_RATIO_FROM ((zip_uint64_t) 1 << 20) /* members smaller than this are not checked */
 #define PK_MAX_STACK (1 << 20)
 #define PK_MAX_MARKS 1024
 #define PK_MAX_MEMO (1 << 22)
@@ -736,6 +739,12 @@ static gboolean
 read_member (zip_t *z, zip_uint64_t idx, void *dst, zip_uint64_t size, const char *path, const char *name,
              GError **error)
 {
+  zip_stat_t zs;
+  if (size >= CKPT_RATIO_FROM && zip_stat_index (z, idx, 0, &zs) == 0 && (zs.valid & ZIP_STAT_COMP_SIZE) &&
+      zs.comp_size < size / CKPT_MAX_RATIO)
+    return fail (error, OFT_ERROR_INVALID, path, "member %s expands %" G_GUINT64_FORMAT " compressed bytes to %"
+                 G_GUINT64_FORMAT " (more than %d-fold: a zip bomb?)", name, (uint64_t) zs.comp_size, (uint64_t) size,
+                 CKPT_MAX_RATIO);
   zip_file_t *f = zip_fopen_index (z, idx, 0);
   if (!f)
     return fail (error, OFT_ERROR_CORRUPT, path, "cannot open member %s: %s", name, zip_strerror (z));

@@ -39,7 +39,10 @@ load_vocab (OftTokenizer *tok, const char *path, GError **error)
   JsonParser *parser = json_parser_new ();
   gboolean ok = FALSE;
   if (!json_parser_load_from_mapped_file (parser, path, error))
-    goto out;
+    {
+      g_prefix_error (error, "%s: ", path); /* json-glib's message does not name the file */
+      goto out;
+    }
   JsonNode *root = json_parser_get_root (parser);
   if (!root || !JSON_NODE_HOLDS_OBJECT (root))
     {

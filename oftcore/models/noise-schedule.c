@@ -31,6 +31,31 @@ pick (const char *path, const char *key, const char *value, const char *const *n
   return FALSE;
 }
 
+typedef enum { WANT_NUMBER, WANT_INT, WANT_BOOL, WANT_STRING } Want;
+
+/* Member `key` in *node when present and not null (NULL otherwise); a value of another type, or an
+ * integer outside int, fails naming the file and the key (json-glib's typed getters would only warn). */
+static gboolean
+member (JsonObject *o, const char *key, Want want, JsonNode **node, const char *path, GError **error)
+{
+  static const char *const what[] = { "a number", "an integer", "true or false", "a string" };
+  JsonNode *n = json_object_get_member (o, key);
+  *node = NULL;
+  if (!n || JSON_NODE_HOLDS_NULL (n))
+    return TRUE;
+  GType t = JSON_NODE_HOLDS_VALUE (n) ? json_node_get_value_type (n) : G_TYPE_INVALID;
+  gboolean ok = want == WANT_NUMBER ? (t == G_TYPE_DOUBLE || t == G_TYPE_INT64)
+              : want == WANT_INT ? (t == G_TYPE_INT64 && json_node_get_int (n) >= G_MININT && json_node_get_int (n) <= G_MAXINT)
+              : want == WANT_BOOL ? t == G_TYPE_BOOLEAN : t == G_TYPE_STRING;
+  if (!ok)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "%s: \"%s\" must be %s", path, key, what[want]);
+      return FALSE;
+    }
+  *node = n;
+  return TRUE;
+}
+
 gboolean
 oft_noise_schedule_load (OftNoiseSchedule *s, const char *path, GError **error)
 {
@@ -41,7 +66,10 @@ oft_noise_schedule_load (OftNoiseSchedule *s, const char *path, GError **error)
   JsonParser *parser = json_parser_new ();
   gboolean ok = FALSE;
   if (!json_parser_load_from_file (parser, path, error))
-    goto out;
+    {
+      g_prefix_error (error, "%s: ", path); /* json-glib's message does not name the file */
+      goto out;
+    }
   JsonNode *root = json_parser_get_root (parser);
   if (!root || !JSON_NODE_HOLDS_OBJECT (root))
     {
@@ -55,40 +83,36 @@ oft_noise_schedule_load (OftNoiseSchedule *s, const char *path, GError **error)
       g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "%s: \"trained_betas\" is not supported", path);
       goto out;
     }
-  if (json_object_has_member (o, "num_train_timesteps"))
-    s->num_train_timesteps = (int) json_object_get_int_member (o, "num_train_timesteps");
-  if (json_object_has_member (o, "beta_start"))
-    s->beta_start = (float) json_object_get_double_member (o, "beta_start");
-  if (json_object_has_member (o, "beta_end"))
-    s->beta_end = (float) json_object_get_double_member (o, "beta_end");
-  if (json_object_has_member (o, "steps_offset"))
-    s->steps_offset = (int) json_object_get_int_member (o, "steps_offset");
-  if (json_object_has_member (o, "set_alpha_to_one"))
-    s->set_alpha_to_one = json_object_get_boolean_member (o, "set_alpha_to_one");
-  if (json_object_has_member (o, "clip_sample"))
-    s->clip_sample = json_object_get_boolean_member (o, "clip_sample");
-  if (json_object_has_member (o, "clip_sample_range"))
-    s->clip_sample_range = (float) json_object_get_double_member (o, "clip_sample_range");
-  int v;
+  JsonNode *n;
   const char *str;
-  if ((str = json_object_get_string_member_with_default (o, "beta_schedule", NULL)))
+  int v;
+#define GET(key, want) if (!member (o, key, want, &n, path, error)) goto out; if (n)
+  GET ("num_train_timesteps", WANT_INT) s->num_train_timesteps = (int) json_node_get_int (n);
+  GET ("beta_start", WANT_NUMBER) s->beta_start = (float) json_node_get_double (n);
+  GET ("beta_end", WANT_NUMBER) s->beta_end = (float) json_node_get_double (n);
+  GET ("steps_offset", WANT_INT) s->steps_offset = (int) json_node_get_int (n);
+  GET ("set_alpha_to_one", WANT_BOOL) s->set_alpha_to_one = json_node_get_boolean (n);
+  GET ("clip_sample", WANT_BOOL) s->clip_sample = json_node_get_boolean (n);
+  GET ("clip_sample_range", WANT_NUMBER) s->clip_sample_range = (float) json_node_get_double (n);
+  GET ("beta_schedule", WANT_STRING)
     {
-      if (!pick (path, "beta_schedule", str, betas, &v, error))
+      if (!pick (path, "beta_schedule", (str = json_node_get_string (n)), betas, &v, error))
         goto out;
       s->beta_schedule = (OftBetaSchedule) v;
     }
-  if ((str = json_object_get_string_member_with_default (o, "timestep_spacing", NULL)))
+  GET ("timestep_spacing", WANT_STRING)
     {
-      if (!pick (path, "timestep_spacing", str, spacings, &v, error))
+      if (!pick (path, "timestep_spacing", (str = json_node_get_string (n)), spacings, &v, error))
         goto out;
       s->spacing = (OftTimestepSpacing) v;
     }
-  if ((str = json_object_get_string_member_with_default (o, "prediction_type", NULL)))
+  GET ("prediction_type", WANT_STRING)
     {
-      if (!pick (path, "prediction_type", str, predictions, &v, error))
+      if (!pick (path, "prediction_type", (str = json_node_get_string (n)), predictions, &v, error))
         goto out;
       s->prediction = (OftPrediction) v;
     }
+#undef GET
   if (s->num_train_timesteps < 2 || s->num_train_timesteps > 100000 || s->steps_offset < 0 ||
       !(s->beta_start > 0) || !(s->beta_end > 0) || !(s->beta_end < 1))
     {

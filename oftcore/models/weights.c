@@ -32,7 +32,13 @@ oft_weights_get (OftWeightLoader *l, int ndim, const int64_t *shape, const char 
       int64_t numel = 1;
       for (int i = 0; i < ndim; i++)
         numel *= shape[i];
-      float *dst = oft_arena_scratch (l->arena, (size_t) numel);
+      float *dst = oft_arena_try_scratch (l->arena, (size_t) numel, &l->error);
+      if (!dst)
+        {
+          g_prefix_error (&l->error, "tensor '%s': ", tail);
+          g_free (tail);
+          return NULL;
+        }
       if (ndim == 1)
         for (int64_t i = 0; i < numel; i++)
           dst[i] = g_str_has_suffix (tail, ".weight") ? 1.0f : 0.0f;
@@ -73,7 +79,14 @@ oft_weights_get (OftWeightLoader *l, int ndim, const int64_t *shape, const char 
                  oft_safetensors_path (st), tail);
   else
     {
-      dst = oft_arena_scratch (l->arena, (size_t) numel);
+      dst = oft_arena_try_scratch (l->arena, (size_t) numel, &l->error);
+      if (!dst)
+        {
+          g_prefix_error (&l->error, "%s: tensor '%s': ", oft_safetensors_path (st), name);
+          g_free (name);
+          g_free (tail);
+          return NULL;
+        }
       gboolean relaxed = e->ndim != ndim && same_up_to_trailing_ones (e->ndim, e->shape, ndim, shape);
       if (!oft_safetensors_read_f32 (st, name, dst, relaxed ? -1 : ndim, shape, &l->error))
         dst = NULL;

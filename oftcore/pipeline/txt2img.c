@@ -90,6 +90,17 @@ oft_pipeline_generate (OftPipeline *p, const OftGenerateParams *g, float *rgb, f
                    "image size %d×%d: width and height must be multiples of %d, at most 4096", g->width, g->height, mult);
       return FALSE;
     }
+  if (!isfinite (g->guidance) || !isfinite (g->eta) || g->eta < 0)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "guidance %g and eta %g must be finite, eta ≥ 0",
+                   (double) g->guidance, (double) g->eta);
+      return FALSE;
+    }
+  if ((g->prompt && !g_utf8_validate (g->prompt, -1, NULL)) || (g->negative && !g_utf8_validate (g->negative, -1, NULL)))
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "the prompt or negative prompt is not valid UTF-8 text");
+      return FALSE;
+    }
   const OftClipConfig *cc = oft_clip_text_config (p->text);
   int T = cc->max_positions, D = cc->hidden, C = oft_unet_in_channels (p->unet);
   int h = g->height / f, w = g->width / f;

@@ -74,6 +74,10 @@ float     *oft_arena_floats (OftArena *arena, size_t n);
 /* n floats whose contents are undefined: for buffers a kernel overwrites completely (saves the
  * zeroing, which costs as much as a small layer). */
 float     *oft_arena_scratch (OftArena *arena, size_t n);
+/* As oft_arena_alloc / oft_arena_scratch, but NULL and an error ("cannot allocate N MiB for <arena>")
+ * when the system refuses the memory; the plain ones end the program with that message. */
+void      *oft_arena_try_alloc (OftArena *arena, size_t bytes, GError **error);
+float     *oft_arena_try_scratch (OftArena *arena, size_t n, GError **error);
 /* A tensor of the given shape with zeroed storage in the arena. */
 OftTensor  oft_arena_tensor (OftArena *arena, OftDType dtype, int ndim, const int64_t *shape);
 OftArenaMark oft_arena_mark (const OftArena *arena);
