@@ -2,7 +2,7 @@
  * architecture, trained from scratch by oftcore on procedural scenes (oft/scenes.h).
  *
  *   train-default-model OUT [--scenes N] [--vae-steps N] [--unet-steps N] [--batch B] [--seed S]
- *                           [--eval N] [--minutes M]
+ *                           [--eval N] [--minutes M] [--reuse-vae]
  *
  * 1. configs: VAE 16/32/64/64 (factor 8, 4 latent channels: 64×64 images ↔ 8×8 latents), UNet
  *    32/64/64 with one layer per block and cross-attention in the first two levels, a CLIPTextModel of
@@ -15,7 +15,8 @@
  *    captions dropped to "" 10% of the time (for classifier-free guidance), AdamW;
  * 5. fp16 safetensors in a diffusers folder, then --eval N held-out captions generated (DDIM 20 steps)
  *    and checked with the scene analyser; the match rate is printed.
- * --minutes bounds the UNet phase's wall time (checkpoints are written every 500 steps). */
+ * --minutes bounds the UNet phase's wall time (checkpoints are written every 500 steps); --reuse-vae
+ * keeps the VAE already in OUT (with its scaling factor) and trains only the UNet and text encoder. */
 #include "oft/oft.h"
 #include <glib/gstdio.h>
 #include <math.h>
@@ -334,7 +335,7 @@ main (int argc, char **argv)
   int n_scenes = 4000, vae_steps = 3000, unet_steps = 20000, batch = 16, eval_n = 50;
   gint64 seed = 1;
   double minutes = 0, guidance = 4.0;
-  gboolean eval_only = FALSE;
+  gboolean eval_only = FALSE, reuse_vae = FALSE;
   GOptionEntry entries[] = {
     { "scenes", 0, 0, G_OPTION_ARG_INT, &n_scenes, "training scenes", "N" },
     { "vae-steps", 0, 0, G_OPTION_ARG_INT, &vae_steps, "VAE steps", "N" },
@@ -345,6 +346,7 @@ main (int argc, char **argv)
     { "guidance", 0, 0, G_OPTION_ARG_DOUBLE, &guidance, "guidance scale of the evaluation", "G" },
     { "minutes", 0, 0, G_OPTION_ARG_DOUBLE, &minutes, "wall-time bound of the UNet phase (0: none)", "M" },
     { "eval-only", 0, 0, G_OPTION_ARG_NONE, &eval_only, "only evaluate OUT", NULL },
+    { "reuse-vae", 0, 0, G_OPTION_ARG_NONE, &reuse_vae, "keep the VAE in OUT, train the UNet only", NULL },
     { NULL },
   };
   GOptionContext *ctx = g_option_context_new ("OUT - train the bundled default model");
@@ -388,7 +390,8 @@ main (int argc, char **argv)
   write_text (out, "text_encoder", "config.json", clip_cfg);
   write_text (out, "unet", "config.json", unet_cfg);
   char *vae_cfg = g_strdup_printf (vae_cfg_fmt, 1.0);
-  write_text (out, "vae", "config.json", vae_cfg);
+  if (!reuse_vae)
+    write_text (out, "vae", "config.json", vae_cfg);
   write_text (out, "scheduler", "scheduler_config.json", sched_cfg);
   write_text (out, ".", "model_index.json", index_json);
 
@@ -418,13 +421,17 @@ main (int argc, char **argv)
   /* 3. the VAE */
   char *vae_cfg_path = g_build_filename (out, "vae", "config.json", NULL);
   OftWeightSource rnd = { .random_init = TRUE, .seed = (guint64) seed };
-  OftVae *vae = oft_vae_load_from (vae_cfg_path, &rnd, &e);
-  if (!vae || !oft_vae_attach_full_training (vae, &e))
+  char *vae_dir = g_build_filename (out, "vae", NULL);
+  OftVae *vae = reuse_vae ? oft_vae_load (vae_dir, &e) : oft_vae_load_from (vae_cfg_path, &rnd, &e);
+  if (!vae || (!reuse_vae && !oft_vae_attach_full_training (vae, &e)))
     die (e);
+  if (reuse_vae)
+    vae_steps = 0;
   int f = oft_vae_factor (vae), lh = IMG / f, lat = oft_vae_latent_channels (vae);
   int64_t nlat = (int64_t) lat * lh * lh, npx = 3 * IMG * IMG;
-  Opt vo;
-  opt_init (&vo, oft_vae_params (vae), 0.0);
+  Opt vo = { 0 };
+  if (!reuse_vae)
+    opt_init (&vo, oft_vae_params (vae), 0.0);
   float *bimg = g_new (float, (size_t) batch * npx), *beps = g_new (float, (size_t) batch * nlat);
   gint64 t0 = g_get_monotonic_time ();
   for (int s = 1; s <= vae_steps; s++)
@@ -462,8 +469,11 @@ main (int argc, char **argv)
     lats[i] *= scaling;
   g_free (vae_cfg);
   vae_cfg = g_strdup_printf (vae_cfg_fmt, scaling);
-  write_text (out, "vae", "config.json", vae_cfg);
-  save_params (oft_vae_params (vae), out, "vae", "diffusion_pytorch_model.safetensors");
+  if (!reuse_vae)
+    {
+      write_text (out, "vae", "config.json", vae_cfg);
+      save_params (oft_vae_params (vae), out, "vae", "diffusion_pytorch_model.safetensors");
+    }
   printf ("vae: latents mean %.3f std %.3f, scaling_factor %.5f\n", mean, sd, scaling);
   oft_vae_free (vae);
   g_free (imgs);
