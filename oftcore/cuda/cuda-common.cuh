@@ -41,3 +41,21 @@ oftcu_grid (int64_t n, int block)
   if (g > 65535LL * 32) g = 65535LL * 32;
   return (unsigned int) g;
 }
+
+/* conv2d as im2col + GEMM, shared by the forward and the backward (same scratch size). The col matrix of a
+ * chunk is [images][K][pixels] with K = C·kh·kw (the weight [OC, C, kh, kw] read as [OC, K] multiplies it),
+ * rows of `pixels` output pixels starting at pixel p0 of each image. Whole images are batched while the col
+ * of a chunk stays under OFTCU_CONV_COL_MAX elements; a larger single image is cut into pixel ranges.
+ * Pointwise (1×1, stride 1, no padding) convs need no col: the image [C, HW] is the col matrix. */
+#define OFTCU_CONV_COL_MAX (1ll << 25)
+typedef struct {
+  int OH, OW;
+  int64_t P, K;        /* output pixels per image, GEMM depth */
+  bool pointwise;
+  int images;          /* images per chunk (1 when pixel ranges are used) */
+  int64_t pixels;      /* pixels per chunk (P unless one image's col is over the cap) */
+} OftCuConvPlan;
+OftCuConvPlan oftcu_conv2d_plan (const OftCuConvShape *s);
+/* col[nimg][K][np] from images img[0..nimg) (each [C, H, W], type dt), output pixels p0 .. p0+np */
+void oftcu_im2col (OftCuDtype dt, void *col, const void *img, const OftCuConvShape *s, const OftCuConvPlan *pl,
+                   int nimg, int64_t p0, int64_t np);
