@@ -187,17 +187,27 @@ attention_simt (T *out, float *lse, const T *q, const T *k, const T *v, int B, i
 }
 
 /* Which kernel runs: the tensor-core one for bf16 when it takes the head dim, unless OFTCU_ATTENTION=simt
- * (read once; for debugging and for comparing the two on one GPU). */
+ * (read once; for debugging and for comparing the two on one GPU) or the test hook below says otherwise. */
+static int g_force_simt = -1;
+
+extern "C" void
+oftcu_attention_force_simt (int on)   /* test hook (tests/gpu): 1 SIMT only, 0 tensor cores allowed, −1 env */
+{
+  g_force_simt = on;
+}
+
 static bool
 mma_allowed (void)
 {
-  static int allowed = -1;
-  if (allowed < 0)
+  static int env_simt = -1;
+  if (g_force_simt >= 0)
+    return !g_force_simt;
+  if (env_simt < 0)
     {
       const char *e = getenv ("OFTCU_ATTENTION");
-      allowed = !(e && !strcmp (e, "simt"));
+      env_simt = e && !strcmp (e, "simt");
     }
-  return allowed;
+  return !env_simt;
 }
 
 extern "C" void
