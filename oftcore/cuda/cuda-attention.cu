@@ -160,8 +160,12 @@ launch_simt (T *out, float *lse, const T *q, const T *k, const T *v, int B, int 
 {
   const size_t smem = simt_smem_bytes (D);
   /* over 48 KiB of dynamic shared memory needs an opt-in per kernel (D > ~150 here) */
-  if (smem > 48 * 1024)
-    OFTCU_CHECK (cudaFuncSetAttribute (attn_simt<T, DC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem));
+  /* once per instantiation, outside any stream capture of later calls */
+  static bool opted_in;   /* for the largest D of this instantiation (DC·32), so any smaller D fits too */
+  const size_t smem_max = simt_smem_bytes (DC * 32);
+  if (smem_max > 48 * 1024 && !opted_in)
+    opted_in = OFTCU_CHECK (cudaFuncSetAttribute (attn_simt<T, DC>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                  (int) smem_max));
   const int NQ = SIMT_WARPS * SIMT_QPW;
   dim3 grid ((unsigned) ((Tq + NQ - 1) / NQ), (unsigned) (B * H));
   attn_simt<T, DC><<<grid, SIMT_WARPS * 32, smem, oftcu_stream ()>>> (out, lse, q, k, v, H, Tq, Tk, D, causal, scale);
