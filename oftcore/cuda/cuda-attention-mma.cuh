@@ -152,9 +152,12 @@ attn_mma_kernel (__nv_bfloat16 *out, float *lse, const __nv_bfloat16 *q, const _
         }
       mma_cp_async_commit ();   /* an empty group on the last tile keeps the wait simple */
       if (j == 0)
+        {
 #pragma unroll
-        for (int s = 0; s < KSTEPS; s++)   /* matrices: rows +0/+8 (lane/8 % 2), columns +0/+8 (lane/16) */
-          mma_ldmatrix_x4 (qf[s], qs + (warp * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LDS + s * 16 + (lane >> 4) * 8);
+          for (int s = 0; s < KSTEPS; s++)   /* matrices: rows +0/+8 (lane/8 % 2), columns +0/+8 (lane/16) */
+            mma_ldmatrix_x4 (qf[s], qs + (warp * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LDS + s * 16 +
+                                        (lane >> 4) * 8);
+        }
 
       /* S = Q·Kᵀ, 16 × 64 per warp */
       float sc[NT_S][4];

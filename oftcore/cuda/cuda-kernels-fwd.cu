@@ -480,6 +480,15 @@ oftcu_concat_forward (OftCuDtype dt, void *out, const void *a, const void *b, in
   if (B <= 0 || HW <= 0)
     return;
   const size_t es = esize (dt), na = (size_t) Ca * HW * es, nb = (size_t) Cb * HW * es, row = na + nb;
+  if (row > (size_t) INT32_MAX)   /* past the 2D copies' pitch limit: one copy per image and part */
+    {
+      for (int i = 0; i < B; i++)
+        {
+          oftcu_copy ((char *) out + i * row, (const char *) a + i * na, na);
+          oftcu_copy ((char *) out + i * row + na, (const char *) b + i * nb, nb);
+        }
+      return;
+    }
   if (na)
     OFTCU_CHECK (cudaMemcpy2DAsync (out, row, a, na, na, B, cudaMemcpyDeviceToDevice, oftcu_stream ()));
   if (nb)
