@@ -17,6 +17,21 @@ esize (OftCuDtype dt)
 #define FOR_N(i, n) \
   for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < (n); i += (int64_t) gridDim.x * blockDim.x)
 
+/* Row × column loops for [rows, cols] tensors: y strides over rows, x over columns, so the per-element work
+ * needs no 64-bit division (emulated on the GPU, slower than the memory traffic of these kernels). */
+#define FOR_ROWS(r, rows) for (int64_t r = blockIdx.y; r < (rows); r += gridDim.y)
+#define FOR_COLS(c, cols) \
+  for (int64_t c = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; c < (cols); c += (int64_t) gridDim.x * blockDim.x)
+
+static inline dim3
+grid2d (int64_t rows, int64_t cols)
+{
+  int64_t gx = (cols + BLOCK - 1) / BLOCK;
+  if (gx > 1024)
+    gx = 1024;
+  return dim3 ((unsigned) (gx > 0 ? gx : 1), (unsigned) (rows < 65535 ? (rows > 0 ? rows : 1) : 65535));
+}
+
 /* ---- reductions ---- */
 
 __device__ __forceinline__ double
@@ -44,14 +59,24 @@ block_sum_d (double v, double *buf)
 
 /* ---- bias broadcast (linear and conv write the bias first, the GEMM adds onto it with beta = 1) ---- */
 
-/* out[r, c] = bias[c] for rows of C (linear); out[b, c, p] = bias[c] over P pixels (conv): both as
- * out[i] = bias[(i / inner) % C] */
+/* out[rows, cols] = bias[col] (linear: rows of OC), or bias[row % C] (conv: rows (b, c) of P pixels) */
 template <typename T>
 __global__ void
-bias_fill_kernel (T *out, const T *bias, int64_t n, int64_t inner, int C)
+bias_fill_kernel (T *out, const T *bias, int64_t rows, int64_t cols, int C, bool per_row)
 {
-  FOR_N (i, n)
-    out[i] = bias[(i / inner) % C];
+  FOR_ROWS (r, rows)
+    {
+      T *o = out + r * cols;
+      if (per_row)
+        {
+          const T b = bias[r % C];
+          FOR_COLS (c, cols)
+            o[c] = b;
+        }
+      else
+        FOR_COLS (c, cols)
+          o[c] = bias[c];
+    }
 }
 
 /* ---- linear ---- */
@@ -69,8 +94,8 @@ oftcu_linear_forward (OftCuDtype dt, void *out, const void *inp, const void *wei
     }
   if (bias)
     OFTCU_DISPATCH (dt, "oftcu_linear_forward", {
-      bias_fill_kernel<T><<<oftcu_grid (N * OC, BLOCK), BLOCK, 0, oftcu_stream ()>>> (
-          (T *) out, (const T *) bias, N * OC, 1, OC);
+      bias_fill_kernel<T><<<grid2d (N, OC), BLOCK, 0, oftcu_stream ()>>> ((T *) out, (const T *) bias, N, OC, OC,
+                                                                          false);
     });
   OFTCU_CHECK_LAUNCH ("oftcu_linear_forward bias");
   /* out[N, OC] = inp[N, C] · weight[OC, C]ᵀ (+ out) */
@@ -117,26 +142,26 @@ oftcu_conv2d_scratch_bytes (OftCuDtype dt, const OftCuConvShape *s)
 }
 
 /* col rows are indexed r = i·K + kk over the chunk's images i; blockIdx.y strides over rows (there can be
- * more than 65535), x over the row's pixels. */
+ * more than 65535), x over the row's pixels. 32-bit index math (64-bit division is emulated and would cost
+ * more than the copy): the plan keeps a chunk's col under 2³¹ elements and pixels under 2³¹. */
 template <typename T>
 __global__ void
-im2col_kernel (T *col, const T *img, int C, int H, int W, int kh, int kw, int stride, int pad, int OW,
-               int64_t K, int64_t rows, int64_t p0, int64_t np)
+im2col_kernel (T *col, const T *img, int C, int H, int W, int kh, int kw, int stride, int pad, int OW, int K,
+               int rows, int p0, int np)
 {
-  const int64_t t = blockIdx.x * (int64_t) blockDim.x + threadIdx.x;
+  const int t = blockIdx.x * blockDim.x + threadIdx.x;
   if (t >= np)
     return;
-  const int64_t p = p0 + t;
-  const int oy = (int) (p / OW), ox = (int) (p % OW);
-  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y)
+  const int p = p0 + t, oy = p / OW, ox = p % OW;
+  for (int r = blockIdx.y; r < rows; r += gridDim.y)
     {
-      const int64_t i = r / K, kk = r % K;
-      const int c = (int) (kk / (kh * kw)), ki = (int) ((kk / kw) % kh), kj = (int) (kk % kw);
+      const int i = r / K, kk = r % K;
+      const int c = kk / (kh * kw), ki = (kk / kw) % kh, kj = kk % kw;
       const int y = oy * stride - pad + ki, x = ox * stride - pad + kj;
       T v = oftcu_to<T> (0.0f);
       if (y >= 0 && y < H && x >= 0 && x < W)
-        v = img[((i * C + c) * H + y) * (int64_t) W + x];
-      col[r * np + t] = v;
+        v = img[(((int64_t) i * C + c) * H + y) * (int64_t) W + x];
+      col[(int64_t) r * np + t] = v;
     }
 }
 
@@ -147,10 +172,17 @@ oftcu_im2col (OftCuDtype dt, void *col, const void *img, const OftCuConvShape *s
   const int64_t rows = (int64_t) nimg * pl->K;
   if (rows <= 0 || np <= 0)
     return;
+  if (rows > INT32_MAX || p0 + np > INT32_MAX)
+    {
+      oftcu_set_error ("oftcu_im2col: %lld rows × pixels up to %lld is over the 32-bit index range", (long long) rows,
+                       (long long) (p0 + np));
+      return;
+    }
   dim3 grid ((unsigned) ((np + BLOCK - 1) / BLOCK), (unsigned) (rows < 65535 ? rows : 65535));
   OFTCU_DISPATCH (dt, "oftcu_im2col", {
     im2col_kernel<T><<<grid, BLOCK, 0, oftcu_stream ()>>> ((T *) col, (const T *) img, s->C, s->H, s->W, s->kh,
-                                                          s->kw, s->stride, s->pad, pl->OW, pl->K, rows, p0, np);
+                                                          s->kw, s->stride, s->pad, pl->OW, (int) pl->K, (int) rows,
+                                                          (int) p0, (int) np);
   });
   OFTCU_CHECK_LAUNCH ("oftcu_im2col");
 }
@@ -178,8 +210,8 @@ oftcu_conv2d_forward (OftCuDtype dt, void *out, const void *inp, const void *wei
   const int P = (int) pl.P, K = (int) pl.K;
   if (bias)
     OFTCU_DISPATCH (dt, "oftcu_conv2d_forward", {
-      bias_fill_kernel<T><<<oftcu_grid (s->B * out_sz, BLOCK), BLOCK, 0, oftcu_stream ()>>> (
-          (T *) out, (const T *) bias, s->B * out_sz, pl.P, s->OC);
+      bias_fill_kernel<T><<<grid2d ((int64_t) s->B * s->OC, pl.P), BLOCK, 0, oftcu_stream ()>>> (
+          (T *) out, (const T *) bias, (int64_t) s->B * s->OC, pl.P, s->OC, true);
     });
   OFTCU_CHECK_LAUNCH ("oftcu_conv2d_forward bias");
   const float beta = bias ? 1.0f : 0.0f;
@@ -384,11 +416,11 @@ template <typename T>
 __global__ void
 geglu_kernel (T *out, const T *inp, int64_t N, int C)
 {
-  FOR_N (i, N * C)
+  FOR_ROWS (r, N)
     {
-      const int64_t r = i / C, c = i % C;
       const T *h = inp + r * 2 * C;
-      out[i] = oftcu_to<T> (oftcu_f (h[c]) * gelu_f (oftcu_f (h[C + c])));
+      FOR_COLS (c, C)
+        out[r * C + c] = oftcu_to<T> (oftcu_f (h[c]) * gelu_f (oftcu_f (h[C + c])));
     }
 }
 
@@ -398,7 +430,7 @@ oftcu_geglu_forward (OftCuDtype dt, void *out, const void *inp, int64_t N, int C
   if (N <= 0 || C <= 0)
     return;
   OFTCU_DISPATCH (dt, "oftcu_geglu_forward", {
-    geglu_kernel<T><<<oftcu_grid (N * C, BLOCK), BLOCK, 0, oftcu_stream ()>>> ((T *) out, (const T *) inp, N, C);
+    geglu_kernel<T><<<grid2d (N, C), BLOCK, 0, oftcu_stream ()>>> ((T *) out, (const T *) inp, N, C);
   });
   OFTCU_CHECK_LAUNCH ("oftcu_geglu_forward");
 }
@@ -447,16 +479,17 @@ oftcu_softmax_forward (OftCuDtype dt, void *out, const void *inp, int64_t N, int
 
 /* ---- nearest 2× upsample: out[bc, y, x] = inp[bc, y/2, x/2] ---- */
 
+/* one input row (bc, y) per grid row: its pixels go to output rows 2y and 2y+1, columns 2x and 2x+1 */
 template <typename T>
 __global__ void
-upsample2x_kernel (T *out, const T *inp, int64_t BC, int H, int W)
+upsample2x_kernel (T *out, const T *inp, int64_t rows, int W)
 {
-  const int64_t W2 = 2 * (int64_t) W, n = BC * 4 * H * (int64_t) W;
-  FOR_N (i, n)
+  FOR_ROWS (r, rows)
     {
-      const int64_t x = i % W2, yc = i / W2;   /* yc = bc·2H + y */
-      const int64_t y = yc % (2 * H), bc = yc / (2 * H);
-      out[i] = inp[(bc * H + y / 2) * W + x / 2];
+      const T *src = inp + r * W;
+      T *d0 = out + r * 4 * W, *d1 = d0 + 2 * W;   /* input row r = bc·H + y → output rows 2r, 2r + 1 */
+      FOR_COLS (x, 2 * W)
+        d0[x] = d1[x] = src[x >> 1];
     }
 }
 
@@ -466,8 +499,7 @@ oftcu_upsample2x_forward (OftCuDtype dt, void *out, const void *inp, int64_t BC,
   if (BC <= 0 || H <= 0 || W <= 0)
     return;
   OFTCU_DISPATCH (dt, "oftcu_upsample2x_forward", {
-    upsample2x_kernel<T><<<oftcu_grid (BC * 4 * H * W, BLOCK), BLOCK, 0, oftcu_stream ()>>> ((T *) out,
-                                                                                            (const T *) inp, BC, H, W);
+    upsample2x_kernel<T><<<grid2d (BC * H, 2 * W), BLOCK, 0, oftcu_stream ()>>> ((T *) out, (const T *) inp, BC * H, W);
   });
   OFTCU_CHECK_LAUNCH ("oftcu_upsample2x_forward");
 }
@@ -539,8 +571,13 @@ template <typename T>
 __global__ void
 add_channel_kernel (T *x, const T *v, int64_t BC, int64_t HW)
 {
-  FOR_N (i, BC * HW)
-    x[i] = oftcu_to<T> (oftcu_f (x[i]) + oftcu_f (v[i / HW]));
+  FOR_ROWS (r, BC)
+    {
+      const float a = oftcu_f (v[r]);
+      T *row = x + r * HW;
+      FOR_COLS (c, HW)
+        row[c] = oftcu_to<T> (oftcu_f (row[c]) + a);
+    }
 }
 
 extern "C" void
@@ -550,7 +587,7 @@ oftcu_add_channel_forward (OftCuDtype dt, void *x, const void *v, int B, int C, 
   if (BC <= 0 || HW <= 0)
     return;
   OFTCU_DISPATCH (dt, "oftcu_add_channel_forward", {
-    add_channel_kernel<T><<<oftcu_grid (BC * HW, BLOCK), BLOCK, 0, oftcu_stream ()>>> ((T *) x, (const T *) v, BC, HW);
+    add_channel_kernel<T><<<grid2d (BC, HW), BLOCK, 0, oftcu_stream ()>>> ((T *) x, (const T *) v, BC, HW);
   });
   OFTCU_CHECK_LAUNCH ("oftcu_add_channel_forward");
 }
