@@ -20,7 +20,7 @@
 #define SIMT_QPW   2       /* queries per warp, sharing each K/V tile load */
 #define SIMT_BK    32      /* keys per tile: one per lane */
 
-/* Shared memory: q [NQ][D] (pre-scaled), K tile [BK][KS] with KS odd (lanes read different rows of one column:
+/* Shared memory: q [NQ][D], K tile [BK][KS] with KS odd (lanes read different rows of one column:
  * an odd stride puts them in distinct banks), V tile [BK][D] (lanes read consecutive columns of one row). */
 __host__ __device__ static inline int
 simt_kstride (int D)
@@ -52,11 +52,11 @@ attn_simt (T *out, float *lse, const T *q, const T *k, const T *v, int H, int Tq
   const T *kb = k + (int64_t) b * Tk * HD + (int64_t) h * D;
   const T *vb = v + (int64_t) b * Tk * HD + (int64_t) h * D;
 
-  /* the block's queries, scaled (rows past Tq are zero and never written back) */
+  /* the block's queries (rows past Tq are zero and never written back) */
   for (int i = threadIdx.x; i < NQ * D; i += blockDim.x)
     {
       const int r = i / D, d = i % D;
-      qs[i] = q0 + r < Tq ? oftcu_f (qb[(int64_t) (q0 + r) * HD + d]) * scale : 0.0f;
+      qs[i] = q0 + r < Tq ? oftcu_f (qb[(int64_t) (q0 + r) * HD + d]) : 0.0f;
     }
 
   float m[SIMT_QPW], l[SIMT_QPW], acc[SIMT_QPW][DC];
@@ -98,7 +98,7 @@ attn_simt (T *out, float *lse, const T *q, const T *k, const T *v, int H, int Tq
               float dot = 0.0f;
               for (int d = 0; d < D; d++)
                 dot = fmaf (qr[d], kr[d], dot);
-              s = dot;
+              s = dot * scale;   /* scaled after the dot product, as the CPU's GEMM alpha */
             }
           float tmax = s;
           for (int o = 16; o > 0; o >>= 1)
