@@ -3,7 +3,10 @@
  * for norm statistics (as the CPU kernels). GEMM-shaped work goes to cuBLAS through oftcu_gemm; attention
  * is in cuda-attention.cu. Sizes are int64 where a tensor can pass 2³¹ elements (VAE activations at 1024²). */
 #include "cuda-common.cuh"
+#include <cooperative_groups.h>
 #include <math.h>
+
+namespace cg = cooperative_groups;
 
 #define BLOCK 256
 
@@ -236,42 +239,74 @@ oftcu_conv2d_forward (OftCuDtype dt, void *out, const void *inp, const void *wei
     }
 }
 
-/* ---- group norm: one block per (batch, group), whose (C/G)·HW values are contiguous ---- */
+/* ---- group norm. A (batch, group) is one contiguous run of M = (C/G)·HW values, often only 64 groups in all:
+ * too few blocks for the GPU. So a cluster of GN_CLUSTER blocks (sm_90 thread block clusters) shares each
+ * group, one slice per block: partial sums meet in distributed shared memory, added in rank order by every
+ * block (deterministic, and all blocks agree). Two passes in fp64 (mean, then squared deviations) as the CPU
+ * kernel, then each block normalises its slice. ---- */
+
+#define GN_CLUSTER 8
+#define GN_THREADS 512
 
 template <typename T>
-__global__ void
+__global__ void __cluster_dims__ (GN_CLUSTER, 1, 1)
 groupnorm_kernel (T *out, float *mean, float *rstd, const T *inp, const float *weight, const float *bias,
                   int C, int64_t HW, int G, float eps)
 {
   __shared__ double buf[32];
-  const int bg = blockIdx.x, cg = C / G, c0 = (bg % G) * cg;
-  const int64_t M = (int64_t) cg * HW;
+  __shared__ double part[2];   /* this block's sum, then its sum of squared deviations */
+  cg::cluster_group cluster = cg::this_cluster ();
+  const int rank = (int) cluster.block_rank ();
+  const int bg = blockIdx.y, cpg = C / G, c0 = (bg % G) * cpg;
+  const int64_t M = (int64_t) cpg * HW, lo = M * rank / GN_CLUSTER, hi = M * (rank + 1) / GN_CLUSTER;
   const T *x = inp + (int64_t) bg * M;
   T *y = out + (int64_t) bg * M;
+
   double s = 0;
-  for (int64_t i = threadIdx.x; i < M; i += blockDim.x)
+#pragma unroll 4
+  for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x)
     s += oftcu_f (x[i]);
-  const double mu = block_sum_d (s, buf) / (double) M;
+  s = block_sum_d (s, buf);
+  if (threadIdx.x == 0)
+    part[0] = s;
+  cluster.sync ();
+  double tot = 0;
+  for (int r = 0; r < GN_CLUSTER; r++)
+    tot += cluster.map_shared_rank (part, r)[0];
+  const double mu = tot / (double) M;
+
   double v = 0;
-  for (int64_t i = threadIdx.x; i < M; i += blockDim.x)
+#pragma unroll 4
+  for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x)
     {
-      double d = (double) oftcu_f (x[i]) - mu;
+      const double d = (double) oftcu_f (x[i]) - mu;
       v += d * d;
     }
   v = block_sum_d (v, buf);
-  const float m = (float) mu, r = (float) (1.0 / sqrt (v / (double) M + (double) eps));
   if (threadIdx.x == 0)
+    part[1] = v;
+  cluster.sync ();
+  tot = 0;
+  for (int r = 0; r < GN_CLUSTER; r++)
+    tot += cluster.map_shared_rank (part, r)[1];
+  cluster.sync ();   /* no block leaves (taking its shared memory along) while another still reads it */
+
+  const float m = (float) mu, rs = (float) (1.0 / sqrt (tot / (double) M + (double) eps));
+  if (rank == 0 && threadIdx.x == 0)
     {
       if (mean)
         mean[bg] = m;
       if (rstd)
-        rstd[bg] = r;
+        rstd[bg] = rs;
     }
-  for (int64_t i = threadIdx.x; i < M; i += blockDim.x)
+  /* per channel of the slice: the affine parameters once, then a plain loop */
+  for (int64_t c = lo / HW; c * HW < hi; c++)
     {
-      const int c = c0 + (int) (i / HW);
-      const float w = weight ? weight[c] : 1.0f, b = bias ? bias[c] : 0.0f;
-      y[i] = oftcu_to<T> ((oftcu_f (x[i]) - m) * r * w + b);
+      const float w = weight ? weight[c0 + c] : 1.0f, b = bias ? bias[c0 + c] : 0.0f;
+      const int64_t from = c * HW > lo ? c * HW : lo, to = (c + 1) * HW < hi ? (c + 1) * HW : hi;
+#pragma unroll 4
+      for (int64_t i = from + threadIdx.x; i < to; i += blockDim.x)
+        y[i] = oftcu_to<T> ((oftcu_f (x[i]) - m) * rs * w + b);   /* the CPU's order: no cancellation */
     }
 }
 
@@ -279,15 +314,21 @@ extern "C" void
 oftcu_groupnorm_forward (OftCuDtype dt, void *out, float *mean, float *rstd, const void *inp,
                          const float *weight, const float *bias, int B, int C, int64_t HW, int G, float eps)
 {
-  if (B <= 0 || G <= 0 || C % G || HW <= 0)
+  if (G <= 0 || C % G)
     {
-      if (G <= 0 || C % G)
-        oftcu_set_error ("oftcu_groupnorm_forward: %d channels do not split into %d groups", C, G);
+      oftcu_set_error ("oftcu_groupnorm_forward: %d channels do not split into %d groups", C, G);
+      return;
+    }
+  if (B <= 0 || HW <= 0 || C <= 0)
+    return;
+  if ((int64_t) B * G > 65535)
+    {
+      oftcu_set_error ("oftcu_groupnorm_forward: B·G = %lld groups is over the grid limit 65535", (long long) B * G);
       return;
     }
   OFTCU_DISPATCH (dt, "oftcu_groupnorm_forward", {
-    groupnorm_kernel<T><<<B * G, 1024, 0, oftcu_stream ()>>> ((T *) out, mean, rstd, (const T *) inp, weight, bias,
-                                                              C, HW, G, eps);
+    groupnorm_kernel<T><<<dim3 (GN_CLUSTER, B * G), GN_THREADS, 0, oftcu_stream ()>>> (
+        (T *) out, mean, rstd, (const T *) inp, weight, bias, C, HW, G, eps);
   });
   OFTCU_CHECK_LAUNCH ("oftcu_groupnorm_forward");
 }
