@@ -405,6 +405,24 @@ fingerprint (const OftTrainParams *t, int n_inst, int n_cls, const OftPeftAdapte
                           t->conditions != NULL, t->condition_type ? t->condition_type : "");
 }
 
+/* A run killed while writing leaves the temporary file of that write beside the target; they are never
+ * read (the rename is what publishes a file), only taken off the disk here. */
+static void
+remove_stale_temps (const OftTrainParams *t)
+{
+  static const char *const files[] = { "checkpoint/state.safetensors", "adapter_model.safetensors",
+                                       "adapter_config.json", OFT_COND_ENCODER_FILE };
+  int n = 0;
+  for (size_t i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      char *path = g_build_filename (t->out_dir, files[i], NULL);
+      n += oft_file_remove_stale_temps (path);
+      g_free (path);
+    }
+  if (n > 0)
+    say (t, "removed %d temporary file%s left by an interrupted run", n, n == 1 ? "" : "s");
+}
+
 static gboolean
 save_checkpoint (Trainer *tr, GError **error)
 {
@@ -751,6 +769,7 @@ oft_train_run (OftPipeline *p, const OftTrainParams *t, GError **error)
     goto out;
   if (t->resume)
     say (t, "resuming at step %" G_GINT64_FORMAT " of %d", tr->st.step, t->steps);
+  remove_stale_temps (t);
 
   int64_t nb = (int64_t) t->batch * tr->C * tr->h * tr->w;
   tr->x0 = g_new (float, nb);
