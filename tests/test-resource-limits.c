@@ -1,9 +1,10 @@
 /* Resource limits: a model larger than the memory the process may have becomes an error that names the
  * size (not g_malloc's abort), and so do activations that do not fit (a generation or a training step
  * on too large an image: the arenas' checked sections), after which the process carries on. The
- * address space is capped with setrlimit(RLIMIT_AS) in a subprocess.
- * AddressSanitizer reserves terabytes of shadow memory and refuses huge requests itself, so under it
- * these tests skip. */
+ * address space is capped with setrlimit(RLIMIT_AS) in a subprocess (relative to what the process
+ * already maps, so AddressSanitizer's shadow reservation does not matter). Under AddressSanitizer the
+ * subprocesses run with allocator_may_return_null=1: its allocator would otherwise end the program
+ * itself on a refused request instead of returning NULL as the C library does. */
 #include "test-common.h"
 #include "oft/oft.h"
 #include <stdio.h>
@@ -46,11 +47,6 @@ cap_address_space (size_t extra)
 static void
 test_arena_try_alloc (void)
 {
-  if (UNDER_ASAN)
-    {
-      g_test_skip ("AddressSanitizer handles huge allocations itself");
-      return;
-    }
   if (g_test_subprocess ())
     {
       cap_address_space ((size_t) 256 << 20);
@@ -75,11 +71,6 @@ test_arena_try_alloc (void)
 static void
 test_unet_too_large (void)
 {
-  if (UNDER_ASAN)
-    {
-      g_test_skip ("AddressSanitizer handles huge allocations itself");
-      return;
-    }
   char *cfg = g_build_filename (g_getenv ("OFT_DATA_DIR"), "sd15-config", "unet", "config.json", NULL);
   if (g_test_subprocess ())
     {
@@ -105,11 +96,6 @@ test_unet_too_large (void)
 static void
 test_arena_checked (void)
 {
-  if (UNDER_ASAN)
-    {
-      g_test_skip ("AddressSanitizer handles huge allocations itself");
-      return;
-    }
   const size_t huge = (size_t) 1 << 58; /* floats: 2^60 bytes */
   if (g_test_subprocess ())
     {
@@ -121,7 +107,19 @@ test_arena_checked (void)
   g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
   g_test_trap_assert_failed ();
   g_test_trap_assert_stderr ("*cannot allocate 1099511627776.0 MiB for test-arena*");
+  g_test_trap_subprocess ("/limits/arena-checked/section", 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+}
 
+static void
+test_arena_checked_section (void)
+{
+  if (!g_test_subprocess ())
+    {
+      g_test_skip ("runs as a subprocess of /limits/arena-checked");
+      return;
+    }
+  const size_t huge = (size_t) 1 << 58;
   OftArena a;
   oft_arena_init (&a, "test-arena", 0);
   OftArenaMark m = oft_arena_mark (&a);
@@ -174,22 +172,22 @@ generate (OftPipeline *p, int size, float *rgb, GError **error)
 }
 
 /* The golden pipeline loaded, then 256 MiB of address space left: a 1024×1024 generation (its
- * self-attention alone would need 4 GiB) and a VAE decode to 2048×2048 fail with the size and what it
- * was for; afterwards the same process generates 64×64 exactly as before the failures. */
+ * self-attention alone would need 4 GiB), a VAE decode to 2048×2048 and a condition encoder on a
+ * 4096×4096 condition fail with the size and what it was for; afterwards the same process generates
+ * 64×64 exactly as before the failures. */
 static void
 test_generate_too_large (void)
 {
-  if (UNDER_ASAN)
-    {
-      g_test_skip ("AddressSanitizer handles huge allocations itself");
-      return;
-    }
   if (g_test_subprocess ())
     {
       OftPipeline *p = load_pipeline ();
       GError *error = NULL;
       float *before = g_new (float, 3 * 64 * 64), *after = g_new (float, 3 * 64 * 64);
       float *big = g_new (float, (size_t) 3 * 2048 * 2048), *z = g_new0 (float, (size_t) 4 * 256 * 256);
+      /* a control adapter's condition encoder on a 4096×4096 condition (its first im2col alone: 9 GiB) */
+      int ch0 = oft_unet_control_channels (p->unet);
+      OftCondEncoder *enc = oft_cond_encoder_new (3, ch0, "canny", 1);
+      float *cond = g_new0 (float, (size_t) 3 * 4096 * 4096), *feat = g_new (float, (size_t) ch0 * 512 * 512);
       g_assert_true (generate (p, 64, before, &error));
       g_assert_no_error (error);
       cap_address_space ((size_t) 256 << 20);
@@ -202,6 +200,10 @@ test_generate_too_large (void)
       g_assert_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED);
       printf ("decode: %s\n", error->message);
       g_clear_error (&error);
+      g_assert_false (oft_cond_encoder_forward (enc, feat, cond, 1, 4096, 4096, NULL, &error));
+      g_assert_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED);
+      printf ("condition: %s\n", error->message);
+      g_clear_error (&error);
 
       g_assert_true (generate (p, 64, after, &error));
       g_assert_no_error (error);
@@ -211,6 +213,9 @@ test_generate_too_large (void)
       g_free (after);
       g_free (big);
       g_free (z);
+      g_free (cond);
+      g_free (feat);
+      oft_cond_encoder_free (enc);
       oft_pipeline_free (p);
       return;
     }
@@ -218,7 +223,8 @@ test_generate_too_large (void)
   g_test_trap_assert_passed ();
   g_test_trap_assert_stdout ("*generate: UNet forward of 2×4×128×128 latents: cannot allocate *MiB for "
                              "unet-activations*decode: VAE decode of latents 1×256×256: cannot allocate *MiB for "
-                             "vae-activations*64x64 after the failures: identical*");
+                             "vae-activations*condition: condition encoder: cannot allocate *MiB for its activations*"
+                             "64x64 after the failures: identical*");
 }
 
 /* A training step (the golden OFT adapter attached to the golden UNet) on 256×256 latents with 256 MiB
@@ -226,11 +232,6 @@ test_generate_too_large (void)
 static void
 test_train_step_too_large (void)
 {
-  if (UNDER_ASAN)
-    {
-      g_test_skip ("AddressSanitizer handles huge allocations itself");
-      return;
-    }
   if (g_test_subprocess ())
     {
       OftPipeline *p = load_pipeline ();
@@ -291,10 +292,19 @@ test_train_step_too_large (void)
 int
 main (int argc, char **argv)
 {
+  if (UNDER_ASAN)
+    {
+      /* read when a process starts: set for the subprocesses, which do all the refused allocations */
+      const char *o = g_getenv ("ASAN_OPTIONS");
+      char *opts = g_strconcat (o && *o ? o : "", o && *o ? ":" : "", "allocator_may_return_null=1", NULL);
+      g_setenv ("ASAN_OPTIONS", opts, TRUE);
+      g_free (opts);
+    }
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/limits/arena-try-alloc", test_arena_try_alloc);
   g_test_add_func ("/limits/unet-too-large", test_unet_too_large);
   g_test_add_func ("/limits/arena-checked", test_arena_checked);
+  g_test_add_func ("/limits/arena-checked/section", test_arena_checked_section);
   g_test_add_func ("/limits/generate-too-large", test_generate_too_large);
   g_test_add_func ("/limits/train-step-too-large", test_train_step_too_large);
   return g_test_run ();

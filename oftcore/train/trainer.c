@@ -370,7 +370,8 @@ micro_batch (Trainer *tr, const LatentSet *set, int32_t *order, int n_order, int
   if (set->cond)
     {
       /* the condition encoder's features join after conv_in; their gradient comes back in dcontrol */
-      oft_cond_encoder_forward (tr->enc, tr->control, tr->cond, B, tr->res, tr->res, tr->enc_acts);
+      if (!oft_cond_encoder_forward (tr->enc, tr->control, tr->cond, B, tr->res, tr->res, tr->enc_acts, error))
+        return FALSE;
       memset (tr->dcontrol, 0, nr * sizeof (float));
       oft_unet_set_control (tr->p->unet, tr->control, tr->dcontrol);
     }
@@ -379,8 +380,9 @@ micro_batch (Trainer *tr, const LatentSet *set, int32_t *order, int n_order, int
   oft_unet_set_control (tr->p->unet, NULL, NULL);
   if (!ok)
     return FALSE;
-  if (set->cond)
-    oft_cond_encoder_backward (tr->enc, g[tr->n_params - 1], tr->dcontrol, tr->cond, B, tr->res, tr->res, tr->enc_acts);
+  if (set->cond && !oft_cond_encoder_backward (tr->enc, g[tr->n_params - 1], tr->dcontrol, tr->cond, B, tr->res,
+                                                tr->res, tr->enc_acts, error))
+    return FALSE;
   if (g == tr->tmp)
     for (size_t i = 0; i < tr->n_params; i++)
       for (int64_t j = 0; j < tr->numel[i]; j++)
