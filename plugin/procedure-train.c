@@ -1,10 +1,11 @@
 /* plug-in-oft-train: DreamBooth OFT training in a worker process (`oft train`), so that the plug-in
- * stays responsive and a kill loses at most the steps since the last checkpoint. The worker shares
- * the plug-in's process group: GIMP's cancel (SIGKILL to the group) ends both; checkpoints are written
- * atomically into OUT/checkpoint every tenth of the run, and running the procedure again with the same
- * output folder and settings passes --resume. The Stop button sends SIGINT, on which the worker
- * writes a checkpoint and exits. Progress comes from the worker's stderr lines
- * "oft train: step N/M loss L ..." (printed when stderr is not a terminal). */
+ * stays responsive and a kill loses at most the steps since the last checkpoint. GIMP's cancel SIGKILLs
+ * the plug-in (its process group only when the plug-in leads one of its own, which it does not); the
+ * worker then gets SIGINT (its parent-death signal), finishes the current step, checkpoints and exits.
+ * Checkpoints are also written atomically into OUT/checkpoint every tenth of the run, and running the
+ * procedure again with the same output folder and settings passes --resume. The Stop button sends
+ * SIGINT too (tests/gimp/test-gimp-kill.sh kills the plug-in and GIMP, then resumes). Progress comes
+ * from the worker's stderr lines "oft train: step N/M loss L ..." (printed when stderr is not a terminal). */
 #include "oft-plugin.h"
 #include <gegl.h>
 #include <math.h>
@@ -177,10 +178,13 @@ on_stop (gpointer data)
   kill (w->pid, SIGINT);
 }
 
-/* In the worker before exec: if the plug-in dies without killing the group, stop (and checkpoint). */
+/* In the worker before exec: if the plug-in dies (GIMP's cancel SIGKILLs the plug-in alone), stop after
+ * the current step and checkpoint. Its stderr then has no reader: without ignoring SIGPIPE the next
+ * progress line would kill it before that checkpoint is written. */
 static void
 child_setup (gpointer data)
 {
+  signal (SIGPIPE, SIG_IGN);
   prctl (PR_SET_PDEATHSIG, SIGINT);
 }
 

@@ -51,7 +51,7 @@ test_forward_backward_fd (void)
   test_fill_uniform (cond, (int64_t) nc, 0, 1, 11);
   test_fill_uniform (g, (int64_t) no, -1, 1, 12);
   float *acts = g_new (float, oft_cond_encoder_acts_floats (e, B, H, W));
-  oft_cond_encoder_forward (e, out, cond, B, H, W, acts);
+  g_assert_true (oft_cond_encoder_forward (e, out, cond, B, H, W, acts, NULL));
 
   double *p = g_new (double, e->n_params), *cd = g_new (double, nc), *gd = g_new (double, no), *od = g_new (double, no);
   for (int64_t i = 0; i < e->n_params; i++)
@@ -65,7 +65,7 @@ test_forward_backward_fd (void)
   test_assert_close_d ("forward vs double reference", out, od, (int64_t) no, 1e-5);
 
   float *grads = g_new0 (float, e->n_params);
-  oft_cond_encoder_backward (e, grads, g, cond, B, H, W, acts);
+  g_assert_true (oft_cond_encoder_backward (e, grads, g, cond, B, H, W, acts, NULL));
   /* 12 weights and 6 biases per layer against central differences (h = 1e-5, double) */
   double worst = 0, scale = 0;
   for (int l = 0; l < OFT_COND_ENCODER_LAYERS; l++)
@@ -99,7 +99,7 @@ test_forward_backward_fd (void)
 
   /* a new encoder's output is zero: it leaves the UNet unchanged until trained */
   OftCondEncoder *fresh = oft_cond_encoder_new (3, OC, "canny", 1);
-  oft_cond_encoder_forward (fresh, out, cond, B, H, W, NULL);
+  g_assert_true (oft_cond_encoder_forward (fresh, out, cond, B, H, W, NULL, NULL));
   for (size_t i = 0; i < no; i++)
     g_assert_cmpfloat (out[i], ==, 0.0f);
   oft_cond_encoder_free (fresh);

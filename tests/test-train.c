@@ -675,7 +675,7 @@ eval_loss_controlled (OftPipeline *p, const OftCondEncoder *enc, const float *co
   int64_t nr = (int64_t) B * oft_unet_control_channels (p->unet) * 16 * 16;
   float *r = g_new0 (float, nr);
   if (enc)
-    oft_cond_encoder_forward (enc, r, cond, B, 128, 128, NULL);
+    g_assert_true (oft_cond_encoder_forward (enc, r, cond, B, 128, 128, NULL, NULL));
   oft_unet_set_control (p->unet, r, NULL);
   double l = eval_loss (p, x0, noise, ts, ctx, B);
   oft_unet_set_control (p->unet, NULL, NULL);

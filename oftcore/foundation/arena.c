@@ -90,15 +90,51 @@ arena_take (OftArena *arena, size_t bytes, gboolean zero, GError **error)
   return p;
 }
 
-/* The infallible allocators still end the program when memory runs out, but with the size and the arena */
+/* The plain allocators end the program when memory runs out (with the size and the arena), except in
+ * a checked section: there the first refusal is kept and this and every later allocation give NULL. */
 static void *
 take_or_die (OftArena *arena, size_t bytes, gboolean zero)
 {
+  if (arena->failure)
+    return NULL;
   GError *error = NULL;
   void *p = arena_take (arena, bytes, zero, &error);
-  if (!p)
+  if (!p && arena->checked == 0)
     g_error ("%s", error->message);
+  if (!p)
+    arena->failure = error;
   return p;
+}
+
+void
+oft_arena_begin_checked (OftArena *arena)
+{
+  arena->checked++;
+}
+
+gboolean
+oft_arena_failed (const OftArena *arena)
+{
+  return arena->failure != NULL;
+}
+
+gboolean
+oft_arena_end_checked (OftArena *arena, GError **error)
+{
+  g_return_val_if_fail (arena->checked > 0, FALSE);
+  if (--arena->checked > 0)
+    {
+      if (arena->failure)
+        g_propagate_error (error, g_error_copy (arena->failure));
+      return arena->failure == NULL;
+    }
+  if (!arena->failure)
+    return TRUE;
+  g_propagate_error (error, arena->failure);
+  arena->failure = NULL;
+  /* what the failed computation took stays as spare chunks: give it back for whatever runs next */
+  oft_arena_trim (arena);
+  return FALSE;
 }
 
 void *
@@ -124,12 +160,16 @@ oft_arena_try_scratch (OftArena *arena, size_t n, GError **error)
 float *
 oft_arena_floats (OftArena *arena, size_t n)
 {
+  if (n > G_MAXSIZE / sizeof (float))
+    n = G_MAXSIZE / sizeof (float);
   return take_or_die (arena, n * sizeof (float), TRUE);
 }
 
 float *
 oft_arena_scratch (OftArena *arena, size_t n)
 {
+  if (n > G_MAXSIZE / sizeof (float))
+    n = G_MAXSIZE / sizeof (float);
   return take_or_die (arena, n * sizeof (float), FALSE);
 }
 
@@ -191,4 +231,6 @@ oft_arena_release (OftArena *arena)
   arena->head = NULL;
   oft_arena_trim (arena);
   arena->used = arena->peak = 0;
+  g_clear_error (&arena->failure);
+  arena->checked = 0;
 }

@@ -110,6 +110,31 @@ oft_file_write_atomic (const char *path, const void *data, size_t len, GError **
   return write_chunks_atomic (path, 1, chunks, lens, error);
 }
 
+int
+oft_file_remove_stale_temps (const char *path)
+{
+  char *dir = g_path_get_dirname (path), *base = g_path_get_basename (path);
+  size_t nb = strlen (base);
+  GDir *d = g_dir_open (dir, 0, NULL);
+  int removed = 0;
+  for (const char *name; d && (name = g_dir_read_name (d));)
+    {
+      /* exactly what write_chunks_atomic creates: '.', the name, '.', six mkstemp characters */
+      if (name[0] != '.' || strlen (name) != nb + 8 || strncmp (name + 1, base, nb) != 0 || name[nb + 1] != '.')
+        continue;
+      char *tmp = g_build_filename (dir, name, NULL);
+      struct stat sb;
+      if (lstat (tmp, &sb) == 0 && S_ISREG (sb.st_mode) && unlink (tmp) == 0)
+        removed++;
+      g_free (tmp);
+    }
+  if (d)
+    g_dir_close (d);
+  g_free (dir);
+  g_free (base);
+  return removed;
+}
+
 /* JSON string the way serde_json writes it: only '"', '\\' and control characters are escaped. */
 static void
 append_json_string (GString *s, const char *str)

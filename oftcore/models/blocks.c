@@ -1,3 +1,5 @@
+/* Every function here that takes scratch from the arena returns without computing when the arena has
+ * refused memory in a checked section (oft_arena_begin_checked): the entry point reports it. */
 #include "blocks.h"
 #include "oft/nn.h"
 #include <string.h>
@@ -9,7 +11,9 @@ oft_conv_apply (OftArena *scratch, float *out, const float *x, const float *w, c
   OftConv2dShape s = { .B = B, .C = C, .H = H, .W = W, .OC = OC, .kh = k, .kw = k, .stride = stride, .pad = pad };
   OftArenaMark m = oft_arena_mark (scratch);
   size_t n = oft_conv2d_scratch_floats (&s);
-  oft_conv2d_forward (out, x, w, b, &s, n ? oft_arena_scratch (scratch, n) : NULL);
+  float *sc = n ? oft_arena_scratch (scratch, n) : NULL;
+  if (!oft_arena_failed (scratch))
+    oft_conv2d_forward (out, x, w, b, &s, sc);
   oft_arena_reset (scratch, m);
 }
 
@@ -44,7 +48,9 @@ oft_conv_apply_backward_full (OftArena *scratch, float *dx, float *dw, float *db
   OftConv2dShape s = { .B = B, .C = C, .H = H, .W = W, .OC = OC, .kh = k, .kw = k, .stride = stride, .pad = pad };
   OftArenaMark m = oft_arena_mark (scratch);
   size_t n = oft_conv2d_scratch_floats (&s);
-  oft_conv2d_backward (dx, dw, dw ? db : NULL, dout, dw ? x : NULL, w, &s, n ? oft_arena_scratch (scratch, n) : NULL);
+  float *sc = n ? oft_arena_scratch (scratch, n) : NULL;
+  if (!oft_arena_failed (scratch))
+    oft_conv2d_backward (dx, dw, dw ? db : NULL, dout, dw ? x : NULL, w, &s, sc);
   oft_arena_reset (scratch, m);
 }
 
@@ -74,12 +80,16 @@ oft_resnet_forward_save (OftArena *scratch, float *out, const float *x, const fl
   float *c1 = save ? save->c1 : out;
   float *h2 = save ? save->h2 : h1;
   float *mean = save ? save->mean1 : oft_arena_scratch (scratch, G), *rstd = save ? save->rstd1 : oft_arena_scratch (scratch, G);
+  float *t = r->tw && temb_act ? oft_arena_scratch (scratch, (size_t) B * r->cout) : NULL;
+  if (!save && r->cout > r->cin)
+    h2 = oft_arena_scratch (scratch, (size_t) B * r->cout * HW);
+  if (oft_arena_failed (scratch))
+    goto out;
   oft_groupnorm_forward (h1, mean, rstd, x, r->n1w, r->n1b, B, r->cin, HW, r->groups, r->eps);
   oft_silu_forward (a1, h1, B * r->cin * HW);
   oft_conv_apply (scratch, c1, a1, r->c1w, r->c1b, B, r->cin, H, W, r->cout, 3, 1, 1);
-  if (r->tw && temb_act)
+  if (t)
     {
-      float *t = oft_arena_scratch (scratch, (size_t) B * r->cout);
       oft_linear_forward (t, temb_act, r->tw, r->tb, B, r->temb, r->cout);
       for (int b = 0; b < B; b++)
         for (int c = 0; c < r->cout; c++)
@@ -91,8 +101,6 @@ oft_resnet_forward_save (OftArena *scratch, float *out, const float *x, const fl
     }
   if (save)
     mean = save->mean2, rstd = save->rstd2;
-  if (!save && r->cout > r->cin)
-    h2 = oft_arena_scratch (scratch, (size_t) B * r->cout * HW);
   oft_groupnorm_forward (h2, mean, rstd, c1, r->n2w, r->n2b, B, r->cout, HW, r->groups, r->eps);
   oft_silu_forward (a1, h2, B * r->cout * HW);
   oft_conv_apply (scratch, out, a1, r->c2w, r->c2b, B, r->cout, H, W, r->cout, 3, 1, 1);
@@ -103,6 +111,7 @@ oft_resnet_forward_save (OftArena *scratch, float *out, const float *x, const fl
     }
   else
     oft_add_forward (out, out, x, B * r->cout * HW);
+out:
   oft_arena_reset (scratch, m);
 }
 
@@ -125,6 +134,13 @@ oft_resnet_backward (OftArena *scratch, float *dx, float *dtemb, const float *do
   float *dh = oft_arena_floats (scratch, (size_t) B * MAX (r->cin, r->cout) * HW);
   /* the convolutions' inputs, recomputed for their weight gradients */
   float *act = full ? oft_arena_scratch (scratch, (size_t) B * MAX (r->cin, r->cout) * HW) : NULL;
+  bool time = r->tw && temb_act && (dtemb || full);
+  float *dt = time ? oft_arena_floats (scratch, (size_t) B * r->cout) : NULL;
+  if (oft_arena_failed (scratch))
+    {
+      oft_arena_reset (scratch, m);
+      return;
+    }
 #define GR(p) oft_params_grad (g, p)
   /* out = shortcut(x) + conv2(silu(GN2(c1))), c1 = conv1(silu(GN1(x))) + time */
   if (r->scw)
@@ -137,10 +153,9 @@ oft_resnet_backward (OftArena *scratch, float *dx, float *dtemb, const float *do
   oft_silu_backward (dh, da, s->h2, B * r->cout * HW);
   memset (da, 0, (size_t) B * r->cout * HW * sizeof (float));
   oft_groupnorm_backward (da, GR (r->n2w), GR (r->n2b), dh, s->c1, r->n2w, s->mean2, s->rstd2, B, r->cout, HW, r->groups);
-  if (r->tw && temb_act && (dtemb || full))
+  if (time)
     {
       /* c1[b, c, :] += t[b, c]: ∂t is the spatial sum of ∂c1 */
-      float *dt = oft_arena_floats (scratch, (size_t) B * r->cout);
       for (int64_t bc = 0; bc < (int64_t) B * r->cout; bc++)
         {
           double sum = 0;
@@ -182,10 +197,11 @@ oft_downsample_forward (OftArena *scratch, float *out, const float *x, const Oft
   OftArenaMark m = oft_arena_mark (scratch);
   int PH = H + 1, PW = W + 1;
   float *p = oft_arena_floats (scratch, (size_t) B * d->ch * PH * PW); /* zeroed: the padding */
-  for (int64_t bc = 0; bc < (int64_t) B * d->ch; bc++)
+  for (int64_t bc = 0; p && bc < (int64_t) B * d->ch; bc++)
     for (int y = 0; y < H; y++)
       memcpy (p + (bc * PH + y) * PW, x + (bc * H + y) * W, W * sizeof (float));
-  oft_conv_apply (scratch, out, p, d->w, d->b, B, d->ch, PH, PW, d->ch, 3, 2, 0);
+  if (p)
+    oft_conv_apply (scratch, out, p, d->w, d->b, B, d->ch, PH, PW, d->ch, 3, 2, 0);
   oft_arena_reset (scratch, m);
 }
 
@@ -205,6 +221,11 @@ oft_downsample_backward (OftArena *scratch, float *dx, const float *dout, const 
   int64_t BC = (int64_t) B * d->ch;
   float *p = dw ? oft_arena_floats (scratch, (size_t) BC * PH * PW) : NULL;
   float *dp = oft_arena_floats (scratch, (size_t) BC * PH * PW);
+  if (oft_arena_failed (scratch))
+    {
+      oft_arena_reset (scratch, m);
+      return;
+    }
   for (int64_t bc = 0; p && bc < BC; bc++)
     for (int y = 0; y < H; y++)
       memcpy (p + (bc * PH + y) * PW, x + (bc * H + y) * W, W * sizeof (float));
@@ -229,8 +250,11 @@ oft_upsample_forward (OftArena *scratch, float *out, const float *x, const OftUp
 {
   OftArenaMark m = oft_arena_mark (scratch);
   float *up = oft_arena_scratch (scratch, (size_t) B * u->ch * 4 * H * W);
-  oft_upsample2x_forward (up, x, (int64_t) B * u->ch, H, W);
-  oft_conv_apply (scratch, out, up, u->w, u->b, B, u->ch, 2 * H, 2 * W, u->ch, 3, 1, 1);
+  if (up)
+    {
+      oft_upsample2x_forward (up, x, (int64_t) B * u->ch, H, W);
+      oft_conv_apply (scratch, out, up, u->w, u->b, B, u->ch, 2 * H, 2 * W, u->ch, 3, 1, 1);
+    }
   oft_arena_reset (scratch, m);
 }
 
@@ -241,12 +265,14 @@ oft_upsample_backward (OftArena *scratch, float *dx, const float *dout, const fl
   OftArenaMark m = oft_arena_mark (scratch);
   float *dw = oft_params_grad (g, u->w), *db = oft_params_grad (g, u->b);
   float *dup = oft_arena_floats (scratch, (size_t) B * u->ch * 4 * H * W);
-  float *up = NULL;
-  if (dw)
+  float *up = dw ? oft_arena_scratch (scratch, (size_t) B * u->ch * 4 * H * W) : NULL;
+  if (oft_arena_failed (scratch))
     {
-      up = oft_arena_scratch (scratch, (size_t) B * u->ch * 4 * H * W);
-      oft_upsample2x_forward (up, x, (int64_t) B * u->ch, H, W);
+      oft_arena_reset (scratch, m);
+      return;
     }
+  if (up)
+    oft_upsample2x_forward (up, x, (int64_t) B * u->ch, H, W);
   oft_conv_apply_backward_full (scratch, dup, dw, db, dout, up, u->w, B, u->ch, 2 * H, 2 * W, u->ch, 3, 1, 1);
   oft_upsample2x_backward (dx, dup, (int64_t) B * u->ch, H, W);
   oft_arena_reset (scratch, m);
@@ -278,6 +304,11 @@ oft_spatial_attention_forward (OftArena *scratch, float *x, const OftSpatialAtte
   float *q = oft_arena_scratch (scratch, N * C), *k = oft_arena_scratch (scratch, N * C), *v = oft_arena_scratch (scratch, N * C);
   float *att = oft_arena_scratch (scratch, (size_t) B * HW * HW);
   float *mean = oft_arena_scratch (scratch, (size_t) B * a->groups), *rstd = oft_arena_scratch (scratch, (size_t) B * a->groups);
+  if (oft_arena_failed (scratch))
+    {
+      oft_arena_reset (scratch, m);
+      return;
+    }
   oft_groupnorm_forward (h, mean, rstd, x, a->nw, a->nb, B, C, HW, a->groups, a->eps);
   oft_nchw_to_nhwc (t, h, B, C, HW);
   oft_linear_forward (q, t, a->qw, a->qb, N, C, C);
@@ -304,6 +335,11 @@ oft_spatial_attention_forward_save (OftArena *scratch, float *x, const OftSpatia
   };
   OftArenaMark m = oft_arena_mark (scratch);
   float *h = oft_arena_scratch (scratch, N * C), *t = oft_arena_scratch (scratch, N * C);
+  if (oft_arena_failed (scratch))
+    {
+      oft_arena_reset (scratch, m);
+      return;
+    }
   oft_groupnorm_forward (h, s->mean, s->rstd, x, a->nw, a->nb, B, C, HW, a->groups, a->eps);
   oft_nchw_to_nhwc (s->t, h, B, C, HW);
   oft_linear_forward (s->q, s->t, a->qw, a->qb, N, C, C);
@@ -328,6 +364,11 @@ oft_spatial_attention_backward (OftArena *scratch, float *dx, const float *x_in,
   float *dq = oft_arena_floats (scratch, N * C), *dk = oft_arena_floats (scratch, N * C);
   float *dv = oft_arena_floats (scratch, N * C), *dout = oft_arena_floats (scratch, N * C);
   float *att_scratch = oft_arena_scratch (scratch, oft_attention_scratch_floats (B, (int) HW, (int) HW, 1, C));
+  if (oft_arena_failed (scratch))
+    {
+      oft_arena_reset (scratch, m);
+      return;
+    }
   /* out = x + nchw(o_proj(attn(q(t), k(t), v(t)))), t = nhwc(GN(x)) */
   oft_nchw_to_nhwc (dt, dx, B, C, HW);
   oft_linear_backward (dout, GR (a->ow), GR (a->ob), dt, s->o, a->ow, N, C, C);

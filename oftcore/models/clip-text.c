@@ -158,12 +158,20 @@ oft_clip_text_forward (OftClipText *m, const int32_t *ids, int B, int clip_skip,
         return FALSE;
       }
   OftArenaMark mark = oft_arena_mark (&m->acts);
+  oft_arena_begin_checked (&m->acts);  /* a batch too large for the memory is an error */
   float *x = oft_arena_scratch (&m->acts, N * H), *h = oft_arena_scratch (&m->acts, N * H);
   float *q = oft_arena_scratch (&m->acts, N * H), *k = oft_arena_scratch (&m->acts, N * H);
   float *v = oft_arena_scratch (&m->acts, N * H), *a = oft_arena_scratch (&m->acts, N * H);
   float *att = oft_arena_scratch (&m->acts, (size_t) B * NH * T * T);
   float *f = oft_arena_scratch (&m->acts, N * I), *g = oft_arena_scratch (&m->acts, N * I);
   float *mean = oft_arena_scratch (&m->acts, N), *rstd = oft_arena_scratch (&m->acts, N);
+  if (oft_arena_failed (&m->acts))
+    {
+      oft_arena_reset (&m->acts, mark);
+      oft_arena_end_checked (&m->acts, error);
+      g_prefix_error (error, "CLIP text encoder forward of %d×%d tokens: ", B, T);
+      return FALSE;
+    }
 
   for (int64_t i = 0; i < N; i++)
     {
@@ -197,5 +205,5 @@ oft_clip_text_forward (OftClipText *m, const int32_t *ids, int B, int clip_skip,
         oft_layernorm_forward (out, mean, rstd, x, m->final_w, m->final_b, N, H, c->ln_eps);
     }
   oft_arena_reset (&m->acts, mark);
-  return TRUE;
+  return oft_arena_end_checked (&m->acts, error);
 }

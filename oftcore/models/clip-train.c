@@ -14,6 +14,9 @@ struct ClipTape {
   int32_t *ids;
   LayerSave *layers;
   float *x_last, *mf, *rf;
+  /* the backward's buffers, taken by the forward so that a backward (which returns nothing) cannot
+   * run out of memory: only the forward can, and it reports it */
+  float *dx, *dh, *dt, *dq, *dk, *dv, *df, *dg, *scratch;
   OftArenaMark mark;
 };
 
@@ -97,8 +100,9 @@ oft_clip_text_train_forward (OftClipText *m, const int32_t *ids, int B, float *o
   t->ids = g_memdup2 (ids, sizeof (int32_t) * (size_t) N);
   t->layers = g_new0 (LayerSave, c->n_layers);
   m->tape = t;
+  oft_arena_begin_checked (a);
   float *x = oft_arena_scratch (a, N * H);
-  for (int64_t i = 0; i < N; i++)
+  for (int64_t i = 0; x && i < N; i++)
     {
       const float *te = m->tok_emb + (int64_t) ids[i] * H, *pe = m->pos_emb + (i % T) * H;
       for (int j = 0; j < H; j++)
@@ -116,6 +120,8 @@ oft_clip_text_train_forward (OftClipText *m, const int32_t *ids, int B, float *o
         .r2 = oft_arena_scratch (a, N), .f = oft_arena_scratch (a, N * I), .g = oft_arena_scratch (a, N * I),
       };
       float *tmp = oft_arena_scratch (a, N * H), *x_out = oft_arena_scratch (a, N * H);
+      if (oft_arena_failed (a))
+        break;
       oft_layernorm_forward (s->h1, s->m1, s->r1, x, y->ln1_w, y->ln1_b, N, H, c->ln_eps);
       oft_linear_forward (s->q, s->h1, y->q_w, y->q_b, N, H, H);
       oft_linear_forward (s->k, s->h1, y->k_w, y->k_b, N, H, H);
@@ -133,6 +139,18 @@ oft_clip_text_train_forward (OftClipText *m, const int32_t *ids, int B, float *o
   t->x_last = x;
   t->mf = oft_arena_scratch (a, N);
   t->rf = oft_arena_scratch (a, N);
+  t->dx = oft_arena_floats (a, N * H), t->dh = oft_arena_floats (a, N * H), t->dt = oft_arena_floats (a, N * H);
+  t->dq = oft_arena_floats (a, N * H), t->dk = oft_arena_floats (a, N * H), t->dv = oft_arena_floats (a, N * H);
+  t->df = oft_arena_floats (a, N * I), t->dg = oft_arena_floats (a, N * I);
+  t->scratch = oft_arena_scratch (a, oft_attention_scratch_floats (B, T, T, NH, H / NH));
+  if (oft_arena_failed (a))
+    {
+      tape_release (m);
+      oft_arena_end_checked (a, error);
+      g_prefix_error (error, "CLIP text encoder training forward of %d×%d tokens: ", B, T);
+      return FALSE;
+    }
+  oft_arena_end_checked (a, NULL);
   oft_layernorm_forward (out, t->mf, t->rf, x, m->final_w, m->final_b, N, H, c->ln_eps);
   return TRUE;
 }
@@ -146,12 +164,9 @@ oft_clip_text_train_backward (OftClipText *m, const float *dout)
   const OftParams *g = m->params_list;
   int B = t->B, T = c->max_positions, H = c->hidden, I = c->intermediate, NH = c->n_heads;
   int64_t N = (int64_t) B * T;
-  OftArena *a = &m->train_acts;
 #define GR(p) oft_params_grad (g, p)
-  float *dx = oft_arena_floats (a, N * H), *dh = oft_arena_floats (a, N * H), *dt = oft_arena_floats (a, N * H);
-  float *dq = oft_arena_floats (a, N * H), *dk = oft_arena_floats (a, N * H), *dv = oft_arena_floats (a, N * H);
-  float *df = oft_arena_floats (a, N * I), *dg = oft_arena_floats (a, N * I);
-  float *scratch = oft_arena_scratch (a, oft_attention_scratch_floats (B, T, T, NH, H / NH));
+  float *dx = t->dx, *dh = t->dh, *dt = t->dt, *dq = t->dq, *dk = t->dk, *dv = t->dv, *df = t->df, *dg = t->dg;
+  float *scratch = t->scratch;
   oft_layernorm_backward (dx, GR (m->final_w), GR (m->final_b), dout, t->x_last, m->final_w, t->mf, t->rf, N, H);
   for (int l = c->n_layers - 1; l >= 0; l--)
     {

@@ -175,11 +175,30 @@ max_scratch (const OftCondEncoder *e, int B, int H, int W, size_t *max_act)
   return m;
 }
 
-void
-oft_cond_encoder_forward (const OftCondEncoder *e, float *out, const float *cond, int B, int H, int W, float *acts)
+/* n floats (zeroed), or NULL and the error naming the size: a condition image too large for the memory */
+static float *
+try_floats (size_t n, GError **error)
+{
+  float *p = n <= G_MAXSIZE / sizeof (float) ? g_try_malloc0 (MAX (n, 1) * sizeof (float)) : NULL;
+  if (!p)
+    g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "condition encoder: cannot allocate %.1f MiB for its "
+                 "activations: out of memory", (double) n * sizeof (float) / (1 << 20));
+  return p;
+}
+
+gboolean
+oft_cond_encoder_forward (const OftCondEncoder *e, float *out, const float *cond, int B, int H, int W, float *acts,
+                          GError **error)
 {
   size_t max_act, ns = max_scratch (e, B, H, W, &max_act);
-  float *scratch = g_new (float, ns ? ns : 1), *a = g_new (float, max_act), *z = g_new (float, max_act);
+  float *scratch = try_floats (ns, error), *a = scratch ? try_floats (max_act, error) : NULL;
+  float *z = a ? try_floats (max_act, error) : NULL;
+  if (!z)
+    {
+      g_free (scratch);
+      g_free (a);
+      return FALSE;
+    }
   const float *x = cond;
   for (int l = 0; l < OFT_COND_ENCODER_LAYERS; l++)
     {
@@ -202,15 +221,23 @@ oft_cond_encoder_forward (const OftCondEncoder *e, float *out, const float *cond
   g_free (scratch);
   g_free (a);
   g_free (z);
+  return TRUE;
 }
 
-void
+gboolean
 oft_cond_encoder_backward (const OftCondEncoder *e, float *grads, const float *dout, const float *cond,
-                           int B, int H, int W, const float *acts)
+                           int B, int H, int W, const float *acts, GError **error)
 {
   size_t max_act, ns = max_scratch (e, B, H, W, &max_act);
-  float *scratch = g_new (float, ns ? ns : 1), *d = g_new0 (float, max_act), *dn = g_new0 (float, max_act);
-  float *x = g_new (float, max_act);
+  float *scratch = try_floats (ns, error), *d = scratch ? try_floats (max_act, error) : NULL;
+  float *dn = d ? try_floats (max_act, error) : NULL, *x = dn ? try_floats (max_act, error) : NULL;
+  if (!x)
+    {
+      g_free (scratch);
+      g_free (d);
+      g_free (dn);
+      return FALSE;
+    }
   const float *pre[OFT_COND_ENCODER_LAYERS];
   for (int l = 0; l < OFT_COND_ENCODER_LAYERS; l++)
     {
@@ -249,4 +276,5 @@ oft_cond_encoder_backward (const OftCondEncoder *e, float *grads, const float *d
   g_free (d);
   g_free (dn);
   g_free (x);
+  return TRUE;
 }

@@ -1,6 +1,8 @@
 /* The UNet's transformer parts, forward (optionally keeping activations) and backward. The backward
  * produces input gradients and the trained rotations' dR; with full training (gradients in the
- * OftParams passed as g) every weight's gradient too, and frozen weights get none otherwise. */
+ * OftParams passed as g) every weight's gradient too, and frozen weights get none otherwise.
+ * As in blocks.c, a function whose scratch the arena refused (checked section) returns without
+ * computing; callers test oft_arena_failed. */
 #include "unet-private.h"
 #include "oft/nn.h"
 #include <string.h>
@@ -17,6 +19,11 @@ oft_unet_lin_forward (OftArena *a, float *out, const float *x, const Lin *lin, i
     }
   OftArenaMark m = oft_arena_mark (a);
   float *t0 = oft_arena_scratch (a, (size_t) N * lin->in), *t1 = oft_arena_scratch (a, (size_t) N * lin->in);
+  if (oft_arena_failed (a))
+    {
+      oft_arena_reset (a, m);
+      return;
+    }
   const float *src = x;
   for (guint i = 0; i <= n_rot; i++)
     {
@@ -71,9 +78,16 @@ oft_unet_lin_backward (OftArena *a, float *dx, const float *dy, const float *x, 
     {
       /* dy ⊙ s flows into the Linear; ∂/∂s needs the unscaled output again (recomputed, not kept) */
       float *dys = oft_arena_floats (a, (size_t) N * lin->out);
+      float *xr = t->gs ? oft_arena_scratch (a, (size_t) N * lin->in) : NULL;
+      float *yp = t->gs ? oft_arena_scratch (a, (size_t) N * lin->out) : NULL;
+      if (!dys || (t->gs && (!xr || !yp)))
+        {
+          /* memory refused in a checked section: the caller reports it */
+          oft_arena_reset (a, m);
+          return;
+        }
       if (t->gs)
         {
-          float *xr = oft_arena_scratch (a, (size_t) N * lin->in), *yp = oft_arena_scratch (a, (size_t) N * lin->out);
           if (boft)
             oft_boft_rotate_input_forward (xr, x, t->R, N, lin->in);
           else
@@ -88,11 +102,14 @@ oft_unet_lin_backward (OftArena *a, float *dx, const float *dy, const float *x, 
   if (dx || dR)
     {
       float *dxr = oft_arena_floats (a, (size_t) N * lin->in);
-      oft_linear_backward (dxr, NULL, NULL, dy, x, lin->w, N, lin->in, lin->out);
-      if (boft)
-        oft_boft_rotate_input_backward (dx, dR, dxr, x, t->R, N, lin->in);
-      else
-        oft_rotate_input_backward (dx, dR, dxr, x, t->R, N, &t->spec);
+      if (dxr)
+        {
+          oft_linear_backward (dxr, NULL, NULL, dy, x, lin->w, N, lin->in, lin->out);
+          if (boft)
+            oft_boft_rotate_input_backward (dx, dR, dxr, x, t->R, N, lin->in);
+          else
+            oft_rotate_input_backward (dx, dR, dxr, x, t->R, N, &t->spec);
+        }
     }
   oft_arena_reset (a, m);
 }
@@ -141,6 +158,11 @@ oft_unet_tblock_forward (OftArena *a, float *x, const float *context, const TBlo
       s = &tmp;
     }
   float *y = oft_arena_scratch (a, N * D);
+  if (oft_arena_failed (a))
+    {
+      oft_arena_reset (a, m);
+      return;
+    }
 
   if (save)
     memcpy (s->t0, x, N * D * sizeof (float));
@@ -187,6 +209,11 @@ oft_unet_tblock_backward (OftArena *a, float *dx, float *dcontext, const float *
 
   /* feed-forward: x3 = t2 + ff2(geglu(ff1(LN3(t2)))); the residual passes dx through unchanged */
   float *dg = oft_arena_floats (a, N * F), *df = oft_arena_floats (a, N * 2 * F);
+  if (oft_arena_failed (a))
+    {
+      oft_arena_reset (a, m);
+      return;
+    }
   oft_unet_lin_backward (a, dg, dx, s->g, &b->ff2, N, g);
   oft_geglu_backward (df, dg, s->f, N, F);
   oft_unet_lin_backward (a, dh, df, s->h3, &b->ff1, N, g);
@@ -230,6 +257,8 @@ oft_unet_transformer_forward (OftArena *a, float *x, const float *context, const
       s->mean = oft_arena_scratch (a, (size_t) B * t->groups);
       s->rstd = oft_arena_scratch (a, (size_t) B * t->groups);
       s->blocks = (TBlockSave *) oft_arena_alloc (a, sizeof (TBlockSave) * t->n_blocks);
+      if (oft_arena_failed (a))
+        return;
       memcpy (s->x_in, x, N * C * sizeof (float));
     }
   /* the blocks' saved activations must precede this call's scratch */
@@ -238,8 +267,10 @@ oft_unet_transformer_forward (OftArena *a, float *x, const float *context, const
   float *mean = s ? s->mean : oft_arena_scratch (a, (size_t) B * t->groups);
   float *rstd = s ? s->rstd : oft_arena_scratch (a, (size_t) B * t->groups);
   float *h = oft_arena_scratch (a, N * MAX (C, D)), *p = oft_arena_scratch (a, N * MAX (C, D));
-  if (!tok)
+  if (!s)
     tok = oft_arena_scratch (a, N * D);
+  if (oft_arena_failed (a))
+    goto out;
   /* Transformer2DModel's GroupNorm uses eps 1e-6 whatever the UNet's norm_eps */
   oft_groupnorm_forward (h, mean, rstd, x, t->nw, t->nb, B, C, HW, t->groups, 1e-6f);
   if (t->linear_proj)
@@ -266,6 +297,8 @@ oft_unet_transformer_forward (OftArena *a, float *x, const float *context, const
   else
     for (int i = 0; i < t->n_blocks; i++)
       oft_unet_tblock_forward (a, tok, context, &t->blocks[i], B, HW, T, NULL);
+  if (oft_arena_failed (a))
+    goto out;
   if (t->linear_proj)
     {
       oft_linear_forward (p, tok, t->pow_, t->pob, N, D, C);
@@ -277,6 +310,7 @@ oft_unet_transformer_forward (OftArena *a, float *x, const float *context, const
       oft_conv_apply (a, h, p, t->pow_, t->pob, B, D, Hh, Ww, C, 1, 1, 0);
     }
   oft_add_forward (x, x, h, N * C);
+out:
   oft_arena_reset (a, m0);
 }
 
@@ -290,20 +324,26 @@ oft_unet_transformer_backward (OftArena *a, float *dx, float *dcontext, const fl
   float *dtok = oft_arena_floats (a, N * D), *tmp = oft_arena_floats (a, N * MAX (C, D));
   float *dh = oft_arena_floats (a, N * C);
   float *dpow = oft_params_grad (g, t->pow_), *dpiw = oft_params_grad (g, t->piw);
+  if (oft_arena_failed (a))
+    goto out;
   /* out = x + proj_out(tokens): dx keeps its value for the residual. A 1×1 conv's [out, in, 1, 1]
    * weight is a Linear's [out, in], so both projection kinds run backward as Linears over tokens. */
   oft_nchw_to_nhwc (tmp, dx, B, C, HW);
   oft_linear_backward (dtok, dpow, oft_params_grad (g, t->pob), tmp, s->tok, t->pow_, N, D, C);
-  for (int i = t->n_blocks - 1; i >= 0; i--)
+  for (int i = t->n_blocks - 1; i >= 0 && !oft_arena_failed (a); i--)
     oft_unet_tblock_backward (a, dtok, dcontext, context, &t->blocks[i], B, HW, T, &s->blocks[i], g);
+  if (oft_arena_failed (a))
+    goto out;
   /* tokens = proj_in(GN(x)); proj_in's input is recomputed from the kept statistics */
   float *hin = NULL;
   if (dpiw)
     {
       float *h = oft_arena_scratch (a, N * C), *mean = oft_arena_scratch (a, (size_t) B * t->groups);
       float *rstd = oft_arena_scratch (a, (size_t) B * t->groups);
-      oft_groupnorm_forward (h, mean, rstd, s->x_in, t->nw, t->nb, B, C, HW, t->groups, 1e-6f);
       hin = oft_arena_scratch (a, N * C);
+      if (oft_arena_failed (a))
+        goto out;
+      oft_groupnorm_forward (h, mean, rstd, s->x_in, t->nw, t->nb, B, C, HW, t->groups, 1e-6f);
       oft_nchw_to_nhwc (hin, h, B, C, HW);
     }
   memset (tmp, 0, N * MAX (C, D) * sizeof (float));
@@ -311,5 +351,6 @@ oft_unet_transformer_backward (OftArena *a, float *dx, float *dcontext, const fl
   oft_nhwc_to_nchw (dh, tmp, B, C, HW);
   oft_groupnorm_backward (dx, oft_params_grad (g, t->nw), oft_params_grad (g, t->nb), dh, s->x_in, t->nw, s->mean,
                           s->rstd, B, C, HW, t->groups);
+out:
   oft_arena_reset (a, m);
 }

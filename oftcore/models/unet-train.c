@@ -207,23 +207,30 @@ take (OftArena *a, int B, int C, int H, int W)
   return oft_arena_scratch (a, (size_t) B * C * H * W);
 }
 
-static void
+/* FALSE when the arena refused memory (the training step then stops) */
+static bool
 unit_forward (Run *r, Unit *x, const OftResnet *res, const Transformer *tr)
 {
   int B = r->B, n = B * x->cout * x->H * x->W;
   x->res_out = take (r->a, B, x->cout, x->H, x->W);
   x->saved = !r->checkpoint;
+  if (!x->res_out)
+    return false;
   oft_resnet_forward_save (r->a, x->res_out, x->res_in, r->temb_act, res, B, x->H, x->W, x->saved ? &x->rs : NULL);
   x->out = x->res_out;
   if (tr)
     {
       x->out = take (r->a, B, x->cout, x->H, x->W);
+      if (!x->out)
+        return false;
       memcpy (x->out, x->res_out, (size_t) n * sizeof (float));
       oft_unet_transformer_forward (r->a, x->out, r->context, tr, B, x->H, x->W, r->T, x->saved ? &x->ts : NULL);
     }
+  return !oft_arena_failed (r->a);
 }
 
-/* dx: ∂/∂(unit output) in, returns a new buffer with ∂/∂(resnet input). */
+/* dx: ∂/∂(unit output) in, returns a new buffer with ∂/∂(resnet input); NULL when the arena refused
+ * memory. */
 static float *
 unit_backward (Run *r, Unit *x, float *dx, const OftResnet *res, const Transformer *tr)
 {
@@ -234,26 +241,32 @@ unit_backward (Run *r, Unit *x, float *dx, const OftResnet *res, const Transform
     {
       /* checkpointing: recompute this unit's activations from its kept input */
       float *tmp = take (r->a, B, y.cout, y.H, y.W);
-      oft_resnet_forward_save (r->a, tmp, y.res_in, r->temb_act, res, B, y.H, y.W, &y.rs);
-      if (tr)
+      if (tmp)
+        oft_resnet_forward_save (r->a, tmp, y.res_in, r->temb_act, res, B, y.H, y.W, &y.rs);
+      if (tr && !oft_arena_failed (r->a))
         {
           memcpy (tmp, y.res_out, (size_t) B * y.cout * y.H * y.W * sizeof (float));
           oft_unet_transformer_forward (r->a, tmp, r->context, tr, B, y.H, y.W, r->T, &y.ts);
         }
     }
-  if (tr)
+  if (tr && !oft_arena_failed (r->a))
     oft_unet_transformer_backward (r->a, dx, r->u->dcontext, r->context, tr, B, y.H, y.W, r->T, &y.ts, r->g);
   float *din = oft_arena_floats (r->a, (size_t) B * y.cin * y.H * y.W);
+  if (oft_arena_failed (r->a))
+    {
+      oft_arena_reset (r->a, m);
+      return NULL;
+    }
   oft_resnet_backward (r->a, din, r->dtemb, dx, y.res_in, r->temb_act, res, B, y.H, y.W, &y.rs, r->g);
   if (!y.saved)
     {
       /* keep din, drop the recomputed activations: move din down to the mark */
       float *keep_din = din;
       oft_arena_reset (r->a, m);
-      din = oft_arena_scratch (r->a, (size_t) B * y.cin * y.H * y.W);
+      din = oft_arena_scratch (r->a, (size_t) B * y.cin * y.H * y.W);  /* below keep_din: cannot fail */
       memmove (din, keep_din, (size_t) B * y.cin * y.H * y.W * sizeof (float));
     }
-  return din;
+  return oft_arena_failed (r->a) ? NULL : din;
 }
 
 gboolean
@@ -295,18 +308,24 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
     }
   OftArena *a = &u->train_acts;
   OftArenaMark mark = oft_arena_mark (a);
+  /* activations that do not fit become an error naming the size, not an abort */
+  oft_arena_begin_checked (a);
+  gboolean ok = FALSE;
+#define CHECK(cond) do { if (!(cond) || oft_arena_failed (a)) goto out; } while (0)
 
   /* time embedding (a gradient only with full training: nothing else is trained before it) */
   float *tp = oft_arena_scratch (a, (size_t) B * u->tproj), *t1 = oft_arena_scratch (a, (size_t) B * u->temb);
   float *temb = oft_arena_scratch (a, (size_t) B * u->temb), *t1a = oft_arena_scratch (a, (size_t) B * u->temb);
   float *temb_act = oft_arena_scratch (a, (size_t) B * u->temb);
+  float *dtemb = g ? oft_arena_floats (a, (size_t) B * u->temb) : NULL;
+  CHECK (TRUE);
   oft_timestep_embedding (tp, timesteps, B, u->tproj, u->flip, u->freq_shift, 10000.0f);
   oft_linear_forward (t1, tp, u->t1w, u->t1b, B, u->tproj, u->temb);
   oft_silu_forward (t1a, t1, (int64_t) B * u->temb);
   oft_linear_forward (temb, t1a, u->t2w, u->t2b, B, u->temb, u->temb);
   oft_silu_forward (temb_act, temb, (int64_t) B * u->temb);
   Run r = { .u = u, .a = a, .temb_act = temb_act, .context = context, .B = B, .T = T, .checkpoint = checkpoint,
-            .g = g, .dtemb = g ? oft_arena_floats (a, (size_t) B * u->temb) : NULL };
+            .g = g, .dtemb = dtemb };
 
   /* forward, every unit's input and output kept */
   float *skips[1 + MAX_LEVELS * (MAX_LAYERS + 1)];
@@ -314,6 +333,7 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
   Unit down[MAX_LEVELS][MAX_LAYERS], up[MAX_LEVELS][MAX_LAYERS], mid;
   int H = h, W = w, C = u->ch[0];
   float *x = take (a, B, C, H, W);
+  CHECK (x);
   oft_conv_apply (a, x, sample, u->cin_w, u->cin_b, B, u->in_ch, h, w, C, 3, 1, 1);
   if (u->control)
     oft_add_forward (x, x, u->control, (int64_t) B * C * h * w);
@@ -325,13 +345,14 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
         {
           Unit *un = &down[i][j];
           *un = (Unit) { .res_in = x, .cin = C, .cout = d->out_ch, .H = H, .W = W, .skip = n_skips };
-          unit_forward (&r, un, &d->res[j], d->has_attn ? &d->attn[j] : NULL);
+          CHECK (unit_forward (&r, un, &d->res[j], d->has_attn ? &d->attn[j] : NULL));
           x = un->out, C = un->cout;
           skips[n_skips] = x, skip_ch[n_skips] = C, skip_h[n_skips] = H, skip_w[n_skips++] = W;
         }
       if (d->has_sample)
         {
           float *y = take (a, B, C, H / 2, W / 2);
+          CHECK (y);
           oft_downsample_forward (a, y, x, &d->down, B, H, W);
           H /= 2, W /= 2, x = y;
           skips[n_skips] = x, skip_ch[n_skips] = C, skip_h[n_skips] = H, skip_w[n_skips++] = W;
@@ -341,9 +362,9 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
   /* mid block: resnet, transformer, resnet, as two units (the second without a transformer) */
   Unit mid1;
   mid = (Unit) { .res_in = x, .cin = C, .cout = C, .H = H, .W = W };
-  unit_forward (&r, &mid, &u->mid_r0, &u->mid_attn);
+  CHECK (unit_forward (&r, &mid, &u->mid_r0, &u->mid_attn));
   mid1 = (Unit) { .res_in = mid.out, .cin = C, .cout = C, .H = H, .W = W };
-  unit_forward (&r, &mid1, &u->mid_r1, NULL);
+  CHECK (unit_forward (&r, &mid1, &u->mid_r1, NULL));
   x = mid1.out;
   for (int i = 0; i < L; i++)
     {
@@ -352,15 +373,17 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
         {
           int k = --n_skips, sc = skip_ch[k];
           float *cat = take (a, B, C + sc, H, W);
+          CHECK (cat);
           oft_concat_forward (cat, x, skips[k], B, C, sc, (int64_t) H * W);
           Unit *un = &up[i][j];
           *un = (Unit) { .res_in = cat, .cin = C + sc, .cout = lv->out_ch, .H = H, .W = W, .skip = k };
-          unit_forward (&r, un, &lv->res[j], lv->has_attn ? &lv->attn[j] : NULL);
+          CHECK (unit_forward (&r, un, &lv->res[j], lv->has_attn ? &lv->attn[j] : NULL));
           x = un->out, C = un->cout;
         }
       if (lv->has_sample)
         {
           float *y = take (a, B, C, 2 * H, 2 * W);
+          CHECK (y);
           oft_upsample_forward (a, y, x, &lv->up, B, H, W);
           H *= 2, W *= 2, x = y;
         }
@@ -368,12 +391,13 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
   int64_t HW = (int64_t) H * W, n_out = (int64_t) B * u->out_ch * HW;
   float *gmean = oft_arena_scratch (a, (size_t) B * u->groups), *grstd = oft_arena_scratch (a, (size_t) B * u->groups);
   float *hn = take (a, B, C, H, W), *act = take (a, B, C, H, W), *out = oft_arena_scratch (a, n_out);
+  CHECK (TRUE);
   oft_groupnorm_forward (hn, gmean, grstd, x, u->nout_w, u->nout_b, B, C, HW, u->groups, u->norm_eps);
   oft_silu_forward (act, hn, (int64_t) B * C * HW);
   oft_conv_apply (a, out, act, u->cout_w, u->cout_b, B, C, H, W, u->out_ch, 3, 1, 1);
+  CHECK (TRUE);
   *loss = oft_mse_forward (out, target, n_out);
-  gboolean ok = isfinite (*loss);
-  if (!ok)
+  if (!isfinite (*loss))
     {
       g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_NUMERIC, "the loss is %g (NaN or infinite)", *loss);
       goto out;
@@ -384,13 +408,14 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
   for (int k = 0; k < n_pushed; k++)
     dskips[k] = oft_arena_floats (a, (size_t) B * skip_ch[k] * skip_h[k] * skip_w[k]);
   float *dout = oft_arena_floats (a, n_out);
-  oft_mse_backward (dout, out, target, n_out, 1.0f);
   float *dact = oft_arena_floats (a, (size_t) B * C * HW), *dhn = oft_arena_floats (a, (size_t) B * C * HW);
+  float *dx = oft_arena_floats (a, (size_t) B * C * HW);
+  CHECK (TRUE);
+  oft_mse_backward (dout, out, target, n_out, 1.0f);
 #define GR(p) oft_params_grad (g, p)
   oft_conv_apply_backward_full (a, dact, GR (u->cout_w), GR (u->cout_b), dout, act, u->cout_w, B, C, H, W, u->out_ch,
                                 3, 1, 1);
   oft_silu_backward (dhn, dact, hn, (int64_t) B * C * HW);
-  float *dx = oft_arena_floats (a, (size_t) B * C * HW);
   oft_groupnorm_backward (dx, GR (u->nout_w), GR (u->nout_b), dhn, x, u->nout_w, gmean, grstd, B, C, HW, u->groups);
   for (int i = L - 1; i >= 0; i--)
     {
@@ -399,21 +424,27 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
         {
           H /= 2, W /= 2;
           float *d = oft_arena_floats (a, (size_t) B * lv->out_ch * H * W);
+          CHECK (d);
           oft_upsample_backward (a, d, dx, up[i][lv->n - 1].out, &lv->up, B, H, W, g);
+          CHECK (TRUE);
           dx = d;
         }
       for (int j = lv->n - 1; j >= 0; j--)
         {
           Unit *un = &up[i][j];
           float *dcat = unit_backward (&r, un, dx, &lv->res[j], lv->has_attn ? &lv->attn[j] : NULL);
+          CHECK (dcat);
           int sc = skip_ch[un->skip], cprev = un->cin - sc;
           float *d = oft_arena_floats (a, (size_t) B * cprev * H * W);
+          CHECK (d);
           oft_concat_backward (d, dskips[un->skip], dcat, B, cprev, sc, (int64_t) H * W);
           dx = d;
         }
     }
   dx = unit_backward (&r, &mid1, dx, &u->mid_r1, NULL);
+  CHECK (dx);
   dx = unit_backward (&r, &mid, dx, &u->mid_r0, &u->mid_attn);
+  CHECK (dx);
   for (int i = L - 1; i >= 0; i--)
     {
       Level *d = &u->down[i];
@@ -422,7 +453,9 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
           int k = down[i][d->n - 1].skip + 1;  /* the downsampler's output was pushed after the level's units */
           oft_add_forward (dx, dx, dskips[k], (int64_t) B * d->out_ch * H * W);
           float *dd = oft_arena_floats (a, (size_t) B * d->out_ch * 4 * H * W);
+          CHECK (dd);
           oft_downsample_backward (a, dd, dx, down[i][d->n - 1].out, &d->down, B, 2 * H, 2 * W, g);
+          CHECK (TRUE);
           H *= 2, W *= 2, dx = dd;
         }
       for (int j = d->n - 1; j >= 0; j--)
@@ -430,6 +463,7 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
           Unit *un = &down[i][j];
           oft_add_forward (dx, dx, dskips[un->skip], (int64_t) B * un->cout * H * W);
           dx = unit_backward (&r, un, dx, &d->res[j], d->has_attn ? &d->attn[j] : NULL);
+          CHECK (dx);
         }
     }
   if (u->dcontrol || g)
@@ -445,6 +479,7 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
                                     u->ch[0], 3, 1, 1);
       /* temb_act = silu(linear_2(silu(linear_1(proj(t))))) */
       float *d2 = oft_arena_floats (a, (size_t) B * u->temb), *d1 = oft_arena_floats (a, (size_t) B * u->temb);
+      CHECK (TRUE);
       oft_silu_backward (d2, r.dtemb, temb, (int64_t) B * u->temb);
       oft_linear_backward (d1, GR (u->t2w), GR (u->t2b), d2, t1a, u->t2w, B, u->temb, u->temb);
       memset (d2, 0, sizeof (float) * (size_t) B * u->temb);
@@ -452,6 +487,7 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
       oft_linear_backward (NULL, GR (u->t1w), GR (u->t1b), d2, tp, u->t1w, B, u->tproj, u->temb);
     }
 #undef GR
+  CHECK (TRUE);  /* the gradients reach the caller only from a complete backward */
 
   for (guint i = 0; i < n_train; i++)
     {
@@ -463,6 +499,8 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
       else
         oft_rotation_backward (t->gR, t->dR, t->cache, t->param, &t->spec);
     }
+  ok = TRUE;
+#undef CHECK
 out:
   for (guint i = 0; i < n_train; i++)
     {
@@ -470,5 +508,7 @@ out:
       t->gR = t->gs = NULL;
     }
   oft_arena_reset (a, mark);
+  if (!oft_arena_end_checked (a, error))
+    g_prefix_error (error, "UNet training step on %d×%d×%d×%d latents: ", B, u->in_ch, h, w);
   return ok;
 }

@@ -455,10 +455,14 @@ oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const
   OftArenaMark mark = oft_arena_mark (a);
   char name[64];
   oft_unet_refresh_trainable (u);
+  /* activations that do not fit become an error, not an abort (a latent too large for the memory) */
+  oft_arena_begin_checked (a);
 
   /* time embedding; every resnet consumes SiLU(temb) */
   float *tp = oft_arena_scratch (a, (size_t) B * u->tproj), *t1 = oft_arena_scratch (a, (size_t) B * u->temb);
   float *temb = oft_arena_scratch (a, (size_t) B * u->temb);
+  if (oft_arena_failed (a))
+    goto out;
   oft_timestep_embedding (tp, timesteps, B, u->tproj, u->flip, u->freq_shift, 10000.0f);
   tap (u, "time_proj", tp, (int64_t) B * u->tproj);
   oft_linear_forward (t1, tp, u->t1w, u->t1b, B, u->tproj, u->temb);
@@ -476,15 +480,20 @@ oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const
     cmax = MAX (cmax, u->ch[i]);
   size_t big = (size_t) B * 2 * cmax * h * w; /* room for a concat at full resolution */
   float *x = oft_arena_scratch (a, big), *y = oft_arena_scratch (a, big), *cat = oft_arena_scratch (a, big);
+  if (oft_arena_failed (a))
+    goto out;
 
   oft_conv_apply (a, x, sample, u->cin_w, u->cin_b, B, u->in_ch, h, w, u->ch[0], 3, 1, 1);
   tap (u, "conv_in", x, (int64_t) B * u->ch[0] * h * w);
   if (u->control)
     oft_add_forward (x, x, u->control, (int64_t) B * u->ch[0] * h * w);
   int H = h, W = w, C = u->ch[0];
+  /* a refused allocation in a block (or here) stops the forward */
 #define PUSH()                                                                         \
   do {                                                                                 \
     skips[n_skips] = oft_arena_scratch (a, (size_t) B * C * H * W);                     \
+    if (oft_arena_failed (a))                                                          \
+      goto out;                                                                        \
     memcpy (skips[n_skips], x, (size_t) B * C * H * W * sizeof (float));               \
     skip_ch[n_skips++] = C;                                                            \
   } while (0)
@@ -499,7 +508,7 @@ oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const
           C = d->out_ch;
           if (d->has_attn)
             oft_unet_transformer_forward (a, x, context, &d->attn[j], B, H, W, T, NULL);
-          PUSH ();
+          PUSH (); /* checks the blocks' allocations too */
         }
       if (d->has_sample)
         {
@@ -515,6 +524,8 @@ oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const
   oft_resnet_forward (a, y, x, temb_act, &u->mid_r0, B, H, W);
   oft_unet_transformer_forward (a, y, context, &u->mid_attn, B, H, W, T, NULL);
   oft_resnet_forward (a, x, y, temb_act, &u->mid_r1, B, H, W);
+  if (oft_arena_failed (a))
+    goto out;
   tap (u, "mid_block", x, (int64_t) B * C * H * W);
 
   for (int i = 0; i < L; i++)
@@ -528,6 +539,8 @@ oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const
           C = up->out_ch;
           if (up->has_attn)
             oft_unet_transformer_forward (a, x, context, &up->attn[j], B, H, W, T, NULL);
+          if (oft_arena_failed (a))
+            goto out;
         }
       if (up->has_sample)
         {
@@ -535,17 +548,27 @@ oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const
           H *= 2, W *= 2;
           float *t = x; x = y; y = t;
         }
+      if (oft_arena_failed (a))
+        goto out;
       g_snprintf (name, sizeof name, "up_blocks.%d", i);
       tap (u, name, x, (int64_t) B * C * H * W);
     }
 #undef PUSH
 
   float *mean = oft_arena_scratch (a, (size_t) B * u->groups), *rstd = oft_arena_scratch (a, (size_t) B * u->groups);
+  if (oft_arena_failed (a))
+    goto out;
   oft_groupnorm_forward (y, mean, rstd, x, u->nout_w, u->nout_b, B, C, (int64_t) H * W, u->groups, u->norm_eps);
   tap (u, "conv_norm_out", y, (int64_t) B * C * H * W);
   oft_silu_forward (y, y, (int64_t) B * C * H * W);
   oft_conv_apply (a, out, y, u->cout_w, u->cout_b, B, C, H, W, u->out_ch, 3, 1, 1);
+out:
   oft_arena_reset (a, mark);
+  if (!oft_arena_end_checked (a, error))
+    {
+      g_prefix_error (error, "UNet forward of %d×%d×%d×%d latents: ", B, u->in_ch, h, w);
+      return FALSE;
+    }
   return TRUE;
 }
 

@@ -232,9 +232,12 @@ norm_silu_conv (OftVae *v, float *out, const float *x, const float *nw, const fl
   OftArenaMark m = oft_arena_mark (&v->acts);
   float *h = oft_arena_scratch (&v->acts, (size_t) B * C * HW);
   float *mean = oft_arena_scratch (&v->acts, (size_t) B * v->groups), *rstd = oft_arena_scratch (&v->acts, (size_t) B * v->groups);
-  oft_groupnorm_forward (h, mean, rstd, x, nw, nb, B, C, HW, v->groups, VAE_EPS);
-  oft_silu_forward (h, h, B * C * HW);
-  oft_conv_apply (&v->acts, out, h, cw, cb, B, C, H, W, OC, 3, 1, 1);
+  if (!oft_arena_failed (&v->acts))
+    {
+      oft_groupnorm_forward (h, mean, rstd, x, nw, nb, B, C, HW, v->groups, VAE_EPS);
+      oft_silu_forward (h, h, B * C * HW);
+      oft_conv_apply (&v->acts, out, h, cw, cb, B, C, H, W, OC, 3, 1, 1);
+    }
   oft_arena_reset (&v->acts, m);
 }
 
@@ -250,6 +253,17 @@ check_size (const OftVae *v, int B, int H, int W, int multiple, GError **error)
   return TRUE;
 }
 
+/* The end of a forward in a checked section: a refused allocation becomes the error. */
+static gboolean
+end_forward (OftVae *v, OftArenaMark mark, const char *what, int B, int H, int W, GError **error)
+{
+  oft_arena_reset (&v->acts, mark);
+  if (oft_arena_end_checked (&v->acts, error))
+    return TRUE;
+  g_prefix_error (error, "VAE %s %d×%d×%d: ", what, B, H, W);
+  return FALSE;
+}
+
 gboolean
 oft_vae_encode (OftVae *v, const float *img, int B, int H, int W, float *mean, float *logvar, GError **error)
 {
@@ -257,11 +271,14 @@ oft_vae_encode (OftVae *v, const float *img, int B, int H, int W, float *mean, f
   if (!check_size (v, B, H, W, f, error))
     return FALSE;
   OftArenaMark mark = oft_arena_mark (&v->acts);
+  oft_arena_begin_checked (&v->acts);
   size_t big = (size_t) B * MAX (v->ch[0], maxc) * H * W;
   float *x = oft_arena_scratch (&v->acts, big), *y = oft_arena_scratch (&v->acts, big);
+  if (oft_arena_failed (&v->acts))
+    return end_forward (v, mark, "encode of images", B, H, W, error);
   oft_conv_apply (&v->acts, x, img, v->e_in_w, v->e_in_b, B, v->in_ch, H, W, v->ch[0], 3, 1, 1);
   int h = H, w = W;
-  for (int i = 0; i < L; i++)
+  for (int i = 0; i < L && !oft_arena_failed (&v->acts); i++)
     {
       VaeLevel *e = &v->enc[i];
       for (int j = 0; j < e->n_resnets; j++)
@@ -285,6 +302,8 @@ oft_vae_encode (OftVae *v, const float *img, int B, int H, int W, float *mean, f
       oft_conv_apply (&v->acts, x, y, v->q_w, v->q_b, B, lat2, h, w, lat2, 1, 1, 0);
       moments = x;
     }
+  if (oft_arena_failed (&v->acts))
+    return end_forward (v, mark, "encode of images", B, H, W, error);
   int64_t hw = (int64_t) h * w;
   for (int b = 0; b < B; b++)
     {
@@ -294,8 +313,7 @@ oft_vae_encode (OftVae *v, const float *img, int B, int H, int W, float *mean, f
         for (int64_t i = 0; i < v->latent * hw; i++)
           logvar[(int64_t) b * v->latent * hw + i] = CLAMP (mb[v->latent * hw + i], -30.0f, 20.0f);
     }
-  oft_arena_reset (&v->acts, mark);
-  return TRUE;
+  return end_forward (v, mark, "encode of images", B, H, W, error);
 }
 
 gboolean
@@ -305,11 +323,14 @@ oft_vae_decode (OftVae *v, const float *z, int B, int h, int w, float *img, GErr
   if (!check_size (v, B, h, w, 1, error) || !check_size (v, B, h * f, w * f, 1, error))
     return FALSE;
   OftArenaMark mark = oft_arena_mark (&v->acts);
-  int cmax = 0;
+  oft_arena_begin_checked (&v->acts);
+  int h0 = h, w0 = w, cmax = 0;
   for (int i = 0; i < L; i++)
     cmax = MAX (cmax, v->ch[i]);
   size_t big = (size_t) B * cmax * (size_t) (h * f) * (w * f);
   float *x = oft_arena_scratch (&v->acts, big), *y = oft_arena_scratch (&v->acts, big);
+  if (oft_arena_failed (&v->acts))
+    return end_forward (v, mark, "decode of latents", B, h0, w0, error);
   const float *zin = z;
   if (v->post_quant)
     {
@@ -318,7 +339,7 @@ oft_vae_decode (OftVae *v, const float *z, int B, int h, int w, float *img, GErr
     }
   oft_conv_apply (&v->acts, x, zin, v->d_in_w, v->d_in_b, B, v->latent, h, w, maxc, 3, 1, 1);
   mid_forward (v, &v->d_mid, x, y, B, h, w);
-  for (int i = 0; i < L; i++)
+  for (int i = 0; i < L && !oft_arena_failed (&v->acts); i++)
     {
       VaeLevel *d = &v->dec[i];
       for (int j = 0; j < d->n_resnets; j++)
@@ -333,7 +354,7 @@ oft_vae_decode (OftVae *v, const float *z, int B, int h, int w, float *img, GErr
           float *t = x; x = y; y = t;
         }
     }
-  norm_silu_conv (v, img, x, v->d_nw, v->d_nb, v->d_out_w, v->d_out_b, B, v->ch[0], h, w, v->out_ch);
-  oft_arena_reset (&v->acts, mark);
-  return TRUE;
+  if (!oft_arena_failed (&v->acts))
+    norm_silu_conv (v, img, x, v->d_nw, v->d_nb, v->d_out_w, v->d_out_b, B, v->ch[0], h, w, v->out_ch);
+  return end_forward (v, mark, "decode of latents", B, h0, w0, error);
 }

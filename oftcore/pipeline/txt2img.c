@@ -140,12 +140,13 @@ oft_pipeline_generate (OftPipeline *p, const OftGenerateParams *g, float *rgb, f
         {
           int64_t nr = (int64_t) ch0 * h * w;
           control = g_new (float, B * nr);
-          oft_cond_encoder_forward (g->control, control, g->condition, 1, g->height, g->width, NULL);
-          for (int64_t j = 0; j < nr; j++)
+          ok = oft_cond_encoder_forward (g->control, control, g->condition, 1, g->height, g->width, NULL, error);
+          for (int64_t j = 0; ok && j < nr; j++)
             control[j] *= g->control_scale;
-          if (B == 2)
+          if (ok && B == 2)
             memcpy (control + nr, control, nr * sizeof (float));
-          oft_unet_set_control (p->unet, control, NULL);
+          if (ok)
+            oft_unet_set_control (p->unet, control, NULL);
         }
     }
   float sigma0 = oft_sampler_init_noise_sigma (s);

@@ -424,7 +424,8 @@ micro_batch (Trainer *tr, const LatentSet *set, int32_t *order, int n_order, int
   if (set->cond)
     {
       /* the condition encoder's features join after conv_in; their gradient comes back in dcontrol */
-      oft_cond_encoder_forward (tr->enc, tr->control, tr->cond, B, tr->res, tr->res, tr->enc_acts);
+      if (!oft_cond_encoder_forward (tr->enc, tr->control, tr->cond, B, tr->res, tr->res, tr->enc_acts, error))
+        return FALSE;
       memset (tr->dcontrol, 0, nr * sizeof (float));
       oft_unet_set_control (tr->p->unet, tr->control, tr->dcontrol);
     }
@@ -436,8 +437,10 @@ micro_batch (Trainer *tr, const LatentSet *set, int32_t *order, int n_order, int
   oft_unet_set_control (tr->p->unet, NULL, NULL);
   if (!ok)
     return FALSE;
-  if (set->cond && tr->active[tr->n_params - 1])
-    oft_cond_encoder_backward (tr->enc, g[tr->n_params - 1], tr->dcontrol, tr->cond, B, tr->res, tr->res, tr->enc_acts);
+  if (set->cond && tr->active[tr->n_params - 1]
+      && !oft_cond_encoder_backward (tr->enc, g[tr->n_params - 1], tr->dcontrol, tr->cond, B, tr->res, tr->res,
+                                     tr->enc_acts, error))
+    return FALSE;
   if (g == tr->tmp)
     for (size_t i = 0; i < tr->n_params; i++)
       for (int64_t j = 0; j < tr->numel[i]; j++)
@@ -470,6 +473,24 @@ fingerprint (const OftTrainParams *t, int n_inst, int n_cls, const OftPeftAdapte
   g_free (fp);
   g_free (extra);
   return all;
+}
+
+/* A run killed while writing leaves the temporary file of that write beside the target; they are never
+ * read (the rename is what publishes a file), only taken off the disk here. */
+static void
+remove_stale_temps (const OftTrainParams *t)
+{
+  static const char *const files[] = { "checkpoint/state.safetensors", "adapter_model.safetensors",
+                                       "adapter_config.json", OFT_COND_ENCODER_FILE };
+  int n = 0;
+  for (size_t i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      char *path = g_build_filename (t->out_dir, files[i], NULL);
+      n += oft_file_remove_stale_temps (path);
+      g_free (path);
+    }
+  if (n > 0)
+    say (t, "removed %d temporary file%s left by an interrupted run", n, n == 1 ? "" : "s");
 }
 
 static gboolean
@@ -912,6 +933,7 @@ oft_train_run (OftPipeline *p, const OftTrainParams *t, GError **error)
     goto out;
   if (t->resume)
     say (t, "resuming at step %" G_GINT64_FORMAT " of %d", tr->st.step, t->steps);
+  remove_stale_temps (t);
 
   int64_t nb = (int64_t) t->batch * tr->C * tr->h * tr->w;
   tr->x0 = g_new (float, nb);

@@ -34,12 +34,13 @@ void            oft_cond_encoder_free (OftCondEncoder *e);
 int64_t         oft_cond_encoder_offset (const OftCondEncoder *e, int layer);
 
 /* cond[B, in, H, W] → out[B, out, H/8, W/8] (H, W multiples of 8). acts (may be NULL) keeps the
- * pre-activation of every layer for the backward: oft_cond_encoder_acts_floats (e, B, H, W) floats. */
-size_t oft_cond_encoder_acts_floats (const OftCondEncoder *e, int B, int H, int W);
-void   oft_cond_encoder_forward (const OftCondEncoder *e, float *out, const float *cond, int B, int H, int W,
-                                 float *acts);
+ * pre-activation of every layer for the backward: oft_cond_encoder_acts_floats (e, B, H, W) floats.
+ * FALSE (an error with the size) only when its working memory cannot be allocated. */
+size_t   oft_cond_encoder_acts_floats (const OftCondEncoder *e, int B, int H, int W);
+gboolean oft_cond_encoder_forward (const OftCondEncoder *e, float *out, const float *cond, int B, int H, int W,
+                                   float *acts, GError **error);
 /* grads[n_params] += ∂loss/∂params from dout[B, out, H/8, W/8] (the condition gets no gradient). */
-void   oft_cond_encoder_backward (const OftCondEncoder *e, float *grads, const float *dout, const float *cond,
-                                  int B, int H, int W, const float *acts);
+gboolean oft_cond_encoder_backward (const OftCondEncoder *e, float *grads, const float *dout, const float *cond,
+                                    int B, int H, int W, const float *acts, GError **error);
 
 G_END_DECLS

@@ -76,5 +76,8 @@ gboolean oft_safetensors_write (const char *path, size_t n, const char *const *n
 
 /* Atomic replacement of `path` by `len` bytes of `data` (same guarantees as above). */
 gboolean oft_file_write_atomic (const char *path, const void *data, size_t len, GError **error);
+/* Removes the temporary files (".NAME.XXXXXX" beside `path`) that writes of `path` killed midway left
+ * behind; returns how many. Only for a file no other process is writing at the same time. */
+int oft_file_remove_stale_temps (const char *path);
 
 G_END_DECLS

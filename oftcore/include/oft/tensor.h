@@ -60,6 +60,8 @@ typedef struct {
   size_t used;           /* bytes handed out now */
   size_t peak;           /* high-water mark of `used` */
   size_t reserved;       /* bytes held from the system */
+  int checked;           /* depth of oft_arena_begin_checked sections */
+  GError *failure;       /* the first allocation refused inside them */
 } OftArena;
 
 typedef struct {
@@ -78,6 +80,16 @@ float     *oft_arena_scratch (OftArena *arena, size_t n);
  * when the system refuses the memory; the plain ones end the program with that message. */
 void      *oft_arena_try_alloc (OftArena *arena, size_t bytes, GError **error);
 float     *oft_arena_try_scratch (OftArena *arena, size_t n, GError **error);
+/* Checked sections, for computations whose activations may not fit (an image too large for the
+ * memory): inside one, an allocation the system refuses does not end the program; it returns NULL,
+ * and so does every later allocation from the arena until the section ends. Code that runs inside
+ * tests oft_arena_failed() before it uses what it allocated (and returns without computing when it
+ * is set). oft_arena_end_checked gives the first refusal as an error ("cannot allocate N MiB for
+ * <arena> ...") and returns FALSE, after which the arena works normally again. Sections nest; only
+ * the outermost end clears the failure (inner ones report a copy). */
+void       oft_arena_begin_checked (OftArena *arena);
+gboolean   oft_arena_failed (const OftArena *arena);
+gboolean   oft_arena_end_checked (OftArena *arena, GError **error);
 /* A tensor of the given shape with zeroed storage in the arena. */
 OftTensor  oft_arena_tensor (OftArena *arena, OftDType dtype, int ndim, const int64_t *shape);
 OftArenaMark oft_arena_mark (const OftArena *arena);
