@@ -192,3 +192,11 @@ oft_arena_release (OftArena *arena)
   oft_arena_trim (arena);
   arena->used = arena->peak = 0;
 }
+
+void
+oft_arena_foreach_chunk (const OftArena *arena, OftArenaChunkFunc fn, gpointer user_data)
+{
+  for (const OftArenaChunk *c = arena->head; c; c = c->prev)
+    if (c->offset > 0)
+      fn (c->data, c->offset, user_data);
+}
