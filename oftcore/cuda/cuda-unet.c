@@ -1,12 +1,12 @@
 /* UNet2DConditionModel forward on the GPU: models/unet.c, unet-blocks.c and blocks.c step for step over
- * the host model's structs, with device copies of its weights (cuda-model.h). Differences from the CPU
+ * the host model's structs, with device copies of its weights (cuda-module.h). Differences from the CPU
  * path, none of which changes the arithmetic beyond rounding:
  *  - attention is the fused kernel, so the [Tq, Tk] probabilities are never stored;
  *  - the transformer's 1×1-conv proj_in/proj_out run as Linears on the token layout (the same weights
  *    [D, C, 1, 1] = [D, C], transposed first instead of after), so both projection kinds share one path;
  *  - adapters applied on the fly rotate with oftcu_block_rotate_forward, R uploaded once per upload
  *    (a shared block is repeated to every block). */
-#include "cuda-model.h"
+#include "cuda-module.h"
 #include "../models/unet-private.h"
 #include "oft/error.h"
 #include <string.h>

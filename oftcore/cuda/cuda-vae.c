@@ -5,7 +5,7 @@
  * The mid-block attention has one head as wide as the channels (512 for SD), so it runs as two batched
  * GEMMs around a softmax rather than the fused kernel, and in fp32 whatever the storage type: bf16
  * logits of a 512-wide dot product would round by up to ~0.1, too coarse for the softmax. */
-#include "cuda-model.h"
+#include "cuda-module.h"
 #include "../models/vae-private.h"
 #include "oft/error.h"
 #include <math.h>

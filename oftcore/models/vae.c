@@ -202,6 +202,7 @@ oft_vae_free (OftVae *v)
 {
   if (!v)
     return;
+  oft_vae_device_release (v);
   for (int i = 0; i < MAX_LEVELS; i++)
     {
       g_free (v->enc[i].resnets);
@@ -304,6 +305,8 @@ oft_vae_decode (OftVae *v, const float *z, int B, int h, int w, float *img, GErr
   int f = oft_vae_factor (v), L = v->n_levels, maxc = v->ch[L - 1];
   if (!check_size (v, B, h, w, 1, error) || !check_size (v, B, h * f, w * f, 1, error))
     return FALSE;
+  if (v->dev)
+    return v->dev_ops->vae_decode (v->dev, z, B, h, w, img, error);
   OftArenaMark mark = oft_arena_mark (&v->acts);
   int cmax = 0;
   for (int i = 0; i < L; i++)
@@ -336,4 +339,11 @@ oft_vae_decode (OftVae *v, const float *z, int B, int h, int w, float *img, GErr
   norm_silu_conv (v, img, x, v->d_nw, v->d_nb, v->d_out_w, v->d_out_b, B, v->ch[0], h, w, v->out_ch);
   oft_arena_reset (&v->acts, mark);
   return TRUE;
+}
+
+OftVae *
+oft_vae_new_random (const char *config_path, guint64 seed, GError **error)
+{
+  OftWeightSource src = { .random_init = TRUE, .seed = seed };
+  return oft_vae_load_from (config_path, &src, error);
 }

@@ -20,7 +20,7 @@
 static char err_msg[512];
 static gboolean has_err;
 static GHashTable *sizes;   /* pointer → bytes */
-static size_t in_use, peak, limit;
+static size_t in_use, peak;
 
 static void
 fail (const char *msg)
@@ -35,8 +35,6 @@ oftcu_init (int ordinal, char *name, size_t name_len)
 {
   if (!sizes)
     sizes = g_hash_table_new (NULL, NULL);
-  const char *lim = g_getenv ("OFT_CUDA_MOCK_MEMORY");
-  limit = lim ? g_ascii_strtoull (lim, NULL, 10) : 0;
   g_strlcpy (name, "CPU mock of the CUDA launchers", name_len);
   return 0;
 }
@@ -52,6 +50,9 @@ void oftcu_reset_peak (void) { peak = in_use; }
 void *
 oftcu_alloc (size_t bytes)
 {
+  /* read at every allocation, so that a test can lower and lift it */
+  const char *lim = g_getenv ("OFT_CUDA_MOCK_MEMORY");
+  size_t limit = lim ? g_ascii_strtoull (lim, NULL, 10) : 0;
   if (limit && in_use + bytes > limit)
     {
       fail ("out of memory (OFT_CUDA_MOCK_MEMORY)");

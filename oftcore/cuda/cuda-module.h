@@ -1,6 +1,6 @@
-/* What the GPU models (cuda-unet.c, cuda-vae.c) share: a device arena for activations, the device copy
- * of a host parameter arena with pointer mapping, and a forward context whose launch wrappers stop
- * launching after the first failure (a kernel given a NULL buffer would corrupt the CUDA context, so an
+/* What the module's files share (in cuda-module.c, used by cuda-unet.c and cuda-vae.c): a device arena
+ * for activations, the device copy of a host parameter arena with pointer mapping, and a forward context
+ * whose launch wrappers stop launching after the first failure (a kernel given a NULL buffer would corrupt the CUDA context, so an
  * allocation that fails must turn the rest of the forward into no-ops and an error). */
 #pragma once
 #include <glib.h>
