@@ -174,7 +174,7 @@ mock_out_of_memory (void)
   g_test_assert_expected_messages ();
   g_assert_cmpint (oft_unet_device (u), ==, OFT_DEVICE_CPU);
 
-  /* room for the bf16 weights (6.5 MB, staged through 8 MiB) but not for the activations (256 MiB
+  /* room for the bf16 weights (6.5 MB, staged through 8 MiB) but not for the activations (64 MiB
    * chunks): the forward fails cleanly, and works once memory is back */
   g_setenv ("OFT_CUDA_MOCK_MEMORY", "16777216", TRUE);
   g_assert_true (oft_unet_set_device (u, OFT_DEVICE_CUDA, OFT_DTYPE_BF16, &error));

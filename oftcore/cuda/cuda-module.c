@@ -23,7 +23,7 @@ cu_arena_init (CuArena *a, const char *name, size_t chunk_size)
 {
   memset (a, 0, sizeof *a);
   a->name = name;
-  a->chunk_size = chunk_size ? chunk_size : (size_t) 256 << 20;
+  a->chunk_size = chunk_size ? chunk_size : (size_t) 64 << 20;
 }
 
 void *
