@@ -274,7 +274,18 @@ pipeline (OftDType dt, double tol_cpu, double tol_golden)
 static void test_pipeline_fp32 (void) { pipeline (OFT_DTYPE_F32, 1e-3, 1e-3); }
 /* bf16 through ten guided steps (0.042 on the stand-in): asserted within 0.25 of the CPU image, which a
  * broken forward (noise, off by ~1) misses; printed against golden */
-static void test_pipeline_bf16 (void) { pipeline (OFT_DTYPE_BF16, 0.25, 0); }
+static void
+test_pipeline_bf16 (void)
+{
+  /* the stand-in converts every operand of every launch: 5 s here, for wiring the fp32 run has checked */
+  const char *name = oft_cuda_device_name ();
+  if (name && g_str_has_prefix (name, "CPU mock"))
+    {
+      g_test_skip ("bf16 txt2img on the CPU stand-in (measured 0.042 from the CPU image when run)");
+      return;
+    }
+  pipeline (OFT_DTYPE_BF16, 0.25, 0);
+}
 
 int
 main (int argc, char **argv)
