@@ -99,6 +99,8 @@ inspect_adapter (const char *dir)
         printf ("  COFT: yes, eps %g\n", c->eps);
       else
         printf ("  COFT: no\n");
+      if (c->magnitude)
+        printf ("  magnitude: per-output scale oft_s (gimp_oft_magnitude; PEFT ignores it)\n");
     }
   else
     {

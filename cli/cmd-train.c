@@ -1,5 +1,6 @@
-/* oft train: DreamBooth-style OFT fine-tuning of a pipeline's UNet into a PEFT adapter folder, and
- * the replay mode that repeats AdamW steps on one fixed batch (for comparisons with PEFT). */
+/* oft train: DreamBooth-style OFT/BOFT fine-tuning of a pipeline's UNet into a PEFT adapter folder, an
+ * optional magnitude-fitting stage after it, and the replay mode that repeats AdamW steps on one fixed
+ * batch (for comparisons with PEFT). */
 #include "oft-cli.h"
 #include <signal.h>
 #include <stdio.h>
@@ -197,8 +198,9 @@ cmd_train (int argc, char **argv)
   Pairs pairs = { 0 };
   char **images = NULL;
   int num_class = -1, block_size = 0, blocks = 0, terms = 5, steps = 1000, warmup = 0, batch = 1, accum = 1;
-  int resolution = 0, every = 0;
+  int resolution = 0, every = 0, factors = 1, fit_magnitude = 0;
   double prior = 1.0, eps = -1, lr = -1, wd = 1e-2, max_norm = 1.0;  /* eps, lr < 0: the task's default */
+  double magnitude_lr = 0;
   gint64 seed = 0;
   gboolean exact = FALSE, share = FALSE, flip = FALSE, resume = FALSE, gc = FALSE;
   GOptionEntry entries[] = {
@@ -214,9 +216,12 @@ cmd_train (int argc, char **argv)
     { "class-images", 0, 0, G_OPTION_ARG_FILENAME, &class_dir, "Class image folder (missing images are generated into it)", "DIR" },
     { "prior-weight", 0, 0, G_OPTION_ARG_DOUBLE, &prior, "Weight of the prior-preservation loss (default 1.0)", "W" },
     { "num-class-images", 0, 0, G_OPTION_ARG_INT, &num_class, "Class images to use (default 100)", "N" },
-    { "method", 0, 0, G_OPTION_ARG_STRING, &method, "oft (default) or coft (constrained, radius --eps)", "NAME" },
-    { "block-size", 0, 0, G_OPTION_ARG_INT, &block_size, "Block size b of every module", "B" },
-    { "blocks", 0, 0, G_OPTION_ARG_INT, &blocks, "Number of blocks r per module (default 4, the paper's)", "R" },
+    { "method", 0, 0, G_OPTION_ARG_STRING, &method, "oft (default), coft (constrained, radius --eps) or boft "
+      "(PEFT BOFT: butterfly factors, exact Cayley, a trained per-output scale)", "NAME" },
+    { "block-size", 0, 0, G_OPTION_ARG_INT, &block_size, "Block size b of every module (BOFT: boft_block_size)", "B" },
+    { "blocks", 0, 0, G_OPTION_ARG_INT, &blocks, "Number of blocks r per module (default 4, the paper's; BOFT: "
+      "boft_block_num)", "R" },
+    { "butterfly-factors", 0, 0, G_OPTION_ARG_INT, &factors, "BOFT: boft_n_butterfly_factor (default 1, PEFT's)", "N" },
     { "eps", 0, 0, G_OPTION_ARG_DOUBLE, &eps, "COFT radius (default 6e-5; control task 1e-3)", "E" },
     { "neumann-terms", 0, 0, G_OPTION_ARG_INT, &terms, "Cayley–Neumann terms (default 5)", "N" },
     { "exact-cayley", 0, 0, G_OPTION_ARG_NONE, &exact, "Exact Cayley transform instead of the Neumann series", NULL },
@@ -231,6 +236,10 @@ cmd_train (int argc, char **argv)
     { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "Images per micro-batch (default 1)", "B" },
     { "grad-accum", 0, 0, G_OPTION_ARG_INT, &accum, "Micro-batches per optimizer step (default 1)", "K" },
     { "max-grad-norm", 0, 0, G_OPTION_ARG_DOUBLE, &max_norm, "Clip the total gradient norm (default 1.0; 0 = off)", "G" },
+    { "fit-magnitude", 0, 0, G_OPTION_ARG_INT, &fit_magnitude, "After --steps, N more steps with the rotations frozen "
+      "training a per-output scale (the paper's train_with_norm; stored as oft_s, see README)", "N" },
+    { "magnitude-lr", 0, 0, G_OPTION_ARG_DOUBLE, &magnitude_lr, "Constant learning rate of the magnitude stage "
+      "(default: --lr)", "LR" },
     { "resolution", 0, 0, G_OPTION_ARG_INT, &resolution, "Training resolution in pixels (default: the model's)", "PX" },
     { "flip", 0, 0, G_OPTION_ARG_NONE, &flip, "Random horizontal flips", NULL },
     { "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Random seed (default 0)", "S" },
@@ -243,7 +252,7 @@ cmd_train (int argc, char **argv)
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Output adapter folder (checkpoints in OUT/checkpoint)", "DIR" },
     { NULL },
   };
-  GOptionContext *ctx = g_option_context_new ("- train an OFT adapter on subject images (DreamBooth)");
+  GOptionContext *ctx = g_option_context_new ("- train an OFT or BOFT adapter on subject images (DreamBooth)");
   g_option_context_add_main_entries (ctx, entries, NULL);
   GError *error = NULL;
   int rc = 1;
@@ -263,9 +272,10 @@ cmd_train (int argc, char **argv)
     lr = task && strcmp (task, "control") == 0 ? 1e-5 : 6e-5;
   if (replay_batch)
     {
-      if (!init)
+      if (!init || fit_magnitude)
         {
-          g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--replay-batch needs --init-adapter");
+          g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID,
+                       "--replay-batch needs --init-adapter (and takes no --fit-magnitude)");
           goto out;
         }
       rc = replay (model, replay_batch, init, steps, lr, wd, out);
@@ -309,9 +319,21 @@ cmd_train (int argc, char **argv)
       g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "give --block-size or --blocks, not both");
       goto out;
     }
-  if (method && strcmp (method, "oft") != 0 && strcmp (method, "coft") != 0)
+  gboolean boft = method && strcmp (method, "boft") == 0;
+  if (method && strcmp (method, "oft") != 0 && strcmp (method, "coft") != 0 && !boft)
     {
-      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--method %s: expected oft or coft", method);
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--method %s: expected oft, coft or boft", method);
+      goto out;
+    }
+  if (boft && share)
+    {
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--block-share: PEFT's BOFT has no shared block");
+      goto out;
+    }
+  if (factors < 1 || factors > 16 || fit_magnitude < 0 || magnitude_lr < 0)
+    {
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID,
+                   "--butterfly-factors must be 1..16, --fit-magnitude and --magnitude-lr >= 0");
       goto out;
     }
   if (schedule && !oft_lr_schedule_from_name (schedule, &t.schedule))
@@ -345,6 +367,15 @@ cmd_train (int argc, char **argv)
   t.adapter.n_terms = terms;
   t.adapter.block_share = share;
   t.adapter.oft_block_size = block_size;
+  if (boft)
+    {
+      /* BOFT is always the exact Cayley transform (--eps, --neumann-terms do not apply) */
+      t.adapter.kind = OFT_ADAPTER_BOFT;
+      t.adapter.boft_block_size = block_size;
+      t.adapter.boft_n_factors = factors;
+    }
+  t.fit_magnitude = fit_magnitude;
+  t.magnitude_lr = magnitude_lr;
   t.blocks = block_size > 0 ? 0 : blocks > 0 ? blocks : 4;
   if (targets)
     {
@@ -383,7 +414,10 @@ cmd_train (int argc, char **argv)
   sigaction (SIGINT, &old, NULL);
   if (!ok)
     goto out;
-  printf ("adapter written to %s (%d steps)\n", out, steps);
+  if (fit_magnitude)
+    printf ("adapter written to %s (%d steps, then %d magnitude steps)\n", out, steps, fit_magnitude);
+  else
+    printf ("adapter written to %s (%d steps)\n", out, steps);
   rc = 0;
   if (merged)
     {

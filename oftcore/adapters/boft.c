@@ -2,6 +2,7 @@
  * Each block: S = ½(A − Aᵀ), R = (I − S)(I + S)⁻¹ (always the exact Cayley transform). */
 #include "adapters-internal.h"
 #include <string.h>
+#include <cblas.h>
 
 void
 oft_boft_perm (int *idx, const OftBoftSpec *s, int factor)
@@ -193,4 +194,20 @@ oft_boft_transform_backward (float *dboft_R, const float *dT, const float *cache
   g_free (G);
   g_free (idx);
   g_free (own);
+}
+
+void
+oft_boft_rotate_input_forward (float *xr, const float *x, const float *T, int64_t N, int d)
+{
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) N, d, d, 1.0f, x, d, T, d, 0.0f, xr, d);
+}
+
+void
+oft_boft_rotate_input_backward (float *dx, float *dT, const float *dxr, const float *x, const float *T,
+                                int64_t N, int d)
+{
+  if (dx)
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) N, d, d, 1.0f, dxr, d, T, d, 1.0f, dx, d);
+  if (dT)
+    cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, d, d, (int) N, 1.0f, x, d, dxr, d, 1.0f, dT, d);
 }

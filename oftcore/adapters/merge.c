@@ -217,27 +217,70 @@ oft_adapter_rotation (OftSpec *spec, int64_t d, const OftAdapterConfig *cfg, con
   return R;
 }
 
+/* The per-output scale (boft_s, or OFT's magnitude oft_s): [out, 1] or [1, out], finite, and non-zero
+ * when a merge is undone. */
+static float *
+scale_f32 (const OftTensor *scale, int64_t out, const char *name, bool undo, const char *module, GError **error)
+{
+  if (scale->ndim != 2 || !((scale->shape[0] == out && scale->shape[1] == 1)
+                            || (scale->shape[0] == 1 && scale->shape[1] == out)))
+    {
+      char *exp = g_strdup_printf ("[%" G_GINT64_FORMAT ", 1] (Linear) or [1, %" G_GINT64_FORMAT "] (Conv2d)", out, out);
+      shape_error (error, module, name, scale, exp);
+      g_free (exp);
+      return NULL;
+    }
+  float *sv = param_f32 (scale, module, name, error);
+  for (int64_t o = 0; sv && undo && o < out; o++)
+    if (sv[o] == 0)
+      {
+        g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_NUMERIC,
+                     "module '%s': %s[%" G_GINT64_FORMAT "] is 0: the merge cannot be undone", module, name, o);
+        g_clear_pointer (&sv, g_free);
+      }
+  return sv;
+}
+
 static gboolean
 oft_apply (float *W, int64_t out, int64_t d, const OftAdapterConfig *cfg, const OftTensor *param,
-           const char *module, bool undo, GError **error)
+           const OftTensor *scale, const char *module, bool undo, GError **error)
 {
   OftSpec s;
+  float *sv = NULL;
+  if (scale && !(sv = scale_f32 (scale, out, "oft_s", undo, module, error)))
+    return FALSE;
   float *R = oft_adapter_rotation (&s, d, cfg, param, module, error);
   if (!R)
-    return FALSE;
+    {
+      g_free (sv);
+      return FALSE;
+    }
   float *tmp = g_new (float, (size_t) (out * d));
   gboolean ok = TRUE;
   if (!undo)
-    oft_rotate_weight_forward (tmp, W, R, out, &s);
-  else if (!oft_rotate_weight_inverse (tmp, W, R, out, &s, error))
     {
-      g_prefix_error (error, "module '%s': ", module ? module : "?");
-      ok = FALSE;
+      /* W' = diag(s)·W·blockdiag(R)ᵀ, as BOFT's scale */
+      oft_rotate_weight_forward (tmp, W, R, out, &s);
+      if (sv)
+        oft_scale_rows_forward (tmp, tmp, sv, out, d);
+    }
+  else
+    {
+      if (sv)
+        for (int64_t o = 0; o < out; o++)
+          for (int64_t i = 0; i < d; i++)
+            W[o * d + i] /= sv[o];
+      if (!oft_rotate_weight_inverse (tmp, W, R, out, &s, error))
+        {
+          g_prefix_error (error, "module '%s': ", module ? module : "?");
+          ok = FALSE;
+        }
     }
   if (ok)
     memcpy (W, tmp, sizeof (float) * (size_t) (out * d));
   g_free (tmp);
   g_free (R);
+  g_free (sv);
   return ok;
 }
 
@@ -249,7 +292,7 @@ adapter_apply (float *W, int64_t out, int64_t d, const OftAdapterConfig *cfg, co
     return FALSE;
   if (cfg->kind == OFT_ADAPTER_BOFT)
     return boft_apply (W, out, d, cfg, param, scale, module, undo, error);
-  return oft_apply (W, out, d, cfg, param, module, undo, error);
+  return oft_apply (W, out, d, cfg, param, scale, module, undo, error);
 }
 
 gboolean
@@ -257,6 +300,13 @@ oft_adapter_merge (float *W, int64_t out, int64_t d, const OftAdapterConfig *cfg
                    const OftTensor *scale, const char *module, GError **error)
 {
   return adapter_apply (W, out, d, cfg, param, scale, module, false, error);
+}
+
+gboolean
+oft_adapter_boft_spec (OftBoftSpec *spec, int64_t out, int64_t d, const OftAdapterConfig *cfg, const OftTensor *param,
+                       const OftTensor *scale, const char *module, GError **error)
+{
+  return check_sizes (out, d, module, error) && boft_spec_for (spec, out, d, cfg, param, scale, module, error);
 }
 
 gboolean

@@ -1,5 +1,11 @@
 /* PEFT adapter folders for OFT and BOFT: adapter_config.json (kept as a JsonNode so that keys we
- * do not know survive load → save) and adapter_model.safetensors (f32 tensors in memory). */
+ * do not know survive load → save) and adapter_model.safetensors (f32 tensors in memory).
+ * One extension of ours: an OFT adapter with a fitted magnitude (`oft train --fit-magnitude`) says
+ * "gimp_oft_magnitude": true in its config and holds <module>.oft_s [out, 1] beside every oft_R.weight
+ * (rows of the merged weight scaled, as BOFT's boft_s). PEFT ignores both: its config loader drops unknown
+ * keys with a warning, and load_state_dict(strict=False) drops the extra tensors, so in PEFT such an
+ * adapter loads as the plain OFT rotation without the magnitude. We refuse oft_s without the flag and
+ * the flag without an oft_s for every module. */
 #include "oft/peft.h"
 #include "oft/error.h"
 #include "oft/safetensors.h"
@@ -13,6 +19,7 @@
 #define CONFIG_NAME "adapter_config.json"
 #define WEIGHTS_NAME "adapter_model.safetensors"
 #define KEY_PREFIX "base_model.model."
+#define MAGNITUDE_KEY "gimp_oft_magnitude"
 /* the PEFT release whose file format (new OFT, Neumann series of 0.18) we write */
 #define PEFT_FORMAT_VERSION "0.20.0"
 
@@ -154,7 +161,8 @@ parse_config (OftPeftAdapter *a, const char *file, GError **error)
           !get_bool (o, "use_cayley_neumann", TRUE, &c->neumann, file, error) ||
           !get_int (o, "num_cayley_neumann_terms", FALSE, 5, 0, &c->n_terms, file, error) ||
           !get_bool (o, "coft", FALSE, &c->coft, file, error) ||
-          !get_double (o, "eps", 6e-5, &c->eps, file, error))
+          !get_double (o, "eps", 6e-5, &c->eps, file, error) ||
+          !get_bool (o, MAGNITUDE_KEY, FALSE, &c->magnitude, file, error))
         return FALSE;
       if ((r == 0) == (c->oft_block_size == 0))
         return cfg_error (error, OFT_ERROR_INVALID, file, "oft_block_size",
@@ -235,6 +243,14 @@ check_module (const OftPeftAdapter *a, const OftTensor *param, const OftTensor *
                             c->oft_block_size);
       if (c->block_share && param->shape[0] != 1)
         return shape_error (error, file, pkey, param, "block_share needs exactly one stored block");
+      if (c->magnitude && !scale)
+        {
+          g_set_error (error, OFT_IO_ERROR, OFT_ERROR_NOT_FOUND, "%s: '%s' has no matching '%s' (the config "
+                       "says \"" MAGNITUDE_KEY "\": true)", file, pkey, skey);
+          return FALSE;
+        }
+      if (scale && (scale->ndim != 2 || (scale->shape[0] != 1 && scale->shape[1] != 1)))
+        return shape_error (error, file, skey, scale, "expected [out, 1]");
       return TRUE;
     }
   if (param->ndim != 4 || param->shape[0] != c->boft_n_factors || param->shape[1] < 1 ||
@@ -294,21 +310,30 @@ add_module_unchecked (OftPeftAdapter *a, const char *module, const OftTensor *pa
   g_hash_table_insert (a->by_name, m->module, m);
 }
 
+static const char *
+scale_suffix (const OftPeftAdapter *a)
+{
+  return a->cfg.kind == OFT_ADAPTER_OFT ? ".oft_s" : ".boft_s";
+}
+
 gboolean
 oft_peft_adapter_add_module (OftPeftAdapter *a, const char *module, const OftTensor *param,
                              const OftTensor *scale, GError **error)
 {
   const char *suffix = a->cfg.kind == OFT_ADAPTER_OFT ? ".oft_R.weight" : ".boft_R";
   char *pkey = g_strconcat (KEY_PREFIX, module, suffix, NULL);
-  char *skey = g_strconcat (KEY_PREFIX, module, ".boft_s", NULL);
+  char *skey = g_strconcat (KEY_PREFIX, module, scale_suffix (a), NULL);
   gboolean ok = FALSE;
+  if (scale && scale->ndim == 0)
+    scale = NULL;
   if (g_hash_table_contains (a->by_name, module))
     g_set_error (error, OFT_IO_ERROR, OFT_ERROR_INVALID, "adapter: module '%s' added twice", module);
-  else if (a->cfg.kind == OFT_ADAPTER_OFT && scale && scale->ndim > 0)
-    g_set_error (error, OFT_IO_ERROR, OFT_ERROR_INVALID, "adapter: module '%s': OFT has no scale tensor", module);
+  else if (a->cfg.kind == OFT_ADAPTER_OFT && scale && !a->cfg.magnitude)
+    g_set_error (error, OFT_IO_ERROR, OFT_ERROR_INVALID, "adapter: module '%s': OFT has no scale tensor (only "
+                 "with a fitted magnitude, oft_peft_adapter_set_scale)", module);
   else if (check_module (a, param, scale, "adapter", pkey, skey, error))
     {
-      add_module_unchecked (a, module, param, a->cfg.kind == OFT_ADAPTER_BOFT ? scale : NULL);
+      add_module_unchecked (a, module, param, scale);
       ok = TRUE;
     }
   g_free (pkey);
@@ -353,12 +378,17 @@ load_tensors (OftPeftAdapter *a, const char *file, GError **error)
         suffix = ".boft_R";
       else if (!oft && g_str_has_suffix (key, ".boft_s"))
         suffix = ".boft_s", is_scale = TRUE;
+      else if (oft && a->cfg.magnitude && g_str_has_suffix (key, ".oft_s"))
+        suffix = ".oft_s", is_scale = TRUE;
       size_t klen = strlen (key), slen = suffix ? strlen (suffix) : 0;
       if (!suffix || !g_str_has_prefix (key, KEY_PREFIX) || klen <= plen + slen)
         {
           g_set_error (error, OFT_IO_ERROR, OFT_ERROR_INVALID,
-                       "%s: unexpected key '%s' for a %s adapter (expected %s<module>%s)", file, key,
-                       oft ? "OFT" : "BOFT", KEY_PREFIX, oft ? ".oft_R.weight" : ".boft_R or .boft_s");
+                       "%s: unexpected key '%s' for a %s adapter (expected %s<module>%s)%s", file, key,
+                       oft ? "OFT" : "BOFT", KEY_PREFIX,
+                       !oft ? ".boft_R or .boft_s" : a->cfg.magnitude ? ".oft_R.weight or .oft_s" : ".oft_R.weight",
+                       oft && !a->cfg.magnitude && g_str_has_suffix (key, ".oft_s")
+                         ? "; an oft_s magnitude needs \"" MAGNITUDE_KEY "\": true in the config" : "");
           ok = FALSE;
           break;
         }
@@ -384,7 +414,7 @@ load_tensors (OftPeftAdapter *a, const char *file, GError **error)
     {
       Pending *p = &g_array_index (pending, Pending, i);
       char *pkey = g_strconcat (KEY_PREFIX, p->module, oft ? ".oft_R.weight" : ".boft_R", NULL);
-      char *skey = g_strconcat (KEY_PREFIX, p->module, ".boft_s", NULL);
+      char *skey = g_strconcat (KEY_PREFIX, p->module, scale_suffix (a), NULL);
       if (!p->param)
         {
           g_set_error (error, OFT_IO_ERROR, OFT_ERROR_NOT_FOUND, "%s: '%s' has no matching '%s'", file, skey, pkey);
@@ -504,6 +534,10 @@ oft_peft_adapter_new (const OftAdapterConfig *cfg, const char *const *target_mod
       KEY ("oft_block_size"); json_builder_add_int_value (jb, cfg->oft_block_size);
       KEY ("r"); json_builder_add_int_value (jb, 0);
       KEY ("use_cayley_neumann"); json_builder_add_boolean_value (jb, cfg->neumann);
+      if (cfg->magnitude)
+        {
+          KEY (MAGNITUDE_KEY); json_builder_add_boolean_value (jb, TRUE);
+        }
     }
   else
     {
@@ -542,6 +576,33 @@ const OftAdapterModule *
 oft_peft_adapter_find (const OftPeftAdapter *a, const char *module)
 {
   return g_hash_table_lookup (a->by_name, module);
+}
+
+gboolean
+oft_peft_adapter_set_scale (OftPeftAdapter *a, size_t i, const OftTensor *scale, GError **error)
+{
+  OftAdapterModule *m = i < a->modules->len ? g_ptr_array_index (a->modules, i) : NULL;
+  if (!m)
+    {
+      g_set_error (error, OFT_IO_ERROR, OFT_ERROR_INVALID, "adapter: no module %zu", i);
+      return FALSE;
+    }
+  if (scale->ndim != 2 || (scale->shape[0] != 1 && scale->shape[1] != 1))
+    {
+      char *got = oft_shape_to_string (scale->ndim, scale->shape);
+      g_set_error (error, OFT_IO_ERROR, OFT_ERROR_SHAPE, "adapter: module '%s': scale of shape %s, expected [out, 1]",
+                   m->module, got);
+      g_free (got);
+      return FALSE;
+    }
+  if (a->cfg.kind == OFT_ADAPTER_OFT && !a->cfg.magnitude)
+    {
+      a->cfg.magnitude = true;
+      json_object_set_boolean_member (json_node_get_object (a->config), MAGNITUDE_KEY, TRUE);
+    }
+  g_free (m->scale.data);
+  m->scale = tensor_dup_f32 (scale);
+  return TRUE;
 }
 
 /* ---- JSON text as Python's json.dumps(indent=2, sort_keys=True) writes it ---- */
@@ -766,9 +827,17 @@ oft_peft_adapter_save (const OftPeftAdapter *a, const char *dir, GError **error)
       const OftAdapterModule *m = g_ptr_array_index (a->modules, i);
       names[nt] = g_strconcat (KEY_PREFIX, m->module, oft ? ".oft_R.weight" : ".boft_R", NULL);
       tensors[nt++] = m->param;
-      if (!oft)
+      if (!oft || a->cfg.magnitude)
         {
-          names[nt] = g_strconcat (KEY_PREFIX, m->module, ".boft_s", NULL);
+          if (m->scale.ndim == 0)
+            {
+              g_set_error (error, OFT_IO_ERROR, OFT_ERROR_INVALID, "%s: module '%s' has no %s tensor", dir, m->module,
+                           scale_suffix (a) + 1);
+              g_strfreev (names);
+              g_free (tensors);
+              return FALSE;
+            }
+          names[nt] = g_strconcat (KEY_PREFIX, m->module, scale_suffix (a), NULL);
           tensors[nt++] = m->scale;
         }
     }

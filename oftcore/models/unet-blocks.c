@@ -9,7 +9,8 @@ void
 oft_unet_lin_forward (OftArena *a, float *out, const float *x, const Lin *lin, int64_t N)
 {
   guint n_rot = lin->rots ? lin->rots->len : 0;
-  if (n_rot == 0 && !lin->train)
+  const Trainable *t = lin->train;
+  if (n_rot == 0 && !t)
     {
       oft_linear_forward (out, x, lin->w, lin->b, N, lin->in, lin->out);
       return;
@@ -19,22 +20,32 @@ oft_unet_lin_forward (OftArena *a, float *out, const float *x, const Lin *lin, i
   const float *src = x;
   for (guint i = 0; i <= n_rot; i++)
     {
-      const OftSpec *spec;
-      const float *R;
+      float *dst = src == t0 ? t1 : t0;
       if (i < n_rot)
         {
           const LinRot *r = g_ptr_array_index (lin->rots, i);
-          spec = &r->spec, R = r->R;
+          oft_rotate_input_forward (dst, src, r->R, N, &r->spec);
         }
-      else if (lin->train)
-        spec = &lin->train->spec, R = lin->train->R;
+      else if (t && t->kind == OFT_ADAPTER_BOFT)
+        oft_boft_rotate_input_forward (dst, src, t->R, N, lin->in);
+      else if (t)
+        oft_rotate_input_forward (dst, src, t->R, N, &t->spec);
       else
         break;
-      float *dst = src == t0 ? t1 : t0;
-      oft_rotate_input_forward (dst, src, R, N, spec);
       src = dst;
     }
-  oft_linear_forward (out, src, lin->w, lin->b, N, lin->in, lin->out);
+  if (t && t->s)
+    {
+      /* y = s ⊙ (xr·Wᵀ) + b: the bias is not scaled (PEFT's BOFT) */
+      oft_linear_forward (out, src, lin->w, NULL, N, lin->in, lin->out);
+      oft_scale_output_forward (out, out, t->s, N, lin->out);
+      if (lin->b)
+        for (int64_t n = 0; n < N; n++)
+          for (int o = 0; o < lin->out; o++)
+            out[n * lin->out + o] += lin->b[o];
+    }
+  else
+    oft_linear_forward (out, src, lin->w, lin->b, N, lin->in, lin->out);
   oft_arena_reset (a, m);
 }
 
@@ -44,7 +55,8 @@ oft_unet_lin_backward (OftArena *a, float *dx, const float *dy, const float *x, 
 {
   /* training attaches only to Linears without inference rotations (oft_unet_attach_trainable checks),
    * so x is the trained rotation's input */
-  if (!lin->train)
+  Trainable *t = lin->train;
+  if (!t)
     {
       /* full training refuses Linears that rotate on the fly, so x is the Linear's own input here */
       float *dw = oft_params_grad (g, lin->w);
@@ -53,9 +65,35 @@ oft_unet_lin_backward (OftArena *a, float *dx, const float *dy, const float *x, 
       return;
     }
   OftArenaMark m = oft_arena_mark (a);
-  float *dxr = oft_arena_floats (a, (size_t) N * lin->in);
-  oft_linear_backward (dxr, NULL, NULL, dy, x, lin->w, N, lin->in, lin->out);
-  oft_rotate_input_backward (dx, lin->train->dR, dxr, x, lin->train->R, N, &lin->train->spec);
+  bool boft = t->kind == OFT_ADAPTER_BOFT;
+  float *dR = t->gR ? t->dR : NULL;
+  if (t->s)
+    {
+      /* dy ⊙ s flows into the Linear; ∂/∂s needs the unscaled output again (recomputed, not kept) */
+      float *dys = oft_arena_floats (a, (size_t) N * lin->out);
+      if (t->gs)
+        {
+          float *xr = oft_arena_scratch (a, (size_t) N * lin->in), *yp = oft_arena_scratch (a, (size_t) N * lin->out);
+          if (boft)
+            oft_boft_rotate_input_forward (xr, x, t->R, N, lin->in);
+          else
+            oft_rotate_input_forward (xr, x, t->R, N, &t->spec);
+          oft_linear_forward (yp, xr, lin->w, NULL, N, lin->in, lin->out);
+          oft_scale_output_backward (dys, t->gs, dy, yp, t->s, N, lin->out);
+        }
+      else
+        oft_scale_output_backward (dys, NULL, dy, NULL, t->s, N, lin->out);
+      dy = dys;
+    }
+  if (dx || dR)
+    {
+      float *dxr = oft_arena_floats (a, (size_t) N * lin->in);
+      oft_linear_backward (dxr, NULL, NULL, dy, x, lin->w, N, lin->in, lin->out);
+      if (boft)
+        oft_boft_rotate_input_backward (dx, dR, dxr, x, t->R, N, lin->in);
+      else
+        oft_rotate_input_backward (dx, dR, dxr, x, t->R, N, &t->spec);
+    }
   oft_arena_reset (a, m);
 }
 

@@ -15,12 +15,16 @@ typedef struct {
   float *R;
 } LinRot;
 
-/* A trained OFT module: the parameter lives in the caller's adapter and is read at every forward. */
+/* A trained OFT or BOFT module: the tensors live in the caller's adapter and are read at every forward. */
 typedef struct {
-  OftSpec spec;
-  float *param;        /* [rows, b(b−1)/2], the adapter's tensor (updated in place by an optimizer) */
-  float *R, *cache;    /* [rows, b, b] rebuilt by oft_unet_refresh_trainable */
-  float *dR;           /* [rows, b, b] ∂loss/∂R accumulated by a backward */
+  OftAdapterKind kind;
+  OftSpec spec;        /* OFT */
+  OftBoftSpec bspec;   /* BOFT */
+  float *param;        /* OFT [rows, b(b−1)/2] or BOFT [N, D, b, b], the adapter's tensor (updated in place) */
+  float *R, *cache;    /* rebuilt by oft_unet_refresh_trainable: OFT [rows, b, b]; BOFT the dense T [d, d] */
+  float *dR;           /* ∂loss/∂R (OFT) or ∂loss/∂T (BOFT) accumulated by a backward, shaped like R */
+  float *s;            /* [out] per-output scale (boft_s, or OFT's fitted magnitude oft_s), or NULL */
+  float *gR, *gs;      /* during oft_unet_train_loss: the caller's gradients, NULL for a frozen tensor */
   int index;           /* the module's index in the adapter */
 } Trainable;
 
@@ -104,9 +108,9 @@ struct _OftUnet {
   OftDType dev_dtype;
 };
 
-/* out[N, lin->out] = (x·R_1⋯·R_train)·Wᵀ + b */
+/* out[N, lin->out] = s ⊙ ((x·R_1⋯·R_train)·Wᵀ) + b (s: the trained module's scale, if any) */
 void oft_unet_lin_forward (OftArena *a, float *out, const float *x, const Lin *lin, int64_t N);
-/* dx (may be NULL) += ∂/∂x, and the trained rotation's dR, from dy; x is the Linear's input. */
+/* dx (may be NULL) += ∂/∂x, and the trained module's dR and ds (unless frozen), from dy; x is the Linear's input. */
 void oft_unet_lin_backward (OftArena *a, float *dx, const float *dy, const float *x, const Lin *lin, int64_t N,
                             const OftParams *g);
 

@@ -1,6 +1,7 @@
 /* Training a UNet: the forward keeps what the backward needs (every unit's input, and with
  * checkpointing off its internal activations too), the backward runs from the MSE loss to the
- * trained rotations (OFT adapter) and, with full training attached, to every weight. Without full
+ * trained adapter (OFT rotations, BOFT butterfly factors, per-output scales) and, with full training
+ * attached, to every weight. Without full
  * training frozen weights have no gradient buffers and gradients flow only through activations. */
 #include "unet-private.h"
 #include "oft/nn.h"
@@ -8,6 +9,13 @@
 #include <string.h>
 
 /* ---- attaching the trained adapter ---- */
+
+static size_t
+trainable_R_floats (const Trainable *t)
+{
+  return t->kind == OFT_ADAPTER_BOFT ? (size_t) t->bspec.d * t->bspec.d
+                                     : (size_t) oft_spec_rows (&t->spec) * t->spec.b * t->spec.b;
+}
 
 static void
 trainable_free (gpointer p)
@@ -33,6 +41,24 @@ oft_unet_detach_trainable (OftUnet *u)
   g_clear_pointer (&u->trainables, g_ptr_array_unref);
 }
 
+/* A module's per-output scale as [out] floats of the adapter's tensor, or NULL when it has none. */
+static gboolean
+module_scale (float **s, const OftAdapterModule *m, const Module *mod, GError **error)
+{
+  *s = NULL;
+  if (m->scale.ndim == 0)
+    return TRUE;
+  if (m->scale.dtype != OFT_DTYPE_F32 || oft_tensor_numel (&m->scale) != mod->out)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_SHAPE, "the adapter's module '%s' has a scale of %" G_GINT64_FORMAT
+                   " values (need %" G_GINT64_FORMAT " F32, one per output)", m->module, oft_tensor_numel (&m->scale),
+                   mod->out);
+      return FALSE;
+    }
+  *s = m->scale.data;
+  return TRUE;
+}
+
 gboolean
 oft_unet_attach_trainable (OftUnet *u, OftPeftAdapter *a, GError **error)
 {
@@ -44,11 +70,6 @@ oft_unet_attach_trainable (OftUnet *u, OftPeftAdapter *a, GError **error)
     }
   const OftAdapterConfig *cfg = oft_peft_adapter_config (a);
   size_t n = oft_peft_adapter_n_modules (a);
-  if (cfg->kind != OFT_ADAPTER_OFT)
-    {
-      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "only OFT adapters can be trained (not BOFT)");
-      return FALSE;
-    }
   GPtrArray *list = g_ptr_array_new_with_free_func (trainable_free);
   for (size_t i = 0; i < n; i++)
     {
@@ -67,16 +88,38 @@ oft_unet_attach_trainable (OftUnet *u, OftPeftAdapter *a, GError **error)
         }
       Trainable *t = g_new0 (Trainable, 1);
       g_ptr_array_add (list, t);
+      t->kind = cfg->kind;
+      size_t nR;
       /* validates the shapes against the Linear and fills the spec */
-      t->R = oft_adapter_rotation (&t->spec, mod->d, cfg, &m->param, m->module, error);
-      if (!t->R)
+      if (cfg->kind == OFT_ADAPTER_BOFT)
+        {
+          if (!oft_adapter_boft_spec (&t->bspec, mod->out, mod->d, cfg, &m->param, m->scale.ndim ? &m->scale : NULL,
+                                      m->module, error))
+            {
+              g_ptr_array_unref (list);
+              return FALSE;
+            }
+          nR = (size_t) mod->d * mod->d;
+          t->R = g_new (float, nR);
+          t->cache = g_new0 (float, oft_boft_cache_floats (&t->bspec));
+        }
+      else
+        {
+          t->R = oft_adapter_rotation (&t->spec, mod->d, cfg, &m->param, m->module, error);
+          if (!t->R)
+            {
+              g_ptr_array_unref (list);
+              return FALSE;
+            }
+          nR = (size_t) oft_spec_rows (&t->spec) * t->spec.b * t->spec.b;
+          t->cache = g_new0 (float, nR);
+        }
+      if (!module_scale (&t->s, m, mod, error))
         {
           g_ptr_array_unref (list);
           return FALSE;
         }
-      size_t bb = (size_t) oft_spec_rows (&t->spec) * t->spec.b * t->spec.b;
-      t->cache = g_new0 (float, bb);
-      t->dR = g_new0 (float, bb);
+      t->dR = g_new0 (float, nR);
       t->param = m->param.data;
       t->index = (int) i;
     }
@@ -97,6 +140,11 @@ oft_unet_refresh_trainable (OftUnet *u)
   for (guint i = 0; u->trainables && i < u->trainables->len; i++)
     {
       Trainable *t = g_ptr_array_index (u->trainables, i);
+      if (t->kind == OFT_ADAPTER_BOFT)
+        {
+          oft_boft_transform_forward (t->R, t->cache, t->param, &t->bspec);
+          continue;
+        }
       if (t->spec.coft)
         oft_coft_project (t->param, &t->spec); /* PEFT: in place, before every forward, not differentiated */
       oft_rotation_forward (t->R, t->cache, t->param, &t->spec);
@@ -240,10 +288,22 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
       return FALSE;
     }
   oft_unet_refresh_trainable (u);
-  for (guint i = 0; u->trainables && i < u->trainables->len; i++)
+  guint n_train = u->trainables ? u->trainables->len : 0;
+  gboolean any_scale = FALSE;
+  for (guint i = 0; i < n_train; i++)
+    any_scale |= ((Trainable *) g_ptr_array_index (u->trainables, i))->s != NULL;
+  if (n_train && !grads)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "an adapter is attached for training: grads are needed");
+      return FALSE;
+    }
+  for (guint i = 0; i < n_train; i++)
     {
       Trainable *t = g_ptr_array_index (u->trainables, i);
-      memset (t->dR, 0, sizeof (float) * (size_t) oft_spec_rows (&t->spec) * t->spec.b * t->spec.b);
+      t->gR = grads[t->index];
+      t->gs = t->s && any_scale ? grads[n_train + t->index] : NULL;
+      if (t->gR)
+        memset (t->dR, 0, sizeof (float) * trainable_R_floats (t));
     }
   OftArena *a = &u->train_acts;
   OftArenaMark mark = oft_arena_mark (a);
@@ -405,12 +465,22 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
     }
 #undef GR
 
-  for (guint i = 0; u->trainables && i < u->trainables->len; i++)
+  for (guint i = 0; i < n_train; i++)
     {
       Trainable *t = g_ptr_array_index (u->trainables, i);
-      oft_rotation_backward (grads[t->index], t->dR, t->cache, t->param, &t->spec);
+      if (!t->gR)
+        continue;
+      if (t->kind == OFT_ADAPTER_BOFT)
+        oft_boft_transform_backward (t->gR, t->dR, t->cache, t->param, &t->bspec);
+      else
+        oft_rotation_backward (t->gR, t->dR, t->cache, t->param, &t->spec);
     }
 out:
+  for (guint i = 0; i < n_train; i++)
+    {
+      Trainable *t = g_ptr_array_index (u->trainables, i);
+      t->gR = t->gs = NULL;
+    }
   oft_arena_reset (a, mark);
   return ok;
 }

@@ -406,8 +406,8 @@ oft_unet_apply_adapter (OftUnet *u, const OftPeftAdapter *a, gboolean merge, GEr
     {
       const OftAdapterModule *m = oft_peft_adapter_module (a, i);
       Module *mod = g_hash_table_lookup (u->modules, m->module);
-      /* BOFT and conv modules always merge; OFT on a Linear may run input-centric */
-      if (!merge && mod->lin && cfg->kind == OFT_ADAPTER_OFT)
+      /* BOFT, conv modules and OFT with a fitted magnitude always merge; OFT on a Linear may run input-centric */
+      if (!merge && mod->lin && cfg->kind == OFT_ADAPTER_OFT && m->scale.ndim == 0)
         {
           rots[i] = g_new0 (LinRot, 1);
           rots[i]->R = oft_adapter_rotation (&rots[i]->spec, mod->d, cfg, &m->param, m->module, error);

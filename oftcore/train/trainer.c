@@ -1,7 +1,9 @@
 /* The DreamBooth training loop (diffusers' train_dreambooth with PEFT OFT on the UNet): data are
  * prepared once (VAE posterior mean and std per image and flip, text embeddings), then every step
  * draws from one RNG, in this fixed order: data order reshuffles, flips, latent samples, timesteps,
- * noise (instance batch, then class batch), so a seed and a checkpoint reproduce a run bit for bit. */
+ * noise (instance batch, then class batch), so a seed and a checkpoint reproduce a run bit for bit.
+ * With fit_magnitude a second stage follows (the paper's train_with_norm): R frozen, the per-output
+ * scales trained alone; it continues the same step counter, RNG and checkpoints. */
 #include "oft/train.h"
 #include "oft/error.h"
 #include "oft/safetensors.h"
@@ -42,19 +44,46 @@ matches_target (const char *path, const char *const *targets)
   return FALSE;
 }
 
-/* A new adapter with zero parameters (PEFT's init_weights=True: R = I) on every matching Linear. */
+/* PEFT's BOFT layer checks for one Linear: b divides in; with N > 1 factors b is even and the block
+ * count D = in/b divisible by 2^(N−1) (so the butterfly permutations exist). */
+static gboolean
+boft_sizes (const char *path, int d, int blocks, int block_size, int N, int *b_out, GError **error)
+{
+  int b = blocks > 0 ? (d % blocks == 0 ? d / blocks : 0) : block_size;
+  int D = b > 0 && d % b == 0 ? d / b : 0;
+  if (b < 2 || D < 1 || N < 1 || N > 31 || (N > 1 && (b % 2 != 0 || D % (1 << (N - 1)) != 0)))
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_SHAPE,
+                   "module '%s': in_features %d cannot be cut into %s %d for %d butterfly factor%s (need a block size "
+                   ">= 2 dividing it; with several factors an even block size and a block count divisible by 2^(factors-1))",
+                   path, d, blocks > 0 ? "blocks:" : "blocks of", blocks > 0 ? blocks : block_size, N, N == 1 ? "" : "s");
+      return FALSE;
+    }
+  *b_out = b;
+  return TRUE;
+}
+
+/* A new adapter on every matching Linear, with PEFT's init_weights=True: OFT parameters zero (R = I);
+ * BOFT boft_R zero (every factor I) and boft_s one. */
 static OftPeftAdapter *
 new_adapter (OftUnet *u, const OftTrainParams *t, GError **error)
 {
   const char *const *targets = t->targets && t->targets[0] ? t->targets : default_targets;
   OftAdapterConfig cfg = t->adapter;
-  cfg.kind = OFT_ADAPTER_OFT;
-  if (t->blocks > 0)
-    cfg.oft_block_size = 0;
-  else if (cfg.oft_block_size < 2)
+  gboolean boft = cfg.kind == OFT_ADAPTER_BOFT;
+  cfg.magnitude = false;
+  if (boft)
     {
-      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "block size %d: need >= 2 (or a number of blocks)",
-                   cfg.oft_block_size);
+      cfg.boft_n_factors = MAX (cfg.boft_n_factors, 1);
+      if (t->blocks > 0)
+        cfg.boft_block_size = 0;  /* the config then says boft_block_num (save_adapter) */
+    }
+  else if (t->blocks > 0)
+    cfg.oft_block_size = 0;
+  int bs = boft ? cfg.boft_block_size : cfg.oft_block_size;
+  if (t->blocks <= 0 && bs < 2)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "block size %d: need >= 2 (or a number of blocks)", bs);
       return NULL;
     }
   OftPeftAdapter *a = oft_peft_adapter_new (&cfg, targets);
@@ -65,7 +94,23 @@ new_adapter (OftUnet *u, const OftTrainParams *t, GError **error)
       const OftUnetLinear *l = g_ptr_array_index (mods, i);
       if (!matches_target (l->path, targets))
         continue;
-      int d = l->in_features, b = t->blocks > 0 ? d / t->blocks : cfg.oft_block_size;
+      int d = l->in_features, b = t->blocks > 0 ? d / t->blocks : bs;
+      if (boft)
+        {
+          int N = cfg.boft_n_factors;
+          if (!(ok = boft_sizes (l->path, d, t->blocks, bs, N, &b, error)))
+            break;
+          int64_t n = (int64_t) N * (d / b) * b * b, out = l->out_features;
+          float *zeros = g_new0 (float, n), *ones = g_new (float, out);
+          for (int64_t o = 0; o < out; o++)
+            ones[o] = 1.0f;
+          OftTensor p = { .dtype = OFT_DTYPE_F32, .ndim = 4, .shape = { N, d / b, b, b }, .data = zeros };
+          OftTensor sc = { .dtype = OFT_DTYPE_F32, .ndim = 2, .shape = { out, 1 }, .data = ones };
+          ok = oft_peft_adapter_add_module (a, l->path, &p, &sc, error);
+          g_free (zeros);
+          g_free (ones);
+          continue;
+        }
       if (b < 2 || d % b != 0)
         {
           g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_SHAPE,
@@ -94,17 +139,21 @@ new_adapter (OftUnet *u, const OftTrainParams *t, GError **error)
   return a;
 }
 
-/* Saves the adapter; with a number of blocks the config says r = blocks, oft_block_size = 0 (PEFT
- * then derives each module's block size from its in_features). */
+/* Saves the adapter; with a number of blocks the config says r = blocks, oft_block_size = 0 (BOFT:
+ * boft_block_num = blocks, boft_block_size = 0), and PEFT derives each module's block size from its
+ * in_features. */
 static gboolean
 save_adapter (const OftPeftAdapter *a, const char *dir, int blocks, GError **error)
 {
   if (!oft_peft_adapter_save (a, dir, error))
     return FALSE;
-  if (blocks <= 0 || oft_peft_adapter_config (a)->oft_block_size > 0)
+  const OftAdapterConfig *c = oft_peft_adapter_config (a);
+  gboolean boft = c->kind == OFT_ADAPTER_BOFT;
+  if (blocks <= 0 || (boft ? c->boft_block_size : c->oft_block_size) > 0)
     return TRUE;
-  char *json = oft_peft_adapter_config_json (a), *r = g_strdup_printf ("\"r\": %d", blocks);
-  GRegex *re = g_regex_new ("\"r\": 0\\b", 0, 0, NULL);
+  char *json = oft_peft_adapter_config_json (a);
+  char *r = g_strdup_printf (boft ? "\"boft_block_num\": %d" : "\"r\": %d", blocks);
+  GRegex *re = g_regex_new (boft ? "\"boft_block_num\": 0\\b" : "\"r\": 0\\b", 0, 0, NULL);
   char *patched = g_regex_replace_literal (re, json, -1, 0, r, 0, NULL);
   char *path = g_build_filename (dir, "adapter_config.json", NULL);
   gboolean ok = oft_file_write_atomic (path, patched, strlen (patched), error);
@@ -306,9 +355,14 @@ typedef struct {
   OftPipeline *p;
   const OftTrainParams *t;
   OftPeftAdapter *a;
-  size_t n_params;
+  /* parameter blocks: the n_mod module parameters, then (n_scale = n_mod or 0) their per-output scales,
+   * then the condition encoder; `active` says which ones the current stage trains */
+  size_t n_params, n_mod, n_scale;
   int64_t *numel;
-  float **param, **m, **v, **grad, **tmp;
+  float **param, **m, **v, **grad, **tmp, **view;
+  float **own_scale;            /* OFT magnitude scales held here until the second stage adds them to a */
+  bool *active;
+  bool stage2;                  /* the magnitude stage has begun (scales attached, R frozen) */
   LatentSet inst, cls;
   float *ctx_inst, *ctx_cls;    /* [T, D] */
   float *alphas;                /* ᾱ_t, num_train_timesteps */
@@ -374,12 +428,15 @@ micro_batch (Trainer *tr, const LatentSet *set, int32_t *order, int n_order, int
       memset (tr->dcontrol, 0, nr * sizeof (float));
       oft_unet_set_control (tr->p->unet, tr->control, tr->dcontrol);
     }
+  /* frozen blocks get no gradient (NULL) */
+  for (size_t i = 0; i < tr->n_params; i++)
+    tr->view[i] = tr->active[i] ? g[i] : NULL;
   gboolean ok = oft_unet_train_loss (tr->p->unet, tr->noisy, tr->ts, tr->ctx, B, tr->h, tr->w, tr->T, tr->target,
-                                     t->gradient_checkpointing, &l, g, error);
+                                     t->gradient_checkpointing, &l, tr->view, error);
   oft_unet_set_control (tr->p->unet, NULL, NULL);
   if (!ok)
     return FALSE;
-  if (set->cond)
+  if (set->cond && tr->active[tr->n_params - 1])
     oft_cond_encoder_backward (tr->enc, g[tr->n_params - 1], tr->dcontrol, tr->cond, B, tr->res, tr->res, tr->enc_acts);
   if (g == tr->tmp)
     for (size_t i = 0; i < tr->n_params; i++)
@@ -393,7 +450,13 @@ static char *
 fingerprint (const OftTrainParams *t, int n_inst, int n_cls, const OftPeftAdapter *a)
 {
   const OftAdapterConfig *c = oft_peft_adapter_config (a);
-  return g_strdup_printf ("steps=%d batch=%d accum=%d lr=%.17g sched=%s warmup=%d b1=%.17g b2=%.17g eps=%.17g "
+  /* BOFT and the magnitude stage add their settings (plain OFT runs keep the fingerprint they had) */
+  char *extra = c->kind == OFT_ADAPTER_BOFT || t->fit_magnitude > 0 || c->magnitude
+    ? g_strdup_printf (" kind=%s boft_block=%d factors=%d magnitude=%d fit_magnitude=%d magnitude_lr=%.17g",
+                       c->kind == OFT_ADAPTER_BOFT ? "boft" : "oft", c->boft_block_size, c->boft_n_factors, c->magnitude,
+                       t->fit_magnitude, t->magnitude_lr)
+    : g_strdup ("");
+  char *fp = g_strdup_printf ("steps=%d batch=%d accum=%d lr=%.17g sched=%s warmup=%d b1=%.17g b2=%.17g eps=%.17g "
                           "wd=%.17g clip=%.17g seed=%" G_GUINT64_FORMAT " flip=%d images=%d prompt=%s class=%s "
                           "class_images=%d prior=%.17g modules=%zu block=%d blocks=%d share=%d neumann=%d terms=%d "
                           "coft=%d eps=%.17g captions=%d conditions=%d type=%s",
@@ -403,6 +466,10 @@ fingerprint (const OftTrainParams *t, int n_inst, int n_cls, const OftPeftAdapte
                           t->prior_weight, oft_peft_adapter_n_modules (a), c->oft_block_size, t->blocks,
                           c->block_share, c->neumann, c->n_terms, c->coft, c->eps, t->captions != NULL,
                           t->conditions != NULL, t->condition_type ? t->condition_type : "");
+  char *all = g_strconcat (fp, extra, NULL);
+  g_free (fp);
+  g_free (extra);
+  return all;
 }
 
 static gboolean
@@ -422,6 +489,12 @@ save_checkpoint (Trainer *tr, GError **error)
   g_free (dir);
   g_free (path);
   return ok;
+}
+
+static int
+total_steps (const OftTrainParams *t)
+{
+  return t->steps + MAX (t->fit_magnitude, 0);
 }
 
 /* Restores OUT/checkpoint into the trainer after checking it belongs to this run. */
@@ -450,9 +523,9 @@ resume (Trainer *tr, GError **error)
     g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_SHAPE, "%s: the checkpoint holds %zu modules and %d/%d data "
                  "indices; this run has %zu and %d/%d", path, s.n_params, s.n_order, s.n_class_order, tr->n_params,
                  tr->st.n_order, tr->st.n_class_order);
-  else if (s.step > tr->t->steps)
+  else if (s.step > total_steps (tr->t))
     g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "%s: the checkpoint is at step %" G_GINT64_FORMAT
-                 ", past --steps %d", path, s.step, tr->t->steps);
+                 ", past --steps %d (+ --fit-magnitude %d)", path, s.step, tr->t->steps, tr->t->fit_magnitude);
   else
     {
       ok = TRUE;
@@ -506,8 +579,9 @@ check_params (OftPipeline *p, const OftTrainParams *t, int res, GError **error)
     bad = "an instance prompt is required";
   else if (!t->out_dir)
     bad = "an output folder is required";
-  else if (t->steps < 1 || t->batch < 1 || t->batch > 64 || t->grad_accum < 1)
-    bad = "steps and grad_accum must be >= 1, batch in 1..64";
+  else if (t->steps < 1 || t->batch < 1 || t->batch > 64 || t->grad_accum < 1 || t->fit_magnitude < 0 ||
+           t->fit_magnitude > G_MAXINT - t->steps)
+    bad = "steps and grad_accum must be >= 1, batch in 1..64, fit_magnitude >= 0";
   else if (!(t->lr > 0) || t->warmup < 0 || t->adamw.weight_decay < 0)
     bad = "the learning rate must be > 0, warmup and weight decay >= 0";
   else if (res < mult || res % mult || res > 4096)
@@ -533,6 +607,11 @@ trainer_free (Trainer *tr)
       g_free (tr->grad[i]);
       g_free (tr->tmp[i]);
     }
+  for (size_t i = 0; tr->own_scale && i < tr->n_scale; i++)
+    g_free (tr->own_scale[i]);
+  g_free (tr->own_scale);
+  g_free (tr->view);
+  g_free (tr->active);
   g_free (tr->numel);
   g_free (tr->param);
   g_free (tr->m);
@@ -561,15 +640,58 @@ trainer_free (Trainer *tr)
   g_free (tr->enc_acts);
 }
 
+/* The magnitude stage begins: OFT scales (held by the trainer so far) join the adapter, which the UNet
+ * re-attaches so that its forwards apply them; R and the condition encoder freeze. fresh (the stage's
+ * first step): the scales' AdamW moments start from zero, a new optimizer over s alone; a run resumed
+ * inside the stage keeps the checkpoint's. */
+static gboolean
+begin_magnitude_stage (Trainer *tr, bool fresh, GError **error)
+{
+  size_t n = tr->n_mod;
+  if (tr->own_scale)
+    {
+      for (size_t i = 0; i < n; i++)
+        {
+          OftTensor sc = { .dtype = OFT_DTYPE_F32, .ndim = 2, .shape = { tr->numel[n + i], 1 }, .data = tr->own_scale[i] };
+          if (!oft_peft_adapter_set_scale (tr->a, i, &sc, error))
+            return FALSE;
+          tr->param[n + i] = oft_peft_adapter_module (tr->a, i)->scale.data;
+          g_clear_pointer (&tr->own_scale[i], g_free);
+        }
+      g_clear_pointer (&tr->own_scale, g_free);
+      oft_unet_detach_trainable (tr->p->unet);
+      if (!oft_unet_attach_trainable (tr->p->unet, tr->a, error))
+        return FALSE;
+    }
+  for (size_t i = 0; i < tr->n_params; i++)
+    {
+      tr->active[i] = i >= n && i < n + tr->n_scale;
+      if (fresh && tr->active[i])
+        {
+          memset (tr->m[i], 0, tr->numel[i] * sizeof (float));
+          memset (tr->v[i], 0, tr->numel[i] * sizeof (float));
+        }
+    }
+  tr->stage2 = TRUE;
+  return TRUE;
+}
+
 static gboolean
 run_loop (Trainer *tr, GError **error)
 {
   const OftTrainParams *t = tr->t;
   gint64 start = g_get_monotonic_time ();
   int64_t first = tr->st.step;
-  while (tr->st.step < t->steps)
+  const int total = total_steps (t);
+  while (tr->st.step < total)
     {
-      double lr = oft_lr_at (t->schedule, t->lr, tr->st.step, t->warmup, t->steps), loss = 0;
+      if (tr->st.step >= t->steps && !tr->stage2 && !begin_magnitude_stage (tr, tr->st.step == t->steps, error))
+        return FALSE;
+      /* the magnitude stage: its own constant learning rate and AdamW step count */
+      double lr = tr->stage2 ? (t->magnitude_lr > 0 ? t->magnitude_lr : t->lr)
+                             : oft_lr_at (t->schedule, t->lr, tr->st.step, t->warmup, t->steps);
+      int64_t k_adam = tr->stage2 ? tr->st.step + 1 - t->steps : tr->st.step + 1;
+      double loss = 0;
       for (size_t i = 0; i < tr->n_params; i++)
         memset (tr->grad[i], 0, tr->numel[i] * sizeof (float));
       for (int k = 0; k < t->grad_accum; k++)
@@ -606,28 +728,33 @@ run_loop (Trainer *tr, GError **error)
                        isfinite (loss) ? "gradient norm" : "loss", isfinite (loss) ? norm : loss, t->out_dir);
           return FALSE;
         }
+      /* frozen blocks have zero gradients, so the norm above is that of the trained ones */
       for (size_t i = 0; i < tr->n_params; i++)
-        oft_adamw_step (&t->adamw, tr->param[i], tr->m[i], tr->v[i], tr->grad[i], tr->numel[i], tr->st.step + 1, lr);
+        if (tr->active[i])
+          oft_adamw_step (&t->adamw, tr->param[i], tr->m[i], tr->v[i], tr->grad[i], tr->numel[i], k_adam, lr);
       tr->st.step++;
       gboolean go = TRUE;
       if (t->progress)
         {
           double secs = (g_get_monotonic_time () - start) / 1e6;
-          OftTrainProgress pr = { .step = (int) tr->st.step, .total = t->steps, .loss = loss, .lr = lr,
-                                  .eta_s = secs / (double) (tr->st.step - first) * (double) (t->steps - tr->st.step) };
+          OftTrainProgress pr = { .step = (int) tr->st.step, .total = total, .loss = loss, .lr = lr,
+                                  .eta_s = secs / (double) (tr->st.step - first) * (double) (total - tr->st.step) };
           go = t->progress (&pr, t->progress_data);
         }
       gboolean cancelled = !go || (t->cancel && g_atomic_int_get (t->cancel));
-      if ((cancelled || (t->checkpoint_every > 0 && tr->st.step % t->checkpoint_every == 0)) && tr->st.step < t->steps &&
+      if ((cancelled || (t->checkpoint_every > 0 && tr->st.step % t->checkpoint_every == 0)) && tr->st.step < total &&
           !save_checkpoint (tr, error))
         return FALSE;
-      if (cancelled && tr->st.step < t->steps)
+      if (cancelled && tr->st.step < total)
         {
           g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_CANCELLED, "cancelled after step %" G_GINT64_FORMAT " of %d; "
-                       "checkpoint written to %s/checkpoint (continue with --resume)", tr->st.step, t->steps, t->out_dir);
+                       "checkpoint written to %s/checkpoint (continue with --resume)", tr->st.step, total, t->out_dir);
           return FALSE;
         }
     }
+  /* a run resumed from its final checkpoint still saves the scales */
+  if (t->fit_magnitude > 0 && !tr->stage2 && !begin_magnitude_stage (tr, FALSE, error))
+    return FALSE;
   if (!save_checkpoint (tr, error) || !save_adapter (tr->a, t->out_dir, t->init_adapter ? 0 : t->blocks, error))
     return FALSE;
   if (!tr->enc)
@@ -708,7 +835,13 @@ oft_train_run (OftPipeline *p, const OftTrainParams *t, GError **error)
   tr->a = t->init_adapter ? oft_peft_adapter_load (t->init_adapter, error) : new_adapter (p->unet, t, error);
   if (!tr->a || !(attached = oft_unet_attach_trainable (p->unet, tr->a, error)))
     goto out;
-  tr->n_params = oft_peft_adapter_n_modules (tr->a) + (tr->enc ? 1 : 0);
+  /* BOFT trains boft_s with boft_R (as PEFT); OFT scales exist when the adapter has a magnitude or one is
+   * to be fitted (ones until then, held by the trainer, so the first stage runs exactly as plain OFT) */
+  tr->n_mod = oft_peft_adapter_n_modules (tr->a);
+  const OftAdapterModule *m0 = oft_peft_adapter_module (tr->a, 0);
+  gboolean has_scales = m0 && m0->scale.ndim > 0;
+  tr->n_scale = has_scales || t->fit_magnitude > 0 ? tr->n_mod : 0;
+  tr->n_params = tr->n_mod + tr->n_scale + (tr->enc ? 1 : 0);
   size_t np = tr->n_params;
   tr->numel = g_new0 (int64_t, np);
   tr->param = g_new0 (float *, np);
@@ -716,20 +849,48 @@ oft_train_run (OftPipeline *p, const OftTrainParams *t, GError **error)
   tr->v = g_new0 (float *, np);
   tr->grad = g_new0 (float *, np);
   tr->tmp = g_new0 (float *, np);
+  tr->view = g_new0 (float *, np);
+  tr->active = g_new0 (bool, np);
   tr->st.names = g_new0 (char *, np + 1);
+  if (tr->n_scale && !has_scales)
+    tr->own_scale = g_new0 (float *, tr->n_mod);
+  GPtrArray *lins = oft_unet_list_linear_modules (p->unet);
   for (size_t i = 0; i < np; i++)
     {
-      /* the adapter's modules, then the condition encoder as one more parameter block */
-      gboolean is_enc = tr->enc && i == np - 1;
-      const OftAdapterModule *m = is_enc ? NULL : oft_peft_adapter_module (tr->a, i);
-      tr->numel[i] = is_enc ? tr->enc->n_params : oft_tensor_numel (&m->param);
-      tr->param[i] = is_enc ? tr->enc->params : m->param.data;
+      /* the adapter's modules, their scales, then the condition encoder as one more parameter block */
+      gboolean is_enc = tr->enc && i == np - 1, is_scale = !is_enc && i >= tr->n_mod;
+      const OftAdapterModule *m = is_enc ? NULL : oft_peft_adapter_module (tr->a, is_scale ? i - tr->n_mod : i);
+      if (is_enc)
+        tr->numel[i] = tr->enc->n_params, tr->param[i] = tr->enc->params;
+      else if (!is_scale)
+        tr->numel[i] = oft_tensor_numel (&m->param), tr->param[i] = m->param.data;
+      else if (has_scales)
+        tr->numel[i] = oft_tensor_numel (&m->scale), tr->param[i] = m->scale.data;
+      else
+        {
+          /* out_features of the module (attach has checked every module is one of these Linears) */
+          int out = 0;
+          for (guint k = 0; k < lins->len && !out; k++)
+            if (strcmp (((OftUnetLinear *) g_ptr_array_index (lins, k))->path, m->module) == 0)
+              out = ((OftUnetLinear *) g_ptr_array_index (lins, k))->out_features;
+          tr->numel[i] = out;
+          float *ones = tr->own_scale[i - tr->n_mod] = g_new (float, MAX (out, 1));
+          for (int o = 0; o < out; o++)
+            ones[o] = 1.0f;
+          tr->param[i] = ones;
+        }
+      /* the first stage trains R (and BOFT's boft_s) and the encoder; an OFT magnitude only in the second */
+      tr->active[i] = !is_scale || oft_peft_adapter_config (tr->a)->kind == OFT_ADAPTER_BOFT;
       tr->m[i] = g_new0 (float, tr->numel[i]);
       tr->v[i] = g_new0 (float, tr->numel[i]);
       tr->grad[i] = g_new0 (float, tr->numel[i]);
       tr->tmp[i] = g_new0 (float, tr->numel[i]);
-      tr->st.names[i] = g_strdup (is_enc ? "condition_encoder" : m->module);
+      tr->st.names[i] = is_enc ? g_strdup ("condition_encoder")
+                        : is_scale ? g_strconcat (m->module, oft_peft_adapter_config (tr->a)->kind == OFT_ADAPTER_BOFT
+                                                               ? ".boft_s" : ".oft_s", NULL)
+                        : g_strdup (m->module);
     }
+  g_ptr_array_unref (lins);
   tr->st.n_params = np;
   tr->st.numel = tr->numel;
   tr->st.param = tr->param;
@@ -833,16 +994,23 @@ oft_train_replay (OftUnet *u, const OftNoiseSchedule *s, const char *batch_file,
     memcpy (target, noise, nx * sizeof (float));
   if (!(a = oft_peft_adapter_load (init_adapter, error)) || !(attached = oft_unet_attach_trainable (u, a, error)))
     goto out;
-  np = oft_peft_adapter_n_modules (a);
+  /* every tensor of the adapter is trained: the parameters, then the scales (BOFT's boft_s) when present */
+  size_t nm = oft_peft_adapter_n_modules (a);
+  np = nm && oft_peft_adapter_module (a, 0)->scale.ndim ? 2 * nm : nm;
   grads = g_new0 (float *, np);
   m = g_new0 (float *, np);
   v = g_new0 (float *, np);
+  float **pp = g_new0 (float *, np);
+  int64_t *pn = g_new0 (int64_t, np);
   for (size_t i = 0; i < np; i++)
     {
-      int64_t k = oft_tensor_numel (&oft_peft_adapter_module (a, i)->param);
-      grads[i] = g_new0 (float, k);
-      m[i] = g_new0 (float, k);
-      v[i] = g_new0 (float, k);
+      const OftAdapterModule *mod = oft_peft_adapter_module (a, i % nm);
+      const OftTensor *t = i < nm ? &mod->param : &mod->scale;
+      pp[i] = t->data;
+      pn[i] = oft_tensor_numel (t);
+      grads[i] = g_new0 (float, pn[i]);
+      m[i] = g_new0 (float, pn[i]);
+      v[i] = g_new0 (float, pn[i]);
     }
   OftAdamW opt;
   oft_adamw_init (&opt);
@@ -852,7 +1020,7 @@ oft_train_replay (OftUnet *u, const OftNoiseSchedule *s, const char *batch_file,
     {
       float loss = 0;
       for (size_t i = 0; i < np; i++)
-        memset (grads[i], 0, oft_tensor_numel (&oft_peft_adapter_module (a, i)->param) * sizeof (float));
+        memset (grads[i], 0, pn[i] * sizeof (float));
       ok = oft_unet_train_loss (u, noisy, ts, ctx, B, h, w, T, target, FALSE, &loss, grads, error);
       if (ok && !isfinite (loss))
         {
@@ -862,11 +1030,10 @@ oft_train_replay (OftUnet *u, const OftNoiseSchedule *s, const char *batch_file,
       if (ok && losses)
         losses[k] = loss;
       for (size_t i = 0; ok && k < steps && i < np; i++)
-        {
-          const OftAdapterModule *mod = oft_peft_adapter_module (a, i);
-          oft_adamw_step (&opt, mod->param.data, m[i], v[i], grads[i], oft_tensor_numel (&mod->param), k + 1, lr);
-        }
+        oft_adamw_step (&opt, pp[i], m[i], v[i], grads[i], pn[i], k + 1, lr);
     }
+  g_free (pp);
+  g_free (pn);
   ok = ok && oft_peft_adapter_save (a, out_dir, error);
 out:
   if (attached)

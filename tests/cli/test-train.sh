@@ -113,6 +113,39 @@ else
   not_ok "--merged-out (exit $rc)"
 fi
 
+# BOFT (2 butterfly factors): a PEFT BOFT folder that inspect reads and merge bakes into a pipeline
+run "$OFT" train "${B[@]}" --steps 2 --lr 1e-3 --method boft --butterfly-factors 2 --out "$T/boft" --merged-out "$T/boft-m"
+if [ $rc -eq 0 ] && grep -q '"peft_type": "BOFT"' "$T/boft/adapter_config.json" \
+   && grep -q '"boft_n_butterfly_factor": 2' "$T/boft/adapter_config.json" && grep -q '"boft_block_num": 4' "$T/boft/adapter_config.json" \
+   && "$OFT" inspect "$T/boft" 2>/dev/null | grep -q "butterfly factors: 2" \
+   && "$OFT" generate -m "$T/boft-m" -p dog --steps 2 -W 64 -H 64 -o "$T/boft.png" >/dev/null 2>&1; then
+  ok "--method boft writes a PEFT BOFT adapter (boft_block_num 4, 2 factors) that inspect and merge read"
+else not_ok "--method boft (exit $rc)"; fi
+run "$OFT" train "${B[@]}" --steps 2 --method boft --butterfly-factors 4 --out "$T/x"
+if [ $rc -ne 0 ] && grep -q "butterfly factors" "$T/err"; then ok "BOFT factors the block count cannot take: clear error"
+else not_ok "bad butterfly factors (exit $rc)"; fi
+
+# --fit-magnitude: the magnitude stage after the OFT steps; killed inside it and resumed, it ends where an
+# uninterrupted run does; the adapter says gimp_oft_magnitude and merges
+M=(-m "$G/pipeline" --images "$T/img" --prompt "a photo of sks dog" --resolution 64 --lr 1e-2 --magnitude-lr 1e-2
+   --seed 5 --checkpoint-every 1 --steps 2 --fit-magnitude 6)
+run "$OFT" train "${M[@]}" --out "$T/mag" --merged-out "$T/mag-m"
+if [ $rc -eq 0 ] && grep -q '"gimp_oft_magnitude": true' "$T/mag/adapter_config.json" \
+   && grep -q 'then 6 magnitude steps' "$T/out" && "$OFT" inspect "$T/mag" 2>/dev/null | grep -q "magnitude: per-output" \
+   && "$OFT" generate -m "$T/mag-m" -p dog --steps 2 -W 64 -H 64 -o "$T/mag.png" >/dev/null 2>&1; then
+  ok "--fit-magnitude writes oft_s with gimp_oft_magnitude; inspect and merge read it"
+else not_ok "--fit-magnitude (exit $rc)"; fi
+"$OFT" train "${M[@]}" --out "$T/magk" >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 3000); do s=$(ckpt_step "$T/magk" 2>/dev/null); [ -n "$s" ] && [ "$s" -ge 3 ] && break; sleep 0.005; done
+kill -KILL $pid 2>/dev/null
+wait $pid 2>/dev/null
+s=$(ckpt_step "$T/magk")
+run "$OFT" train "${M[@]}" --resume --out "$T/magk"
+if [ $rc -eq 0 ] && cmp -s "$T/mag/adapter_model.safetensors" "$T/magk/adapter_model.safetensors"; then
+  ok "killed at step $s of 2 + 6 and resumed: the same adapter byte for byte"
+else not_ok "--fit-magnitude resume from step '$s' (exit $rc) differs"; fi
+
 # the control task: image/condition/caption pairs, then generation from a condition and from a photo
 mkdir -p "$T/pairs"
 for name in astronaut coffee; do

@@ -72,12 +72,22 @@ size_t oft_boft_cache_floats (const OftBoftSpec *s);
 void oft_boft_transform_forward (float *T, float *cache, const float *boft_R, const OftBoftSpec *s);
 void oft_boft_transform_backward (float *dboft_R, const float *dT, const float *cache,
                                   const float *boft_R, const OftBoftSpec *s);
+/* BOFT on a Linear, input-centric with the dense transform (PEFT builds T too): xr[N, d] = x·T.
+ * Backward: dx (may be NULL) += dxr·Tᵀ, dT (may be NULL) += xᵀ·dxr. */
+void oft_boft_rotate_input_forward (float *xr, const float *x, const float *T, int64_t N, int d);
+void oft_boft_rotate_input_backward (float *dx, float *dT, const float *dxr, const float *x, const float *T,
+                                     int64_t N, int d);
 
 /* ---- per-output magnitude scale (BOFT's boft_s, the paper's train_with_norm) ----
  * out[N, OC] = s ⊙ y[N, OC] + bias: scales rows of W' when merged. */
 void oft_scale_rows_forward (float *Ws, const float *W, const float *s, int64_t out, int64_t d);
 void oft_scale_rows_backward (float *dW, float *ds, const float *dWs, const float *W, const float *s,
                               int64_t out, int64_t d);
+/* The same on the layer's output (input-centric form): y[N, out] = s ⊙ ypre (bias added by the caller).
+ * Backward: dypre (may be NULL) += dy ⊙ s; ds (may be NULL) += Σ_n dy ⊙ ypre. y may alias ypre. */
+void oft_scale_output_forward (float *y, const float *ypre, const float *s, int64_t N, int64_t out);
+void oft_scale_output_backward (float *dypre, float *ds, const float *dy, const float *ypre, const float *s,
+                                int64_t N, int64_t out);
 
 /* ---- hyperspherical energy of the neurons (rows) of W[out, d] ----
  * paper: Σ_{i≠j} ‖ŵ_i − ŵ_j‖⁻¹ over unit rows; reference-code variant: rows and their negations
@@ -97,10 +107,15 @@ typedef struct {
   double eps;
   /* BOFT */
   int boft_block_size, boft_n_factors;
+  /* OFT with a fitted per-output magnitude (the paper's train_with_norm): this project's extension
+   * "gimp_oft_magnitude": true in adapter_config.json with one <module>.oft_s [out, 1] tensor per module.
+   * PEFT ignores both (a warning for the config key; load_state_dict(strict=False) drops the tensors). */
+  bool magnitude;
 } OftAdapterConfig;
 
 /* Merge one module's adapter into its base weight W (f32, [out, d] with d = in or C·kh·kw), in place.
- * `param` is oft_R.weight (OFT) or boft_R (BOFT), F32/F16/BF16; `scale` is boft_s (BOFT) or NULL (s = 1). With
+ * `param` is oft_R.weight (OFT) or boft_R (BOFT), F32/F16/BF16; `scale` is boft_s (BOFT), the magnitude
+ * oft_s (OFT, rows scaled after the rotation) or NULL (s = 1). With
  * cfg->coft the parameter (a private copy) is projected first, as PEFT does. Shapes are
  * checked against out/d and the config; mismatches give OFT_ERROR_SHAPE in OFT_MODEL_ERROR naming `module`. */
 gboolean oft_adapter_merge (float *W, int64_t out, int64_t d, const OftAdapterConfig *cfg,
@@ -111,6 +126,10 @@ gboolean oft_adapter_merge (float *W, int64_t out, int64_t d, const OftAdapterCo
  * configured); fills spec. */
 float *oft_adapter_rotation (OftSpec *spec, int64_t d, const OftAdapterConfig *cfg, const OftTensor *param,
                              const char *module, GError **error);
+/* The checks oft_adapter_merge makes on one BOFT module (boft_R, and boft_s when not NULL, against the
+ * base weight [out, d] and the config); fills spec. */
+gboolean oft_adapter_boft_spec (OftBoftSpec *spec, int64_t out, int64_t d, const OftAdapterConfig *cfg,
+                                const OftTensor *param, const OftTensor *scale, const char *module, GError **error);
 gboolean oft_adapter_unmerge (float *W, int64_t out, int64_t d, const OftAdapterConfig *cfg,
                               const OftTensor *param, const OftTensor *scale,
                               const char *module, GError **error);

@@ -87,8 +87,10 @@ typedef struct {
   int class_steps;               /* sampling steps for generated class images (default 30) */
   int resolution;                /* pixels (0: the UNet's native size) */
   bool flip;                     /* random horizontal flips */
-  /* adapter: a new one from `adapter` (oft_block_size, or blocks > 0 for r blocks per module) on the
-   * modules whose path ends with one of `targets`, or `init_adapter` (its own config) */
+  /* adapter: a new one from `adapter` (kind OFT: oft_block_size, or blocks > 0 for r blocks per module;
+   * kind BOFT: boft_block_size or blocks > 0 for boft_block_num, boft_n_factors; boft_R starts at 0 and
+   * boft_s at 1, both trained) on the modules whose path ends with one of `targets`, or `init_adapter`
+   * (its own config) */
   OftAdapterConfig adapter;
   int blocks;
   const char *const *targets;    /* NULL: to_q, to_k, to_v, to_out.0 */
@@ -100,6 +102,12 @@ typedef struct {
   int warmup;
   OftAdamW adamw;
   double max_grad_norm;          /* ≤ 0: no clipping */
+  /* magnitude fitting (the paper's train_with_norm): after `steps`, fit_magnitude more steps with R (and
+   * the condition encoder) frozen, training only a per-output scale s of every module (init 1; BOFT: its
+   * boft_s) with a fresh AdamW (same betas, eps, weight decay) at a constant magnitude_lr (≤ 0: lr). An
+   * OFT adapter then carries "gimp_oft_magnitude" and <module>.oft_s (see OftAdapterConfig.magnitude). */
+  int fit_magnitude;
+  double magnitude_lr;
   uint64_t seed;
   bool gradient_checkpointing;
   /* output and safety */
@@ -117,7 +125,8 @@ typedef struct {
  * lr 6e-5 constant, 1000 steps, batch 1, AdamW wd 1e-2, max_grad_norm 1, prior weight 1, 100 class images. */
 void oft_train_params_init (OftTrainParams *t);
 
-/* Trains on p's UNet (the adapter is attached and detached again). On success out_dir holds the PEFT
+/* Trains on p's UNet (the adapter is attached and detached again). Steps are counted over both stages
+ * (steps + fit_magnitude) for progress, checkpoints and resume. On success out_dir holds the PEFT
  * adapter (adapter_config.json + adapter_model.safetensors) and out_dir/checkpoint/state.safetensors the
  * final state; on a NaN/inf loss or an error the last checkpoint is kept as it was; a cancel writes one
  * first (error OFT_ERROR_CANCELLED). */

@@ -49,16 +49,20 @@ gboolean oft_unet_apply_adapter (OftUnet *u, const OftPeftAdapter *a, gboolean m
 void oft_unet_set_control (OftUnet *u, const float *r, float *dr);
 int  oft_unet_control_channels (const OftUnet *u);
 
-/* ---- training (OFT adapters applied on the fly are the only trainable parameters) ----
- * Attaches `a` for training: every module must be an OFT module on a transformer-block Linear. The UNet
- * keeps pointers to a's parameter tensors (f32) and rebuilds the rotations from them at every
- * training forward, projecting them in place first when the config has COFT (PEFT's behaviour), so
- * an optimizer that updates the tensors in place trains the adapter. Detach with
- * oft_unet_detach_trainable before freeing `a`. */
+/* ---- training (OFT/BOFT adapters applied on the fly are the only trainable parameters) ----
+ * Attaches `a` for training: every module must be an OFT or BOFT module on a transformer-block Linear.
+ * The UNet keeps pointers to a's tensors (f32: the parameter, and the per-output scale when the module
+ * has one: BOFT's boft_s or OFT's fitted magnitude oft_s) and rebuilds the rotations from them at every
+ * training forward, projecting them in place first when the config has COFT (PEFT's behaviour), so an
+ * optimizer that updates the tensors in place trains the adapter. BOFT is applied as PEFT does: the dense
+ * butterfly product T [in, in], y = s ⊙ ((x·T)·Wᵀ) + b. Detach with oft_unet_detach_trainable before
+ * freeing `a` (and re-attach after adding scales to it). */
 gboolean oft_unet_attach_trainable (OftUnet *u, OftPeftAdapter *a, GError **error);
 void     oft_unet_detach_trainable (OftUnet *u);
 /* One forward and backward: loss = mean((unet(sample, t, context) − target)²) over all B·out·h·w
- * values; grads[i] (numel of module i's parameter, adapter order) += ∂loss/∂param_i.
+ * values; grads[i] (numel of module i's parameter, adapter order) += ∂loss/∂param_i, and when the
+ * attached modules carry scales grads[n + i] (n = number of modules; out values) += ∂loss/∂scale_i.
+ * A NULL entry freezes that tensor (no gradient is computed for it: the magnitude stage freezes R).
  * checkpoint: keep only block inputs and recompute each block's activations in the backward. */
 gboolean oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, const float *context,
                               int B, int h, int w, int T, const float *target, gboolean checkpoint,
