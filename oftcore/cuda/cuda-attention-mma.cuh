@@ -152,9 +152,12 @@ attn_mma_kernel (__nv_bfloat16 *out, float *lse, const __nv_bfloat16 *q, const _
         }
       mma_cp_async_commit ();   /* an empty group on the last tile keeps the wait simple */
       if (j == 0)
+        {
 #pragma unroll
-        for (int s = 0; s < KSTEPS; s++)   /* matrices: rows +0/+8 (lane/8 % 2), columns +0/+8 (lane/16) */
-          mma_ldmatrix_x4 (qf[s], qs + (warp * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LDS + s * 16 + (lane >> 4) * 8);
+          for (int s = 0; s < KSTEPS; s++)   /* matrices: rows +0/+8 (lane/8 % 2), columns +0/+8 (lane/16) */
+            mma_ldmatrix_x4 (qf[s], qs + (warp * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LDS + s * 16 +
+                                        (lane >> 4) * 8);
+        }
 
       /* S = Q·Kᵀ, 16 × 64 per warp */
       float sc[NT_S][4];
@@ -273,8 +276,10 @@ attn_mma_launch (__nv_bfloat16 *out, float *lse, const __nv_bfloat16 *q, const _
                  const __nv_bfloat16 *v, int B, int Tq, int Tk, int H, int D, bool causal, float scale)
 {
   const size_t smem = sizeof (__nv_bfloat16) * (size_t) (MMA_BQ + 4 * MMA_BK) * (DP + 8);
-  if (smem > 48 * 1024)
-    OFTCU_CHECK (cudaFuncSetAttribute (attn_mma_kernel<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem));
+  /* once per instantiation, outside any stream capture of later calls */
+  static bool opted_in;
+  if (smem > 48 * 1024 && !opted_in)
+    opted_in = OFTCU_CHECK (cudaFuncSetAttribute (attn_mma_kernel<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem));
   dim3 grid ((unsigned) ((Tq + MMA_BQ - 1) / MMA_BQ), (unsigned) (B * H));
   attn_mma_kernel<DP><<<grid, MMA_WARPS * 32, smem, oftcu_stream ()>>> (out, lse, q, k, v, H, Tq, Tk, D, causal,
                                                                        scale * 1.44269504088896340736f);

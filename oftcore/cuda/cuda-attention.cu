@@ -20,7 +20,7 @@
 #define SIMT_QPW   2       /* queries per warp, sharing each K/V tile load */
 #define SIMT_BK    32      /* keys per tile: one per lane */
 
-/* Shared memory: q [NQ][D] (pre-scaled), K tile [BK][KS] with KS odd (lanes read different rows of one column:
+/* Shared memory: q [NQ][D], K tile [BK][KS] with KS odd (lanes read different rows of one column:
  * an odd stride puts them in distinct banks), V tile [BK][D] (lanes read consecutive columns of one row). */
 __host__ __device__ static inline int
 simt_kstride (int D)
@@ -52,11 +52,11 @@ attn_simt (T *out, float *lse, const T *q, const T *k, const T *v, int H, int Tq
   const T *kb = k + (int64_t) b * Tk * HD + (int64_t) h * D;
   const T *vb = v + (int64_t) b * Tk * HD + (int64_t) h * D;
 
-  /* the block's queries, scaled (rows past Tq are zero and never written back) */
+  /* the block's queries (rows past Tq are zero and never written back) */
   for (int i = threadIdx.x; i < NQ * D; i += blockDim.x)
     {
       const int r = i / D, d = i % D;
-      qs[i] = q0 + r < Tq ? oftcu_f (qb[(int64_t) (q0 + r) * HD + d]) * scale : 0.0f;
+      qs[i] = q0 + r < Tq ? oftcu_f (qb[(int64_t) (q0 + r) * HD + d]) : 0.0f;
     }
 
   float m[SIMT_QPW], l[SIMT_QPW], acc[SIMT_QPW][DC];
@@ -98,7 +98,7 @@ attn_simt (T *out, float *lse, const T *q, const T *k, const T *v, int H, int Tq
               float dot = 0.0f;
               for (int d = 0; d < D; d++)
                 dot = fmaf (qr[d], kr[d], dot);
-              s = dot;
+              s = dot * scale;   /* scaled after the dot product, as the CPU's GEMM alpha */
             }
           float tmax = s;
           for (int o = 16; o > 0; o >>= 1)
@@ -160,8 +160,12 @@ launch_simt (T *out, float *lse, const T *q, const T *k, const T *v, int B, int 
 {
   const size_t smem = simt_smem_bytes (D);
   /* over 48 KiB of dynamic shared memory needs an opt-in per kernel (D > ~150 here) */
-  if (smem > 48 * 1024)
-    OFTCU_CHECK (cudaFuncSetAttribute (attn_simt<T, DC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem));
+  /* once per instantiation, outside any stream capture of later calls */
+  static bool opted_in;   /* for the largest D of this instantiation (DC·32), so any smaller D fits too */
+  const size_t smem_max = simt_smem_bytes (DC * 32);
+  if (smem_max > 48 * 1024 && !opted_in)
+    opted_in = OFTCU_CHECK (cudaFuncSetAttribute (attn_simt<T, DC>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                  (int) smem_max));
   const int NQ = SIMT_WARPS * SIMT_QPW;
   dim3 grid ((unsigned) ((Tq + NQ - 1) / NQ), (unsigned) (B * H));
   attn_simt<T, DC><<<grid, SIMT_WARPS * 32, smem, oftcu_stream ()>>> (out, lse, q, k, v, H, Tq, Tk, D, causal, scale);
@@ -187,17 +191,27 @@ attention_simt (T *out, float *lse, const T *q, const T *k, const T *v, int B, i
 }
 
 /* Which kernel runs: the tensor-core one for bf16 when it takes the head dim, unless OFTCU_ATTENTION=simt
- * (read once; for debugging and for comparing the two on one GPU). */
+ * (read once; for debugging and for comparing the two on one GPU) or the test hook below says otherwise. */
+static int g_force_simt = -1;
+
+extern "C" void
+oftcu_attention_force_simt (int on)   /* test hook (tests/gpu): 1 SIMT only, 0 tensor cores allowed, −1 env */
+{
+  g_force_simt = on;
+}
+
 static bool
 mma_allowed (void)
 {
-  static int allowed = -1;
-  if (allowed < 0)
+  static int env_simt = -1;
+  if (g_force_simt >= 0)
+    return !g_force_simt;
+  if (env_simt < 0)
     {
       const char *e = getenv ("OFTCU_ATTENTION");
-      allowed = !(e && !strcmp (e, "simt"));
+      env_simt = e && !strcmp (e, "simt");
     }
-  return allowed;
+  return !env_simt;
 }
 
 extern "C" void

@@ -3,7 +3,10 @@
  * for norm statistics (as the CPU kernels). GEMM-shaped work goes to cuBLAS through oftcu_gemm; attention
  * is in cuda-attention.cu. Sizes are int64 where a tensor can pass 2³¹ elements (VAE activations at 1024²). */
 #include "cuda-common.cuh"
+#include <cooperative_groups.h>
 #include <math.h>
+
+namespace cg = cooperative_groups;
 
 #define BLOCK 256
 
@@ -16,6 +19,21 @@ esize (OftCuDtype dt)
 /* grid-stride loop over [0, n) */
 #define FOR_N(i, n) \
   for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < (n); i += (int64_t) gridDim.x * blockDim.x)
+
+/* Row × column loops for [rows, cols] tensors: y strides over rows, x over columns, so the per-element work
+ * needs no 64-bit division (emulated on the GPU, slower than the memory traffic of these kernels). */
+#define FOR_ROWS(r, rows) for (int64_t r = blockIdx.y; r < (rows); r += gridDim.y)
+#define FOR_COLS(c, cols) \
+  for (int64_t c = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; c < (cols); c += (int64_t) gridDim.x * blockDim.x)
+
+static inline dim3
+grid2d (int64_t rows, int64_t cols)
+{
+  int64_t gx = (cols + BLOCK - 1) / BLOCK;
+  if (gx > 1024)
+    gx = 1024;
+  return dim3 ((unsigned) (gx > 0 ? gx : 1), (unsigned) (rows < 65535 ? (rows > 0 ? rows : 1) : 65535));
+}
 
 /* ---- reductions ---- */
 
@@ -44,14 +62,24 @@ block_sum_d (double v, double *buf)
 
 /* ---- bias broadcast (linear and conv write the bias first, the GEMM adds onto it with beta = 1) ---- */
 
-/* out[r, c] = bias[c] for rows of C (linear); out[b, c, p] = bias[c] over P pixels (conv): both as
- * out[i] = bias[(i / inner) % C] */
+/* out[rows, cols] = bias[col] (linear: rows of OC), or bias[row % C] (conv: rows (b, c) of P pixels) */
 template <typename T>
 __global__ void
-bias_fill_kernel (T *out, const T *bias, int64_t n, int64_t inner, int C)
+bias_fill_kernel (T *out, const T *bias, int64_t rows, int64_t cols, int C, bool per_row)
 {
-  FOR_N (i, n)
-    out[i] = bias[(i / inner) % C];
+  FOR_ROWS (r, rows)
+    {
+      T *o = out + r * cols;
+      if (per_row)
+        {
+          const T b = bias[r % C];
+          FOR_COLS (c, cols)
+            o[c] = b;
+        }
+      else
+        FOR_COLS (c, cols)
+          o[c] = bias[c];
+    }
 }
 
 /* ---- linear ---- */
@@ -69,8 +97,8 @@ oftcu_linear_forward (OftCuDtype dt, void *out, const void *inp, const void *wei
     }
   if (bias)
     OFTCU_DISPATCH (dt, "oftcu_linear_forward", {
-      bias_fill_kernel<T><<<oftcu_grid (N * OC, BLOCK), BLOCK, 0, oftcu_stream ()>>> (
-          (T *) out, (const T *) bias, N * OC, 1, OC);
+      bias_fill_kernel<T><<<grid2d (N, OC), BLOCK, 0, oftcu_stream ()>>> ((T *) out, (const T *) bias, N, OC, OC,
+                                                                          false);
     });
   OFTCU_CHECK_LAUNCH ("oftcu_linear_forward bias");
   /* out[N, OC] = inp[N, C] · weight[OC, C]ᵀ (+ out) */
@@ -117,26 +145,26 @@ oftcu_conv2d_scratch_bytes (OftCuDtype dt, const OftCuConvShape *s)
 }
 
 /* col rows are indexed r = i·K + kk over the chunk's images i; blockIdx.y strides over rows (there can be
- * more than 65535), x over the row's pixels. */
+ * more than 65535), x over the row's pixels. 32-bit index math (64-bit division is emulated and would cost
+ * more than the copy): the plan keeps a chunk's col under 2³¹ elements and pixels under 2³¹. */
 template <typename T>
 __global__ void
-im2col_kernel (T *col, const T *img, int C, int H, int W, int kh, int kw, int stride, int pad, int OW,
-               int64_t K, int64_t rows, int64_t p0, int64_t np)
+im2col_kernel (T *col, const T *img, int C, int H, int W, int kh, int kw, int stride, int pad, int OW, int K,
+               int rows, int p0, int np)
 {
-  const int64_t t = blockIdx.x * (int64_t) blockDim.x + threadIdx.x;
+  const int t = blockIdx.x * blockDim.x + threadIdx.x;
   if (t >= np)
     return;
-  const int64_t p = p0 + t;
-  const int oy = (int) (p / OW), ox = (int) (p % OW);
-  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y)
+  const int p = p0 + t, oy = p / OW, ox = p % OW;
+  for (int r = blockIdx.y; r < rows; r += gridDim.y)
     {
-      const int64_t i = r / K, kk = r % K;
-      const int c = (int) (kk / (kh * kw)), ki = (int) ((kk / kw) % kh), kj = (int) (kk % kw);
+      const int i = r / K, kk = r % K;
+      const int c = kk / (kh * kw), ki = (kk / kw) % kh, kj = kk % kw;
       const int y = oy * stride - pad + ki, x = ox * stride - pad + kj;
       T v = oftcu_to<T> (0.0f);
       if (y >= 0 && y < H && x >= 0 && x < W)
-        v = img[((i * C + c) * H + y) * (int64_t) W + x];
-      col[r * np + t] = v;
+        v = img[(((int64_t) i * C + c) * H + y) * (int64_t) W + x];
+      col[(int64_t) r * np + t] = v;
     }
 }
 
@@ -147,10 +175,17 @@ oftcu_im2col (OftCuDtype dt, void *col, const void *img, const OftCuConvShape *s
   const int64_t rows = (int64_t) nimg * pl->K;
   if (rows <= 0 || np <= 0)
     return;
+  if (rows > INT32_MAX || p0 + np > INT32_MAX)
+    {
+      oftcu_set_error ("oftcu_im2col: %lld rows × pixels up to %lld is over the 32-bit index range", (long long) rows,
+                       (long long) (p0 + np));
+      return;
+    }
   dim3 grid ((unsigned) ((np + BLOCK - 1) / BLOCK), (unsigned) (rows < 65535 ? rows : 65535));
   OFTCU_DISPATCH (dt, "oftcu_im2col", {
     im2col_kernel<T><<<grid, BLOCK, 0, oftcu_stream ()>>> ((T *) col, (const T *) img, s->C, s->H, s->W, s->kh,
-                                                          s->kw, s->stride, s->pad, pl->OW, pl->K, rows, p0, np);
+                                                          s->kw, s->stride, s->pad, pl->OW, (int) pl->K, (int) rows,
+                                                          (int) p0, (int) np);
   });
   OFTCU_CHECK_LAUNCH ("oftcu_im2col");
 }
@@ -178,8 +213,8 @@ oftcu_conv2d_forward (OftCuDtype dt, void *out, const void *inp, const void *wei
   const int P = (int) pl.P, K = (int) pl.K;
   if (bias)
     OFTCU_DISPATCH (dt, "oftcu_conv2d_forward", {
-      bias_fill_kernel<T><<<oftcu_grid (s->B * out_sz, BLOCK), BLOCK, 0, oftcu_stream ()>>> (
-          (T *) out, (const T *) bias, s->B * out_sz, pl.P, s->OC);
+      bias_fill_kernel<T><<<grid2d ((int64_t) s->B * s->OC, pl.P), BLOCK, 0, oftcu_stream ()>>> (
+          (T *) out, (const T *) bias, (int64_t) s->B * s->OC, pl.P, s->OC, true);
     });
   OFTCU_CHECK_LAUNCH ("oftcu_conv2d_forward bias");
   const float beta = bias ? 1.0f : 0.0f;
@@ -204,42 +239,74 @@ oftcu_conv2d_forward (OftCuDtype dt, void *out, const void *inp, const void *wei
     }
 }
 
-/* ---- group norm: one block per (batch, group), whose (C/G)·HW values are contiguous ---- */
+/* ---- group norm. A (batch, group) is one contiguous run of M = (C/G)·HW values, often only 64 groups in all:
+ * too few blocks for the GPU. So a cluster of GN_CLUSTER blocks (sm_90 thread block clusters) shares each
+ * group, one slice per block: partial sums meet in distributed shared memory, added in rank order by every
+ * block (deterministic, and all blocks agree). Two passes in fp64 (mean, then squared deviations) as the CPU
+ * kernel, then each block normalises its slice. ---- */
+
+#define GN_CLUSTER 8
+#define GN_THREADS 512
 
 template <typename T>
-__global__ void
+__global__ void __cluster_dims__ (GN_CLUSTER, 1, 1)
 groupnorm_kernel (T *out, float *mean, float *rstd, const T *inp, const float *weight, const float *bias,
                   int C, int64_t HW, int G, float eps)
 {
   __shared__ double buf[32];
-  const int bg = blockIdx.x, cg = C / G, c0 = (bg % G) * cg;
-  const int64_t M = (int64_t) cg * HW;
+  __shared__ double part[2];   /* this block's sum, then its sum of squared deviations */
+  cg::cluster_group cluster = cg::this_cluster ();
+  const int rank = (int) cluster.block_rank ();
+  const int bg = blockIdx.y, cpg = C / G, c0 = (bg % G) * cpg;
+  const int64_t M = (int64_t) cpg * HW, lo = M * rank / GN_CLUSTER, hi = M * (rank + 1) / GN_CLUSTER;
   const T *x = inp + (int64_t) bg * M;
   T *y = out + (int64_t) bg * M;
+
   double s = 0;
-  for (int64_t i = threadIdx.x; i < M; i += blockDim.x)
+#pragma unroll 4
+  for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x)
     s += oftcu_f (x[i]);
-  const double mu = block_sum_d (s, buf) / (double) M;
+  s = block_sum_d (s, buf);
+  if (threadIdx.x == 0)
+    part[0] = s;
+  cluster.sync ();
+  double tot = 0;
+  for (int r = 0; r < GN_CLUSTER; r++)
+    tot += cluster.map_shared_rank (part, r)[0];
+  const double mu = tot / (double) M;
+
   double v = 0;
-  for (int64_t i = threadIdx.x; i < M; i += blockDim.x)
+#pragma unroll 4
+  for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x)
     {
-      double d = (double) oftcu_f (x[i]) - mu;
+      const double d = (double) oftcu_f (x[i]) - mu;
       v += d * d;
     }
   v = block_sum_d (v, buf);
-  const float m = (float) mu, r = (float) (1.0 / sqrt (v / (double) M + (double) eps));
   if (threadIdx.x == 0)
+    part[1] = v;
+  cluster.sync ();
+  tot = 0;
+  for (int r = 0; r < GN_CLUSTER; r++)
+    tot += cluster.map_shared_rank (part, r)[1];
+  cluster.sync ();   /* no block leaves (taking its shared memory along) while another still reads it */
+
+  const float m = (float) mu, rs = (float) (1.0 / sqrt (tot / (double) M + (double) eps));
+  if (rank == 0 && threadIdx.x == 0)
     {
       if (mean)
         mean[bg] = m;
       if (rstd)
-        rstd[bg] = r;
+        rstd[bg] = rs;
     }
-  for (int64_t i = threadIdx.x; i < M; i += blockDim.x)
+  /* per channel of the slice: the affine parameters once, then a plain loop */
+  for (int64_t c = lo / HW; c * HW < hi; c++)
     {
-      const int c = c0 + (int) (i / HW);
-      const float w = weight ? weight[c] : 1.0f, b = bias ? bias[c] : 0.0f;
-      y[i] = oftcu_to<T> ((oftcu_f (x[i]) - m) * r * w + b);
+      const float w = weight ? weight[c0 + c] : 1.0f, b = bias ? bias[c0 + c] : 0.0f;
+      const int64_t from = c * HW > lo ? c * HW : lo, to = (c + 1) * HW < hi ? (c + 1) * HW : hi;
+#pragma unroll 4
+      for (int64_t i = from + threadIdx.x; i < to; i += blockDim.x)
+        y[i] = oftcu_to<T> ((oftcu_f (x[i]) - m) * rs * w + b);   /* the CPU's order: no cancellation */
     }
 }
 
@@ -247,15 +314,21 @@ extern "C" void
 oftcu_groupnorm_forward (OftCuDtype dt, void *out, float *mean, float *rstd, const void *inp,
                          const float *weight, const float *bias, int B, int C, int64_t HW, int G, float eps)
 {
-  if (B <= 0 || G <= 0 || C % G || HW <= 0)
+  if (G <= 0 || C % G)
     {
-      if (G <= 0 || C % G)
-        oftcu_set_error ("oftcu_groupnorm_forward: %d channels do not split into %d groups", C, G);
+      oftcu_set_error ("oftcu_groupnorm_forward: %d channels do not split into %d groups", C, G);
+      return;
+    }
+  if (B <= 0 || HW <= 0 || C <= 0)
+    return;
+  if ((int64_t) B * G > 65535)
+    {
+      oftcu_set_error ("oftcu_groupnorm_forward: B·G = %lld groups is over the grid limit 65535", (long long) B * G);
       return;
     }
   OFTCU_DISPATCH (dt, "oftcu_groupnorm_forward", {
-    groupnorm_kernel<T><<<B * G, 1024, 0, oftcu_stream ()>>> ((T *) out, mean, rstd, (const T *) inp, weight, bias,
-                                                              C, HW, G, eps);
+    groupnorm_kernel<T><<<dim3 (GN_CLUSTER, B * G), GN_THREADS, 0, oftcu_stream ()>>> (
+        (T *) out, mean, rstd, (const T *) inp, weight, bias, C, HW, G, eps);
   });
   OFTCU_CHECK_LAUNCH ("oftcu_groupnorm_forward");
 }
@@ -384,11 +457,11 @@ template <typename T>
 __global__ void
 geglu_kernel (T *out, const T *inp, int64_t N, int C)
 {
-  FOR_N (i, N * C)
+  FOR_ROWS (r, N)
     {
-      const int64_t r = i / C, c = i % C;
       const T *h = inp + r * 2 * C;
-      out[i] = oftcu_to<T> (oftcu_f (h[c]) * gelu_f (oftcu_f (h[C + c])));
+      FOR_COLS (c, C)
+        out[r * C + c] = oftcu_to<T> (oftcu_f (h[c]) * gelu_f (oftcu_f (h[C + c])));
     }
 }
 
@@ -398,7 +471,7 @@ oftcu_geglu_forward (OftCuDtype dt, void *out, const void *inp, int64_t N, int C
   if (N <= 0 || C <= 0)
     return;
   OFTCU_DISPATCH (dt, "oftcu_geglu_forward", {
-    geglu_kernel<T><<<oftcu_grid (N * C, BLOCK), BLOCK, 0, oftcu_stream ()>>> ((T *) out, (const T *) inp, N, C);
+    geglu_kernel<T><<<grid2d (N, C), BLOCK, 0, oftcu_stream ()>>> ((T *) out, (const T *) inp, N, C);
   });
   OFTCU_CHECK_LAUNCH ("oftcu_geglu_forward");
 }
@@ -447,16 +520,17 @@ oftcu_softmax_forward (OftCuDtype dt, void *out, const void *inp, int64_t N, int
 
 /* ---- nearest 2× upsample: out[bc, y, x] = inp[bc, y/2, x/2] ---- */
 
+/* one input row (bc, y) per grid row: its pixels go to output rows 2y and 2y+1, columns 2x and 2x+1 */
 template <typename T>
 __global__ void
-upsample2x_kernel (T *out, const T *inp, int64_t BC, int H, int W)
+upsample2x_kernel (T *out, const T *inp, int64_t rows, int W)
 {
-  const int64_t W2 = 2 * (int64_t) W, n = BC * 4 * H * (int64_t) W;
-  FOR_N (i, n)
+  FOR_ROWS (r, rows)
     {
-      const int64_t x = i % W2, yc = i / W2;   /* yc = bc·2H + y */
-      const int64_t y = yc % (2 * H), bc = yc / (2 * H);
-      out[i] = inp[(bc * H + y / 2) * W + x / 2];
+      const T *src = inp + r * W;
+      T *d0 = out + r * 4 * W, *d1 = d0 + 2 * W;   /* input row r = bc·H + y → output rows 2r, 2r + 1 */
+      FOR_COLS (x, 2 * W)
+        d0[x] = d1[x] = src[x >> 1];
     }
 }
 
@@ -466,8 +540,7 @@ oftcu_upsample2x_forward (OftCuDtype dt, void *out, const void *inp, int64_t BC,
   if (BC <= 0 || H <= 0 || W <= 0)
     return;
   OFTCU_DISPATCH (dt, "oftcu_upsample2x_forward", {
-    upsample2x_kernel<T><<<oftcu_grid (BC * 4 * H * W, BLOCK), BLOCK, 0, oftcu_stream ()>>> ((T *) out,
-                                                                                            (const T *) inp, BC, H, W);
+    upsample2x_kernel<T><<<grid2d (BC * H, 2 * W), BLOCK, 0, oftcu_stream ()>>> ((T *) out, (const T *) inp, BC * H, W);
   });
   OFTCU_CHECK_LAUNCH ("oftcu_upsample2x_forward");
 }
@@ -480,6 +553,15 @@ oftcu_concat_forward (OftCuDtype dt, void *out, const void *a, const void *b, in
   if (B <= 0 || HW <= 0)
     return;
   const size_t es = esize (dt), na = (size_t) Ca * HW * es, nb = (size_t) Cb * HW * es, row = na + nb;
+  if (row > (size_t) INT32_MAX)   /* past the 2D copies' pitch limit: one copy per image and part */
+    {
+      for (int i = 0; i < B; i++)
+        {
+          oftcu_copy ((char *) out + i * row, (const char *) a + i * na, na);
+          oftcu_copy ((char *) out + i * row + na, (const char *) b + i * nb, nb);
+        }
+      return;
+    }
   if (na)
     OFTCU_CHECK (cudaMemcpy2DAsync (out, row, a, na, na, B, cudaMemcpyDeviceToDevice, oftcu_stream ()));
   if (nb)
@@ -530,8 +612,13 @@ template <typename T>
 __global__ void
 add_channel_kernel (T *x, const T *v, int64_t BC, int64_t HW)
 {
-  FOR_N (i, BC * HW)
-    x[i] = oftcu_to<T> (oftcu_f (x[i]) + oftcu_f (v[i / HW]));
+  FOR_ROWS (r, BC)
+    {
+      const float a = oftcu_f (v[r]);
+      T *row = x + r * HW;
+      FOR_COLS (c, HW)
+        row[c] = oftcu_to<T> (oftcu_f (row[c]) + a);
+    }
 }
 
 extern "C" void
@@ -541,7 +628,7 @@ oftcu_add_channel_forward (OftCuDtype dt, void *x, const void *v, int B, int C, 
   if (BC <= 0 || HW <= 0)
     return;
   OFTCU_DISPATCH (dt, "oftcu_add_channel_forward", {
-    add_channel_kernel<T><<<oftcu_grid (BC * HW, BLOCK), BLOCK, 0, oftcu_stream ()>>> ((T *) x, (const T *) v, BC, HW);
+    add_channel_kernel<T><<<grid2d (BC, HW), BLOCK, 0, oftcu_stream ()>>> ((T *) x, (const T *) v, BC, HW);
   });
   OFTCU_CHECK_LAUNCH ("oftcu_add_channel_forward");
 }

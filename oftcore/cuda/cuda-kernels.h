@@ -77,7 +77,7 @@ void oftcu_geglu_forward (OftCuDtype dt, void *out, const void *inp, int64_t N, 
 void oftcu_softmax_forward (OftCuDtype dt, void *out, const void *inp, int64_t N, int C);
 /* Fused (flash-style) attention, softmax(q·kᵀ/√D)·v, q [B, Tq, H·D], k/v [B, Tk, H·D], out [B, Tq, H·D];
  * never materialises the [Tq, Tk] matrix. lse (may be NULL) receives the log-sum-exp per [B, H, Tq] row,
- * fp32, for the backward. */
+ * fp32, for the backward: natural log over the scaled scores s = q·k/√D, so p = exp(s − lse). */
 void oftcu_attention_forward (OftCuDtype dt, void *out, float *lse, const void *q, const void *k, const void *v,
                               int B, int Tq, int Tk, int H, int D, bool causal);
 void oftcu_upsample2x_forward (OftCuDtype dt, void *out, const void *inp, int64_t BC, int H, int W);

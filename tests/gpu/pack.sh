@@ -27,7 +27,7 @@ if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" "$root" -Dcuda=enabled -Dgimp=disabled -Dgegl=disabled
 fi
 targets="oftcore/cuda/oftcore-cuda.so tests/test-cuda-golden bench/bench-gpu"
-for t in tests/gpu/test-cuda-kernels tests/gpu/test-cuda-kernels-bwd; do
+for t in tests/gpu/test-cuda-kernels tests/gpu/test-cuda-kernels-bwd tests/gpu/bench-gpu-kernels; do
   ninja -C "$build" -t targets all | grep -q "^$t:" && targets="$targets $t"
 done
 ninja -C "$build" $targets

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check in one script: the kernel tests (test-cuda-kernels, test-cuda-kernels-bwd when built), the
-# golden GPU tests (test-cuda-golden), then the GPU bench (bench-gpu), and a summary. Stays under 5 minutes:
+# golden GPU tests (test-cuda-golden), then the GPU benches (bench-gpu, bench-gpu-kernels --quick), and a summary. Stays under 5 minutes:
 # every step has a timeout and all of them share one deadline.
 #
 #   tests/gpu/run.sh                  build build-cuda here (meson -Dcuda=enabled) if needed, then run
@@ -64,6 +64,7 @@ if [ "$mode" = bundle ]; then
   export LD_LIBRARY_PATH="$b/lib$cuda_dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export OFT_GOLDEN_DIR=$b/golden OFT_DATA_DIR=$b/data OFT_CUDA_MODULE=$b/lib/oftcore-cuda.so
   kernels=$bin/test-cuda-kernels kernels_bwd=$bin/test-cuda-kernels-bwd golden=$bin/test-cuda-golden bench=$bin/bench-gpu
+  bench_kernels=$bin/bench-gpu-kernels
   echo "bundle: $b ($(cat "$b/BUILD-INFO" 2>/dev/null | head -1))"
 else
   if [ -z "$build_dir" ]; then
@@ -75,7 +76,7 @@ else
     fi
     echo "== building (log: $logs/build.log)"
     targets="oftcore/cuda/oftcore-cuda.so tests/test-cuda-golden bench/bench-gpu"
-    for t in tests/gpu/test-cuda-kernels tests/gpu/test-cuda-kernels-bwd; do
+    for t in tests/gpu/test-cuda-kernels tests/gpu/test-cuda-kernels-bwd tests/gpu/bench-gpu-kernels; do
       ninja -C "$build_dir" -t targets all 2>/dev/null | grep -q "^$t:" && targets="$targets $t"
     done
     ninja -C "$build_dir" $targets > "$logs/build.log" 2>&1 \
@@ -87,6 +88,7 @@ else
   export OFT_CUDA_MODULE=$build_dir/oftcore/cuda/oftcore-cuda.so
   kernels=$build_dir/tests/gpu/test-cuda-kernels kernels_bwd=$build_dir/tests/gpu/test-cuda-kernels-bwd
   golden=$build_dir/tests/test-cuda-golden bench=$build_dir/bench/bench-gpu
+  bench_kernels=$build_dir/tests/gpu/bench-gpu-kernels
 fi
 export G_DEBUG=fatal-criticals OMP_WAIT_POLICY=passive
 [ -n "$module" ] && export OFT_CUDA_MODULE=$(readlink -f "$module")
@@ -146,8 +148,10 @@ if [ -n "$no_bench" ]; then
   results+=("$(printf '%-22s %-8s' bench "not run (--no-bench)")")
 elif [ -n "$quick" ]; then
   step bench 120 "$bench" --quick
+  step bench-kernels 40 "$bench_kernels" --quick
 else
   step bench 150 "$bench"
+  step bench-kernels 60 "$bench_kernels" --quick
 fi
 
 echo
@@ -160,6 +164,10 @@ fi
 if [ -f "$logs/bench.log" ]; then
   echo "-- bench"
   grep -E '^(device|summary):' "$logs/bench.log" | sed 's/^summary: */  /'
+fi
+if [ -f "$logs/bench-kernels.log" ]; then
+  echo "-- kernel bench (bench-gpu-kernels --quick)"
+  sed 's/^/  /' "$logs/bench-kernels.log" | tail -40
 fi
 echo "logs: $logs"
 exit $failed
