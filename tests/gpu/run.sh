@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check in one script: the kernel tests (test-cuda-kernels, test-cuda-kernels-bwd when built), the
-# golden GPU tests (test-cuda-golden), then the GPU benches (bench-gpu, bench-gpu-kernels --quick), and a summary. Stays under 5 minutes:
-# every step has a timeout and all of them share one deadline.
+# golden GPU tests (test-cuda-golden), then the GPU benches (bench-gpu, bench-gpu-kernels --quick), and a
+# summary. Stays under 5 minutes: every step has a timeout and all of them share one deadline.
 #
 #   tests/gpu/run.sh                  build build-cuda here (meson -Dcuda=enabled) if needed, then run
 #   tests/gpu/run.sh --build DIR      use a prebuilt CUDA build folder
