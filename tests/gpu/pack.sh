@@ -31,6 +31,12 @@ for t in tests/gpu/test-cuda-kernels tests/gpu/test-cuda-kernels-bwd tests/gpu/b
   ninja -C "$build" -t targets all | grep -q "^$t:" && targets="$targets $t"
 done
 ninja -C "$build" $targets
+# a launcher the module calls but no kernel file defines (a branch not merged yet) would make dlopen fail there
+undefined=$(nm -D --undefined-only "$build/oftcore/cuda/oftcore-cuda.so" | awk '$2 ~ /^oftcu_/ { print $2 }')
+if [ -n "$undefined" ]; then
+  echo "pack.sh: the CUDA module calls launchers no kernel file defines, so it cannot load:" $undefined
+  exit 1
+fi
 
 mkdir -p "$dest"
 stage=$(mktemp -d)

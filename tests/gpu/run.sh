@@ -103,6 +103,8 @@ if [ ! -e "$OFT_CUDA_MODULE" ]; then
 fi
 missing=$(ldd "$OFT_CUDA_MODULE" 2>/dev/null | grep 'not found')
 [ -n "$missing" ] && { echo "run.sh: the CUDA module cannot find:"; echo "$missing"; }
+undefined=$(nm -D --undefined-only "$OFT_CUDA_MODULE" 2>/dev/null | awk '$2 ~ /^oftcu_/ { print $2 }')
+[ -n "$undefined" ] && echo "run.sh: the CUDA module calls launchers no kernel file defines (it will not load):" $undefined
 
 results=()
 failed=0
