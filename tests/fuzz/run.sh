@@ -3,7 +3,9 @@
 # TAP with the executions per target. Builds build-fuzz (clang, ASan+UBSan, libFuzzer coverage over all
 # of oftcore) on first use; seeds come from the golden folder through make-seeds.py into a temporary
 # corpus, never into the source tree. A crash input is kept in build-fuzz/crashes/ and named in the output.
-# Usage: tests/fuzz/run.sh SECONDS [TARGET...]   (OFT_FUZZ_JOBS: parallel targets, default 2)
+# Usage: tests/fuzz/run.sh SECONDS [TARGET...]   (OFT_FUZZ_JOBS: parallel targets, default 2;
+#   OFT_FUZZ_FORK=N: N libFuzzer worker processes per target, executions summed;
+#   OFT_FUZZ_PACK=DIR: run a pack made by tests/fuzz/pack.sh on another machine, without building)
 set -u
 secs=${1:?usage: run.sh SECONDS [TARGET...]}; shift
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -17,17 +19,22 @@ declare -A max_len=([safetensors]=16384 [ckpt]=16384 [adapter]=16384 [model-conf
                     [tokenizer]=32768 [image]=16384 [haar]=16384 [shape-predictor]=16384 [palette]=16384
                     [prefs]=8192)
 
-if [ ! -f "$bdir/build.ninja" ]; then
+pack=${OFT_FUZZ_PACK:-}
+fork=${OFT_FUZZ_FORK:-0}
+if [ -n "$pack" ]; then
+  bdir=$pack
+elif [ ! -f "$bdir/build.ninja" ]; then
   CC=clang meson setup "$bdir" "$root" -Dfuzzing=true -Db_sanitize=address,undefined -Db_lundef=false \
     -Dbuildtype=debugoptimized -Dc_args="-fsanitize=fuzzer-no-link -fno-sanitize-recover=all" \
     >"$bdir.setup.log" 2>&1 || { echo "Bail out! meson setup of $bdir failed (clang?); see $bdir.setup.log"; exit 1; }
 fi
 built=()
-for t in "${targets[@]}"; do [ -n "$(find "$root/tests/fuzz" -name "fuzz-$t.c")" ] && built+=("tests/fuzz/fuzz-$t"); done
+[ -n "$pack" ] || for t in "${targets[@]}"; do [ -n "$(find "$root/tests/fuzz" -name "fuzz-$t.c")" ] && built+=("tests/fuzz/fuzz-$t"); done
 # prefs needs GIMP's headers; a target meson did not define is reported as skipped below
 avail=()
 for b in "${built[@]}"; do ninja -C "$bdir" -t query "$b" >/dev/null 2>&1 && avail+=("$b"); done
-ninja -C "$bdir" "${avail[@]}" >"$bdir/fuzz-build.log" 2>&1 || { tail -30 "$bdir/fuzz-build.log"; echo "Bail out! build failed"; exit 1; }
+[ ${#avail[@]} -eq 0 ] || ninja -C "$bdir" "${avail[@]}" >"$bdir/fuzz-build.log" 2>&1 ||
+  { tail -30 "$bdir/fuzz-build.log"; echo "Bail out! build failed"; exit 1; }
 
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 mkdir -p "$bdir/crashes"
@@ -37,12 +44,20 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 run_one () { # target → $work/<t>.result "ok|not ok|skip" line
   local t=$1 exe="$bdir/tests/fuzz/fuzz-$t" log="$work/$t.log"
   if [ ! -x "$exe" ]; then echo "skip fuzz-$t: not built (needs GIMP headers?)" >"$work/$t.result"; return; fi
-  python3 "$root/tests/fuzz/make-seeds.py" "$t" "$work/seeds-$t" "$golden" || true
+  if [ -n "$pack" ]; then
+    cp -r "$pack/seeds/$t" "$work/seeds-$t"
+  else
+    python3 "$root/tests/fuzz/make-seeds.py" "$t" "$work/seeds-$t" "$golden" || true
+  fi
   mkdir -p "$work/corpus-$t"
-  "$exe" "$work/corpus-$t" "$work/seeds-$t" -max_total_time="$secs" -max_len="${max_len[$t]:-65536}" \
+  local par=()
+  [ "$fork" -gt 0 ] && par=(-fork="$fork" -ignore_crashes=0)
+  "$exe" "$work/corpus-$t" "$work/seeds-$t" -max_total_time="$secs" -max_len="${max_len[$t]:-65536}" "${par[@]}" \
     -rss_limit_mb=2048 -timeout=25 -print_final_stats=1 -artifact_prefix="$bdir/crashes/$t-" >"$log" 2>&1
   local rc=$? execs
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  # fork mode: the parent's last status line "#N: cov: ..." counts the workers' executions together
+  [ -n "$execs" ] || execs=$(sed -n 's/^#\([0-9][0-9]*\):.*/\1/p' "$log" | tail -1)
   if [ $rc -eq 0 ]; then
     echo "ok fuzz-$t: ${execs:-?} executions in $secs s, corpus $(ls "$work/corpus-$t" | wc -l) inputs" >"$work/$t.result"
   else
