@@ -54,15 +54,8 @@ oftcore=$(readlink -f "$build/oftcore/liboftcore.so")
 soname=$(objdump -p "$oftcore" | awk '/SONAME/ { print $2 }')
 cp "$oftcore" "$b/lib/$soname"
 
-# every library the programs and the module load, but glibc's, the C++ runtime and CUDA's
-skip='^(linux-vdso|ld-linux|libc\.so|libm\.so|libdl\.so|libpthread\.so|librt\.so|libresolv\.so|libutil\.so|libstdc\+\+\.so|libgcc_s\.so|libcuda\.so|libcudart\.so|libcublas\.so|libcublasLt\.so|libnvrtc|libnvJitLink|liboftcore\.so)'
-for f in "$b"/bin/* "$b"/lib/*; do
-  ldd "$f" | awk '/=> \// { print $1, $3 }'
-done | sort -u | while read -r name path; do
-  if ! echo "$name" | grep -Eq "$skip"; then
-    cp -L "$path" "$b/lib/$name"
-  fi
-done
+# every library the programs and the module load, but glibc's, the C++ runtime and CUDA's (liboftcore is there)
+"$root/tools/bundle-libs" "$b/lib" "$b"/bin/* "$b"/lib/*
 
 # the golden files test-cuda-golden reads (see ../shared/golden/README.md), and the configs bench-gpu reads
 mkdir -p "$b/golden/pipeline" "$b/golden/unet_oft"
