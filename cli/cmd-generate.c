@@ -38,6 +38,7 @@ cmd_generate (int argc, char **argv)
 {
   char *model = NULL, *config = NULL, *prompt = NULL, *negative = NULL, *sampler = NULL, *out = NULL, *noise_path = NULL;
   char **adapters = NULL, *cond_path = NULL, *cond_from = NULL, *cond_type = NULL, *control_path = NULL;
+  char *device_name = NULL, *precision = NULL;
   gboolean merge = FALSE;
   double cond_scale = 1.0;
   int steps = 30, width = 0, height = 0, clip_skip = 0;
@@ -68,6 +69,9 @@ cmd_generate (int argc, char **argv)
     { "control", 0, 0, G_OPTION_ARG_FILENAME, &control_path, "Condition encoder file (default: the one in the first "
       "--adapter folder that has one)", "FILE" },
     { "init-noise", 0, 0, G_OPTION_ARG_FILENAME, &noise_path, "safetensors with one [1,4,H/8,W/8] tensor used as the initial noise", "FILE" },
+    { "device", 0, 0, G_OPTION_ARG_STRING, &device_name, "cpu (default), cuda, or auto (CUDA when available, else "
+      "the CPU); the UNet and the VAE decoder run there", "DEV" },
+    { "precision", 0, 0, G_OPTION_ARG_STRING, &precision, "Storage type on the GPU: bf16 (default) or fp32", "TYPE" },
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Output PNG", "OUT.png" },
     { NULL },
   };
@@ -106,6 +110,17 @@ cmd_generate (int argc, char **argv)
       fprintf (stderr, "oft generate: seed %" G_GINT64_FORMAT "\n", seed);
     }
   gp.seed = (uint64_t) seed;
+  OftDevice device = OFT_DEVICE_CPU;
+  OftDType dtype = OFT_DTYPE_BF16;
+  if (device_name && !oft_device_parse (device_name, &device, &error))
+    goto out;
+  if (precision && g_strcmp0 (precision, "fp32") == 0)
+    dtype = OFT_DTYPE_F32;
+  else if (precision && g_strcmp0 (precision, "bf16") != 0)
+    {
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--precision %s: expected bf16 or fp32", precision);
+      goto out;
+    }
   if (g_file_test (model, G_FILE_TEST_IS_DIR))
     p = oft_pipeline_load (model, &error);
   else
@@ -122,6 +137,15 @@ cmd_generate (int argc, char **argv)
           g_prefix_error (&error, "adapter %s: ", adapters[i]);
           goto out;
         }
+    }
+  /* after the adapters, so that they go up with the weights */
+  if (device != OFT_DEVICE_CPU)
+    {
+      if (!oft_pipeline_set_device (p, device, dtype, &error))
+        goto out;
+      if (oft_unet_device (p->unet) == OFT_DEVICE_CUDA)
+        fprintf (stderr, "oft generate: the UNet and the VAE decoder run on the GPU (%s)\n",
+                 dtype == OFT_DTYPE_F32 ? "fp32" : "bf16");
     }
   int f = oft_vae_factor (p->vae), native = oft_unet_sample_size (p->unet) * f;
   gp.width = width > 0 ? width : native;
@@ -202,6 +226,8 @@ out:
   g_free (cond_from);
   g_free (cond_type);
   g_free (control_path);
+  g_free (device_name);
+  g_free (precision);
   g_option_context_free (ctx);
   return rc;
 }

@@ -120,6 +120,55 @@ test_arena_lifetimes (void)
   g_assert_null (a.head);
 }
 
+typedef struct {
+  const char *base[16];
+  size_t used[16];
+  int n;
+} ChunkList;
+
+static void
+collect_chunk (const void *base, size_t used, gpointer data)
+{
+  ChunkList *l = data;
+  g_assert_cmpint (l->n, <, 16);
+  l->base[l->n] = base;
+  l->used[l->n++] = used;
+}
+
+/* The chunk walk a GPU upload maps weights through: every live allocation lies inside exactly one
+ * reported chunk, the reported bytes add up to `used`, and a reset's spares are not reported. */
+static void
+test_arena_foreach_chunk (void)
+{
+  OftArena a;
+  oft_arena_init (&a, "test", 4096);
+  ChunkList l = { .n = 0 };
+  oft_arena_foreach_chunk (&a, collect_chunk, &l);
+  g_assert_cmpint (l.n, ==, 0);
+  float *p[8];
+  for (int i = 0; i < 8; i++)
+    p[i] = oft_arena_floats (&a, i == 3 ? 5000 : 300);
+  OftArenaMark m = oft_arena_mark (&a);
+  oft_arena_floats (&a, 3000);  /* opens a chunk that the reset below turns into a spare */
+  oft_arena_reset (&a, m);
+  oft_arena_foreach_chunk (&a, collect_chunk, &l);
+  g_assert_cmpint (l.n, >=, 2);
+  size_t sum = 0;
+  for (int j = 0; j < l.n; j++)
+    sum += l.used[j];
+  g_assert_cmpuint (sum, ==, a.used);
+  for (int i = 0; i < 8; i++)
+    {
+      int inside = 0;
+      size_t bytes = (i == 3 ? 5000 : 300) * sizeof (float);
+      for (int j = 0; j < l.n; j++)
+        if ((const char *) p[i] >= l.base[j] && (const char *) p[i] + bytes <= l.base[j] + l.used[j])
+          inside++;
+      g_assert_cmpint (inside, ==, 1);
+    }
+  oft_arena_release (&a);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -130,5 +179,6 @@ main (int argc, char **argv)
   g_test_add_func ("/foundation/dtype-names", test_dtype_names);
   g_test_add_func ("/foundation/shape-numel-checked", test_shape_numel_checked);
   g_test_add_func ("/foundation/arena-lifetimes", test_arena_lifetimes);
+  g_test_add_func ("/foundation/arena-foreach-chunk", test_arena_foreach_chunk);
   return g_test_run ();
 }

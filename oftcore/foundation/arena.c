@@ -234,3 +234,11 @@ oft_arena_release (OftArena *arena)
   g_clear_error (&arena->failure);
   arena->checked = 0;
 }
+
+void
+oft_arena_foreach_chunk (const OftArena *arena, OftArenaChunkFunc fn, gpointer user_data)
+{
+  for (const OftArenaChunk *c = arena->head; c; c = c->prev)
+    if (c->offset > 0)
+      fn (c->data, c->offset, user_data);
+}

@@ -4,6 +4,7 @@
 #include "oft/unet.h"
 #include "oft/adapters.h"
 #include "blocks.h"
+#include "../cuda/cuda-ops.h"
 
 #define MAX_LEVELS 8
 #define MAX_LAYERS 8
@@ -101,6 +102,10 @@ struct _OftUnet {
   float *dcontrol;      /* training: ∂loss/∂control accumulated here when not NULL */
   OftParams *params_list; /* every weight by name; gradients once full training is attached */
   float *dcontext;      /* full training: ∂loss/∂context accumulated here when not NULL */
+  /* the GPU copy made by oft_unet_set_device; NULL on the CPU */
+  const OftCudaOps *dev_ops;
+  gpointer dev;
+  OftDType dev_dtype;
 };
 
 /* out[N, lin->out] = s ⊙ ((x·R_1⋯·R_train)·Wᵀ) + b (s: the trained module's scale, if any) */
@@ -129,3 +134,8 @@ void oft_unet_transformer_backward (OftArena *a, float *dx, float *dcontext, con
 /* Rebuilds every trained rotation from its parameter (COFT-projecting it in place first, as PEFT). */
 void oft_unet_refresh_trainable (OftUnet *u);
 void oft_unet_lin_clear (Lin *lin);
+
+/* After the weights or the adapters changed: a UNet on the GPU uploads itself again (model-device.c).
+ * On failure it is left on the CPU and the error says so. */
+gboolean oft_unet_device_refresh (OftUnet *u, GError **error);
+void     oft_unet_device_release (OftUnet *u);

@@ -62,6 +62,12 @@ module_scale (float **s, const OftAdapterModule *m, const Module *mod, GError **
 gboolean
 oft_unet_attach_trainable (OftUnet *u, OftPeftAdapter *a, GError **error)
 {
+  if (u->dev)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "the UNet runs on the GPU, where training is not "
+                   "supported: move it back with oft_unet_set_device (…, OFT_DEVICE_CPU, …) first");
+      return FALSE;
+    }
   const OftAdapterConfig *cfg = oft_peft_adapter_config (a);
   size_t n = oft_peft_adapter_n_modules (a);
   GPtrArray *list = g_ptr_array_new_with_free_func (trainable_free);
@@ -150,6 +156,12 @@ oft_unet_refresh_trainable (OftUnet *u)
 gboolean
 oft_unet_attach_full_training (OftUnet *u, GError **error)
 {
+  if (u->dev)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "the UNet runs on the GPU, where training is not "
+                   "supported: move it back with oft_unet_set_device (…, OFT_DEVICE_CPU, …) first");
+      return FALSE;
+    }
   GHashTableIter it;
   gpointer key, value;
   g_hash_table_iter_init (&it, u->modules);

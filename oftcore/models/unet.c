@@ -366,6 +366,7 @@ oft_unet_free (OftUnet *u)
 {
   if (!u)
     return;
+  oft_unet_device_release (u);
   oft_unet_detach_trainable (u);  /* first: it clears pointers inside the blocks freed below */
   for (int i = 0; i < MAX_LEVELS; i++)
     for (int j = 0; j < MAX_LAYERS; j++)
@@ -436,7 +437,8 @@ oft_unet_apply_adapter (OftUnet *u, const OftPeftAdapter *a, gboolean merge, GEr
     }
   g_free (merged);
   g_free (rots);
-  return ok;
+  /* a UNet on the GPU carries the new rotations or merged weights there too */
+  return ok && oft_unet_device_refresh (u, error);
 }
 
 gboolean
@@ -451,6 +453,8 @@ oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const
                    B, h, w, T, mult);
       return FALSE;
     }
+  if (u->dev)
+    return u->dev_ops->unet_forward (u->dev, sample, timesteps, context, B, h, w, T, out, error);
   OftArena *a = &u->acts;
   OftArenaMark mark = oft_arena_mark (a);
   char name[64];

@@ -2,6 +2,7 @@
 #pragma once
 #include "oft/vae.h"
 #include "blocks.h"
+#include "../cuda/cuda-ops.h"
 
 #define VAE_EPS 1e-6f
 #define MAX_LEVELS 8
@@ -35,5 +36,10 @@ struct _OftVae {
   float *pq_w, *pq_b, *d_in_w, *d_in_b, *d_nw, *d_nb, *d_out_w, *d_out_b;
   VaeLevel dec[MAX_LEVELS];
   VaeMid d_mid;
+  /* the GPU copy made by oft_vae_set_device (the decoder runs there); NULL on the CPU */
+  const OftCudaOps *dev_ops;
+  gpointer dev;
 };
+
+void oft_vae_device_release (OftVae *v);
 

@@ -11,7 +11,13 @@
 gboolean
 oft_vae_attach_full_training (OftVae *v, GError **error)
 {
-  (void) error;
+  if (v->dev)
+    {
+      /* training changes the host weights, which the GPU copy would not see */
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "the VAE runs on the GPU, where training is not "
+                   "supported: move it back with oft_vae_set_device (…, OFT_DEVICE_CPU, …) first");
+      return FALSE;
+    }
   oft_params_alloc_grads (v->params_list);
   return TRUE;
 }

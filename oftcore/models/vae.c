@@ -202,6 +202,7 @@ oft_vae_free (OftVae *v)
 {
   if (!v)
     return;
+  oft_vae_device_release (v);
   for (int i = 0; i < MAX_LEVELS; i++)
     {
       g_free (v->enc[i].resnets);
@@ -322,6 +323,8 @@ oft_vae_decode (OftVae *v, const float *z, int B, int h, int w, float *img, GErr
   int f = oft_vae_factor (v), L = v->n_levels, maxc = v->ch[L - 1];
   if (!check_size (v, B, h, w, 1, error) || !check_size (v, B, h * f, w * f, 1, error))
     return FALSE;
+  if (v->dev)
+    return v->dev_ops->vae_decode (v->dev, z, B, h, w, img, error);
   OftArenaMark mark = oft_arena_mark (&v->acts);
   oft_arena_begin_checked (&v->acts);
   int h0 = h, w0 = w, cmax = 0;
@@ -357,4 +360,11 @@ oft_vae_decode (OftVae *v, const float *z, int B, int h, int w, float *img, GErr
   if (!oft_arena_failed (&v->acts))
     norm_silu_conv (v, img, x, v->d_nw, v->d_nb, v->d_out_w, v->d_out_b, B, v->ch[0], h, w, v->out_ch);
   return end_forward (v, mark, "decode of latents", B, h0, w0, error);
+}
+
+OftVae *
+oft_vae_new_random (const char *config_path, guint64 seed, GError **error)
+{
+  OftWeightSource src = { .random_init = TRUE, .seed = seed };
+  return oft_vae_load_from (config_path, &src, error);
 }

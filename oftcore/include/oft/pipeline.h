@@ -33,6 +33,10 @@ OftPipeline *oft_pipeline_load_single (const char *file, const char *config_dir,
 /* Where the bundled SD 1.5 configs are: $OFT_DATA_DIR/sd15-config, else the installed data dir. g_free. */
 char        *oft_sd15_config_dir (void);
 void         oft_pipeline_free (OftPipeline *p);
+/* Runs the UNet and the VAE decoder on `device` (see oft_unet_set_device; the tokenizer, the text encoder
+ * and the sampler loop stay on the host: the latents are small). OFT_DEVICE_AUTO falls back to the CPU
+ * with one g_message when CUDA is not available. On failure both stay on the CPU. */
+gboolean     oft_pipeline_set_device (OftPipeline *p, OftDevice device, OftDType dtype, GError **error);
 
 typedef struct {
   const char *prompt;

@@ -100,5 +100,10 @@ void       oft_arena_reset (OftArena *arena, OftArenaMark mark);
 void       oft_arena_trim (OftArena *arena);
 /* Frees everything. */
 void       oft_arena_release (OftArena *arena);
+/* Calls fn for every chunk in use (not the spares kept by a reset), newest first, with its start and
+ * the bytes handed out from it: for copying an arena elsewhere (a GPU) and mapping its pointers there
+ * by their offset inside their chunk. */
+typedef void (*OftArenaChunkFunc) (const void *base, size_t used, gpointer user_data);
+void       oft_arena_foreach_chunk (const OftArena *arena, OftArenaChunkFunc fn, gpointer user_data);
 
 G_END_DECLS

@@ -7,6 +7,7 @@
 #include "oft/safetensors.h"
 #include "oft/peft.h"
 #include "oft/params.h"
+#include "oft/backend.h"
 
 G_BEGIN_DECLS
 
@@ -93,5 +94,16 @@ const float *oft_unet_module_weight (const OftUnet *u, const char *path, int64_t
 /* sample[B, in, h, w], timesteps[B], context[B, T, context_dim] → out[B, out, h, w]. */
 gboolean oft_unet_forward (OftUnet *u, const float *sample, const float *timesteps, const float *context,
                            int B, int h, int w, int T, float *out, GError **error);
+
+/* ---- device ----
+ * Moves the forward to `device` (oft/backend.h): OFT_DEVICE_CUDA uploads the weights in storage type
+ * `dtype` (OFT_DTYPE_F32 or OFT_DTYPE_BF16; norm parameters stay fp32) and the adapters applied on the
+ * fly through the CUDA module, and fails with the reason when it cannot; OFT_DEVICE_AUTO does the same
+ * but falls back to the CPU with a g_message naming why; OFT_DEVICE_CPU frees the GPU copy. From then on
+ * oft_unet_forward runs there on host buffers; control features and taps work as on the CPU.
+ * oft_unet_apply_adapter afterwards uploads again. Training (attach_trainable, attach_full_training) is
+ * refused while on the GPU, and the GPU is refused while training is attached. */
+gboolean  oft_unet_set_device (OftUnet *u, OftDevice device, OftDType dtype, GError **error);
+OftDevice oft_unet_device (const OftUnet *u);
 
 G_END_DECLS

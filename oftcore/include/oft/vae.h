@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include "oft/safetensors.h"
 #include "oft/params.h"
+#include "oft/backend.h"
 
 G_BEGIN_DECLS
 
@@ -16,6 +17,8 @@ OftVae *oft_vae_load (const char *dir, GError **error);
 /* A diffusers VAE config.json and tensors with diffusers' names through `src`. */
 OftVae *oft_vae_load_from (const char *config_path, const OftWeightSource *src, GError **error);
 void    oft_vae_free (OftVae *v);
+/* The architecture of config_path with random weights (see OftWeightSource.random_init): for benchmarks. */
+OftVae *oft_vae_new_random (const char *config_path, guint64 seed, GError **error);
 float   oft_vae_scaling_factor (const OftVae *v);
 int     oft_vae_latent_channels (const OftVae *v);
 /* Spatial downsampling factor (8 for SD). */
@@ -38,5 +41,14 @@ OftParams *oft_vae_params (OftVae *v);
  * values; every weight's gradient accumulates. rec_loss and kl_loss (may be NULL) get the two terms. */
 gboolean   oft_vae_train_loss (OftVae *v, const float *img, const float *eps, int B, int H, int W, float kl_weight,
                                float *loss, float *rec_loss, float *kl_loss, GError **error);
+
+/* ---- device ----
+ * Moves the decoder to `device` (oft/backend.h): OFT_DEVICE_CUDA uploads the weights in storage type
+ * `dtype` (OFT_DTYPE_F32 or OFT_DTYPE_BF16) through the CUDA module and fails with the reason when it
+ * cannot; OFT_DEVICE_AUTO does the same but falls back to the CPU with a g_message naming why;
+ * OFT_DEVICE_CPU frees the GPU copy. From then on oft_vae_decode runs there (encode stays on the CPU).
+ * Full training is refused while on the GPU, and the GPU is refused while training is attached. */
+gboolean  oft_vae_set_device (OftVae *v, OftDevice device, OftDType dtype, GError **error);
+OftDevice oft_vae_device (const OftVae *v);
 
 G_END_DECLS

@@ -1,0 +1,335 @@
+/* UNet2DConditionModel forward on the GPU: models/unet.c, unet-blocks.c and blocks.c step for step over
+ * the host model's structs, with device copies of its weights (cuda-module.h). Differences from the CPU
+ * path, none of which changes the arithmetic beyond rounding:
+ *  - attention is the fused kernel, so the [Tq, Tk] probabilities are never stored;
+ *  - the transformer's 1×1-conv proj_in/proj_out run as Linears on the token layout (the same weights
+ *    [D, C, 1, 1] = [D, C], transposed first instead of after), so both projection kinds share one path;
+ *  - adapters applied on the fly rotate with oftcu_block_rotate_forward, R uploaded once per upload
+ *    (a shared block is repeated to every block). */
+#include "cuda-module.h"
+#include "../models/unet-private.h"
+#include "oft/error.h"
+#include <string.h>
+
+typedef struct {
+  OftUnet *u;
+  CuWeights w;
+  CuArena acts;
+  GHashTable *rots;   /* LinRot* → device R [n_blocks, b, b] fp32 */
+} CuUnet;
+
+static void
+free_rot (gpointer p)
+{
+  oftcu_free (p);
+}
+
+static gboolean
+upload_rotations (CuUnet *d, GError **error)
+{
+  GHashTableIter it;
+  gpointer key, value;
+  g_hash_table_iter_init (&it, d->u->modules);
+  while (g_hash_table_iter_next (&it, &key, &value))
+    {
+      const Module *m = value;
+      for (guint i = 0; m->lin && m->lin->rots && i < m->lin->rots->len; i++)
+        {
+          const LinRot *r = g_ptr_array_index (m->lin->rots, i);
+          const OftSpec *s = &r->spec;
+          size_t bb = (size_t) s->b * s->b, bytes = sizeof (float) * bb * s->n_blocks;
+          float *full = g_new (float, bb * s->n_blocks);
+          for (int k = 0; k < s->n_blocks; k++)
+            memcpy (full + k * bb, r->R + (s->block_share ? 0 : k * bb), bb * sizeof (float));
+          float *dev = oftcu_alloc (bytes);
+          int rc = dev ? oftcu_upload (dev, full, bytes) : -1;
+          g_free (full);
+          if (rc != 0)
+            {
+              g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "UNet: uploading the adapter rotation of %s: %s",
+                           (const char *) key, oftcu_error () ? oftcu_error () : "out of memory");
+              oftcu_clear_error ();
+              oftcu_free (dev);
+              return FALSE;
+            }
+          g_hash_table_insert (d->rots, (gpointer) r, dev);
+        }
+    }
+  return TRUE;
+}
+
+void
+cu_unet_release (gpointer dev)
+{
+  CuUnet *d = dev;
+  if (!d)
+    return;
+  cu_weights_release (&d->w);
+  cu_arena_release (&d->acts);
+  if (d->rots)
+    g_hash_table_destroy (d->rots);
+  g_free (d);
+}
+
+static gboolean
+check_inference_only (const OftUnet *u, GError **error)
+{
+  if (u->trainables)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID,
+                   "UNet: an adapter attached for training runs on the CPU only; detach it before using the GPU");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gpointer
+cu_unet_upload (OftUnet *u, int dtype, GError **error)
+{
+  if (!check_inference_only (u, error))
+    return NULL;
+  if (dtype != OFTCU_F32 && dtype != OFTCU_BF16)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "UNet: GPU storage type %d is not fp32 or bf16", dtype);
+      return NULL;
+    }
+  CuUnet *d = g_new0 (CuUnet, 1);
+  d->u = u;
+  d->rots = g_hash_table_new_full (NULL, NULL, NULL, free_rot);
+  cu_arena_init (&d->acts, "UNet activations", 0);
+  if (!cu_weights_upload (&d->w, &u->params, (OftCuDtype) dtype, "UNet weights", error) ||
+      !upload_rotations (d, error))
+    {
+      cu_unet_release (d);
+      return NULL;
+    }
+  return d;
+}
+
+/* ---- forward ---- */
+
+typedef struct {
+  Cx c;
+  CuUnet *d;
+} Run;
+
+/* out[N, lin->out] = (x·R_1⋯R_n)·Wᵀ + b (oft_unet_lin_forward) */
+static void
+lin (Run *r, void *out, const void *x, const Lin *l, int64_t N)
+{
+  Cx *c = &r->c;
+  guint n_rot = l->rots ? l->rots->len : 0;
+  if (n_rot == 0)
+    {
+      k_linear (c, out, x, cx_w (c, l->w), cx_w (c, l->b), N, l->in, l->out);
+      return;
+    }
+  CuMark m = cx_mark (c);
+  void *t0 = cx_take (c, N * l->in), *t1 = cx_take (c, N * l->in);
+  const void *src = x;
+  for (guint i = 0; i < n_rot; i++)
+    {
+      const LinRot *rot = g_ptr_array_index (l->rots, i);
+      const float *R = g_hash_table_lookup (r->d->rots, rot);
+      if (!R && cx_ok (c))
+        g_set_error (&c->error, OFT_MODEL_ERROR, OFT_ERROR_FAILED,
+                     "an adapter applied after the upload has no GPU copy (set the device again)");
+      void *dst = src == t0 ? t1 : t0;
+      k_block_rotate (c, dst, src, R, N, rot->spec.n_blocks, rot->spec.b);
+      src = dst;
+    }
+  k_linear (c, out, src, cx_w (c, l->w), cx_w (c, l->b), N, l->in, l->out);
+  cx_reset (c, m);
+}
+
+/* BasicTransformerBlock in place on x[B·HW, D] (oft_unet_tblock_forward without saving) */
+static void
+tblock (Run *r, void *x, const void *context, const TBlock *b, int B, int64_t HW, int T)
+{
+  Cx *c = &r->c;
+  int D = b->dim, H = b->heads, F = b->ff;
+  int64_t N = B * HW, NC = (int64_t) B * T;
+  CuMark m = cx_mark (c);
+  void *h = cx_take (c, N * D), *q = cx_take (c, N * D), *o = cx_take (c, N * D);
+  void *k = cx_take (c, MAX (N, NC) * D), *v = cx_take (c, MAX (N, NC) * D);
+  float *mean = cx_f32 (c, N), *rstd = cx_f32 (c, N);
+  void *f = cx_take (c, N * 2 * F), *g = cx_take (c, N * F), *y = cx_take (c, N * D);
+
+  k_layernorm (c, h, mean, rstd, x, cx_norm (c, b->n1w, D), cx_norm (c, b->n1b, D), N, D, 1e-5f);
+  lin (r, q, h, &b->q1, N);
+  lin (r, k, h, &b->k1, N);
+  lin (r, v, h, &b->v1, N);
+  k_attention (c, o, q, k, v, B, (int) HW, (int) HW, H, D / H);
+  lin (r, y, o, &b->o1, N);
+  k_add (c, x, x, y, N * D);
+
+  k_layernorm (c, h, mean, rstd, x, cx_norm (c, b->n2w, D), cx_norm (c, b->n2b, D), N, D, 1e-5f);
+  lin (r, q, h, &b->q2, N);
+  lin (r, k, context, &b->k2, NC);
+  lin (r, v, context, &b->v2, NC);
+  k_attention (c, o, q, k, v, B, (int) HW, T, H, D / H);
+  lin (r, y, o, &b->o2, N);
+  k_add (c, x, x, y, N * D);
+
+  k_layernorm (c, h, mean, rstd, x, cx_norm (c, b->n3w, D), cx_norm (c, b->n3b, D), N, D, 1e-5f);
+  lin (r, f, h, &b->ff1, N);
+  k_geglu (c, g, f, N, F);
+  lin (r, y, g, &b->ff2, N);
+  k_add (c, x, x, y, N * D);
+  cx_reset (c, m);
+}
+
+/* Transformer2DModel in place on x[B, C, H, W] (oft_unet_transformer_forward without saving) */
+static void
+transformer (Run *r, void *x, const void *context, const Transformer *t, int B, int Hh, int Ww, int T)
+{
+  Cx *c = &r->c;
+  int C = t->ch, D = t->inner;
+  int64_t HW = (int64_t) Hh * Ww, N = B * HW;
+  CuMark m = cx_mark (c);
+  float *mean = cx_f32 (c, (int64_t) B * t->groups), *rstd = cx_f32 (c, (int64_t) B * t->groups);
+  void *h = cx_take (c, N * MAX (C, D)), *p = cx_take (c, N * MAX (C, D)), *tok = cx_take (c, N * D);
+  /* Transformer2DModel's GroupNorm uses eps 1e-6 whatever the UNet's norm_eps */
+  k_groupnorm (c, h, mean, rstd, x, cx_norm (c, t->nw, C), cx_norm (c, t->nb, C), B, C, HW, t->groups, 1e-6f);
+  k_transpose (c, p, h, B, C, HW);
+  k_linear (c, tok, p, cx_w (c, t->piw), cx_w (c, t->pib), N, C, D);
+  for (int i = 0; i < t->n_blocks; i++)
+    tblock (r, tok, context, &t->blocks[i], B, HW, T);
+  k_linear (c, p, tok, cx_w (c, t->pow_), cx_w (c, t->pob), N, D, C);
+  k_transpose (c, h, p, B, HW, C);
+  k_add (c, x, x, h, N * C);
+  cx_reset (c, m);
+}
+
+static void
+tap (Run *r, const char *name, const void *dev, int64_t n)
+{
+  cx_tap (&r->c, r->d->u->tap, r->d->u->tap_data, name, dev, n);
+}
+
+gboolean
+cu_unet_forward (gpointer dev, const float *sample, const float *timesteps, const float *context,
+                 int B, int h, int w, int T, float *out, GError **error)
+{
+  CuUnet *d = dev;
+  OftUnet *u = d->u;
+  if (!check_inference_only (u, error))
+    return FALSE;
+  int L = u->n_levels;
+  Run run = { .d = d };
+  Cx *c = &run.c;
+  cx_begin (c, &d->acts, &d->w);
+  CuMark mark = cx_mark (c);
+  char name[64];
+
+  void *xs = cx_upload (c, sample, (int64_t) B * u->in_ch * h * w);
+  float *ts = cx_upload_f32 (c, timesteps, B);
+  void *ctx = cx_upload (c, context, (int64_t) B * T * u->ctx_dim);
+
+  /* time embedding; every resnet consumes SiLU(temb) */
+  void *tp = cx_take (c, (int64_t) B * u->tproj), *t1 = cx_take (c, (int64_t) B * u->temb);
+  void *temb = cx_take (c, (int64_t) B * u->temb);
+  k_timestep_embedding (c, tp, ts, B, u->tproj, u->flip, u->freq_shift);
+  tap (&run, "time_proj", tp, (int64_t) B * u->tproj);
+  k_linear (c, t1, tp, cx_w (c, u->t1w), cx_w (c, u->t1b), B, u->tproj, u->temb);
+  k_silu (c, t1, t1, (int64_t) B * u->temb);
+  k_linear (c, temb, t1, cx_w (c, u->t2w), cx_w (c, u->t2b), B, u->temb, u->temb);
+  tap (&run, "time_embedding", temb, (int64_t) B * u->temb);
+  k_silu (c, t1, temb, (int64_t) B * u->temb);
+  const void *temb_act = t1;
+
+  /* skip connections, largest first */
+  void *skips[1 + MAX_LEVELS * (MAX_LAYERS + 1)];
+  int skip_ch[G_N_ELEMENTS (skips)], n_skips = 0;
+  int cmax = 0;
+  for (int i = 0; i < L; i++)
+    cmax = MAX (cmax, u->ch[i]);
+  int64_t big = (int64_t) B * 2 * cmax * h * w; /* room for a concat at full resolution */
+  void *x = cx_take (c, big), *y = cx_take (c, big), *cat = cx_take (c, big);
+
+  k_conv (c, x, xs, cx_w (c, u->cin_w), cx_w (c, u->cin_b), B, u->in_ch, h, w, u->ch[0], 3, 1, 1);
+  tap (&run, "conv_in", x, (int64_t) B * u->ch[0] * h * w);
+  if (u->control)
+    {
+      CuMark cm = cx_mark (c);
+      void *ctl = cx_upload (c, u->control, (int64_t) B * u->ch[0] * h * w);
+      k_add (c, x, x, ctl, (int64_t) B * u->ch[0] * h * w);
+      cx_reset (c, cm);
+    }
+  int H = h, W = w, C = u->ch[0];
+#define PUSH()                                                   \
+  do {                                                           \
+    skips[n_skips] = cx_take (c, (int64_t) B * C * H * W);       \
+    k_copy (c, skips[n_skips], x, (int64_t) B * C * H * W);      \
+    skip_ch[n_skips++] = C;                                      \
+  } while (0)
+  PUSH ();
+  for (int i = 0; i < L; i++)
+    {
+      Level *dl = &u->down[i];
+      for (int j = 0; j < dl->n; j++)
+        {
+          cu_resnet (c, y, x, temb_act, &dl->res[j], B, H, W);
+          void *t = x; x = y; y = t;
+          C = dl->out_ch;
+          if (dl->has_attn)
+            transformer (&run, x, ctx, &dl->attn[j], B, H, W, T);
+          PUSH ();
+        }
+      if (dl->has_sample)
+        {
+          k_conv (c, y, x, cx_w (c, dl->down.w), cx_w (c, dl->down.b), B, C, H, W, C, 3, 2, 1);
+          H /= 2, W /= 2;
+          void *t = x; x = y; y = t;
+          PUSH ();
+        }
+      g_snprintf (name, sizeof name, "down_blocks.%d", i);
+      tap (&run, name, x, (int64_t) B * C * H * W);
+    }
+
+  cu_resnet (c, y, x, temb_act, &u->mid_r0, B, H, W);
+  transformer (&run, y, ctx, &u->mid_attn, B, H, W, T);
+  cu_resnet (c, x, y, temb_act, &u->mid_r1, B, H, W);
+  tap (&run, "mid_block", x, (int64_t) B * C * H * W);
+
+  for (int i = 0; i < L; i++)
+    {
+      Level *up = &u->up[i];
+      for (int j = 0; j < up->n; j++)
+        {
+          int sc = skip_ch[--n_skips];
+          k_concat (c, cat, x, skips[n_skips], B, C, sc, (int64_t) H * W);
+          cu_resnet (c, x, cat, temb_act, &up->res[j], B, H, W);
+          C = up->out_ch;
+          if (up->has_attn)
+            transformer (&run, x, ctx, &up->attn[j], B, H, W, T);
+        }
+      if (up->has_sample)
+        {
+          cu_upsample (c, y, x, &up->up, B, H, W);
+          H *= 2, W *= 2;
+          void *t = x; x = y; y = t;
+        }
+      g_snprintf (name, sizeof name, "up_blocks.%d", i);
+      tap (&run, name, x, (int64_t) B * C * H * W);
+    }
+#undef PUSH
+
+  if (u->tap)
+    {
+      /* conv_norm_out is tapped between the norm and the SiLU, so this path spells the three steps out */
+      float *mean = cx_f32 (c, (int64_t) B * u->groups), *rstd = cx_f32 (c, (int64_t) B * u->groups);
+      k_groupnorm (c, y, mean, rstd, x, cx_norm (c, u->nout_w, C), cx_norm (c, u->nout_b, C), B, C, (int64_t) H * W,
+                   u->groups, u->norm_eps);
+      tap (&run, "conv_norm_out", y, (int64_t) B * C * H * W);
+      k_silu (c, y, y, (int64_t) B * C * H * W);
+      k_conv (c, x, y, cx_w (c, u->cout_w), cx_w (c, u->cout_b), B, C, H, W, u->out_ch, 3, 1, 1);
+    }
+  else
+    cu_norm_silu_conv (c, y, x, u->nout_w, u->nout_b, u->groups, u->norm_eps, u->cout_w, u->cout_b, B, C, H, W,
+                       u->out_ch);
+  cx_download (c, out, u->tap ? x : y, (int64_t) B * u->out_ch * H * W);
+  gboolean ok = cx_end (c, "UNet forward", error);
+  cx_reset (c, mark);
+  return ok;
+}

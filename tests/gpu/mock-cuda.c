@@ -1,0 +1,337 @@
+/* The launchers of oftcore/cuda/cuda-kernels.h that the GPU models use, on the CPU over host memory,
+ * built with the module's model code (cuda-model.c, cuda-unet.c, cuda-vae.c, cuda-module.c) into a stand-in
+ * module. It checks that model code's wiring (buffer sizes, layouts, transposes, adapters, taps, errors)
+ * against the golden data on machines without a GPU; the real kernels are checked by the kernel tests.
+ *
+ * bf16 storage is emulated: every launcher reads its operands as fp32 and rounds what it writes to bf16
+ * (round to nearest even), which is what the device kernels do around their fp32 arithmetic, so the
+ * mock's bf16 error is a guide to the GPU's (not a bound: accumulation orders differ).
+ *
+ * OFT_CUDA_MOCK_MEMORY=BYTES caps the "device" memory, to test out-of-memory errors. */
+#include "../../oftcore/cuda/cuda-kernels.h"
+#include "oft/nn.h"
+#include "oft/tensor.h"
+#include "oft/adapters.h"
+#include <glib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char err_msg[512];
+static gboolean has_err;
+static GHashTable *sizes;   /* pointer → bytes */
+static size_t in_use, peak;
+
+static void
+fail (const char *msg)
+{
+  if (!has_err)
+    g_strlcpy (err_msg, msg, sizeof err_msg);
+  has_err = TRUE;
+}
+
+int
+oftcu_init (int ordinal, char *name, size_t name_len)
+{
+  if (!sizes)
+    sizes = g_hash_table_new (NULL, NULL);
+  g_strlcpy (name, "CPU mock of the CUDA launchers", name_len);
+  return 0;
+}
+
+const char *oftcu_error (void) { return has_err ? err_msg : NULL; }
+void oftcu_clear_error (void) { has_err = FALSE; }
+int oftcu_sync (void) { return has_err ? -1 : 0; }
+size_t oftcu_dtype_size (OftCuDtype dt) { return dt == OFTCU_BF16 ? 2 : 4; }
+void oftcu_set_tf32 (bool on) { }
+size_t oftcu_peak_bytes (void) { return peak; }
+void oftcu_reset_peak (void) { peak = in_use; }
+
+void *
+oftcu_alloc (size_t bytes)
+{
+  /* read at every allocation, so that a test can lower and lift it */
+  const char *lim = g_getenv ("OFT_CUDA_MOCK_MEMORY");
+  size_t limit = lim ? g_ascii_strtoull (lim, NULL, 10) : 0;
+  if (limit && in_use + bytes > limit)
+    {
+      fail ("out of memory (OFT_CUDA_MOCK_MEMORY)");
+      return NULL;
+    }
+  void *p = NULL;
+  if (posix_memalign (&p, 256, MAX (bytes, 1)) != 0)
+    {
+      fail ("out of memory");
+      return NULL;
+    }
+  memset (p, 0xff, MAX (bytes, 1));  /* NaN-filled in both storage types: uninitialised reads show */
+  g_hash_table_insert (sizes, p, GSIZE_TO_POINTER (bytes));
+  in_use += bytes;
+  peak = MAX (peak, in_use);
+  return p;
+}
+
+void
+oftcu_free (void *p)
+{
+  if (!p)
+    return;
+  in_use -= GPOINTER_TO_SIZE (g_hash_table_lookup (sizes, p));
+  g_hash_table_remove (sizes, p);
+  free (p);
+}
+
+int oftcu_upload (void *dst, const void *src, size_t bytes) { memcpy (dst, src, bytes); return has_err ? -1 : 0; }
+int oftcu_download (void *dst, const void *src, size_t bytes) { memcpy (dst, src, bytes); return has_err ? -1 : 0; }
+void oftcu_memset0 (void *p, size_t bytes) { memset (p, 0, bytes); }
+void oftcu_copy (void *dst, const void *src, size_t bytes) { memmove (dst, src, bytes); }
+
+/* fp32 copy of n elements (g_free) */
+static float *
+rd (OftCuDtype dt, const void *p, int64_t n)
+{
+  if (!p)
+    return NULL;
+  float *f = g_new (float, MAX (n, 1));
+  if (dt == OFTCU_F32)
+    memcpy (f, p, (size_t) n * sizeof (float));
+  else
+    oft_convert_to_f32 (f, p, OFT_DTYPE_BF16, (size_t) n);
+  return f;
+}
+
+/* stores n fp32 values as dt and frees them */
+static void
+wr (OftCuDtype dt, void *dst, float *f, int64_t n)
+{
+  if (dt == OFTCU_F32)
+    memcpy (dst, f, (size_t) n * sizeof (float));
+  else
+    oft_convert_from_f32 (dst, OFT_DTYPE_BF16, f, (size_t) n);
+  g_free (f);
+}
+
+void
+oftcu_convert (void *dst, OftCuDtype dd, const void *src, OftCuDtype sd, int64_t n)
+{
+  wr (dd, dst, rd (sd, src, n), n);
+}
+
+void
+oftcu_gemm (OftCuDtype dt, bool ta, bool tb, int M, int N, int K, float alpha, const void *A, int lda, int64_t sA,
+            const void *B, int ldb, int64_t sB, float beta, void *C, int ldc, int64_t sC, int batch)
+{
+  size_t es = oftcu_dtype_size (dt);
+  for (int b = 0; b < batch; b++)
+    {
+      /* each operand spans its rows up to the last one's leading dimension */
+      int64_t na = (int64_t) ((ta ? K : M) - 1) * lda + (ta ? M : K), nb = (int64_t) ((tb ? N : K) - 1) * ldb + (tb ? K : N);
+      int64_t nc = (int64_t) (M - 1) * ldc + N;
+      float *a = rd (dt, (const char *) A + b * sA * es, na), *bb = rd (dt, (const char *) B + b * sB * es, nb);
+      float *c = rd (dt, (char *) C + b * sC * es, nc);
+      for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++)
+          {
+            double s = 0;
+            for (int k = 0; k < K; k++)
+              s += (double) a[ta ? (int64_t) k * lda + i : (int64_t) i * lda + k] *
+                   bb[tb ? (int64_t) j * ldb + k : (int64_t) k * ldb + j];
+            float prev = beta != 0 ? c[(int64_t) i * ldc + j] : 0;
+            c[(int64_t) i * ldc + j] = (float) (alpha * s) + beta * prev;
+          }
+      wr (dt, (char *) C + b * sC * es, c, nc);
+      g_free (a);
+      g_free (bb);
+    }
+}
+
+void
+oftcu_linear_forward (OftCuDtype dt, void *out, const void *inp, const void *weight, const void *bias, int64_t N,
+                      int C, int OC)
+{
+  float *x = rd (dt, inp, N * C), *w = rd (dt, weight, (int64_t) OC * C), *b = rd (dt, bias, OC);
+  float *y = g_new (float, N * OC);
+  oft_linear_forward (y, x, w, b, N, C, OC);
+  wr (dt, out, y, N * OC);
+  g_free (x);
+  g_free (w);
+  g_free (b);
+}
+
+static OftConv2dShape
+conv_shape (const OftCuConvShape *s)
+{
+  return (OftConv2dShape) { .B = s->B, .C = s->C, .H = s->H, .W = s->W, .OC = s->OC, .kh = s->kh, .kw = s->kw,
+                            .stride = s->stride, .pad = s->pad };
+}
+
+size_t
+oftcu_conv2d_scratch_bytes (OftCuDtype dt, const OftCuConvShape *s)
+{
+  OftConv2dShape cs = conv_shape (s);
+  return oft_conv2d_scratch_floats (&cs) * oftcu_dtype_size (dt);
+}
+
+void
+oftcu_conv2d_forward (OftCuDtype dt, void *out, const void *inp, const void *weight, const void *bias,
+                      const OftCuConvShape *s, void *scratch)
+{
+  OftConv2dShape cs = conv_shape (s);
+  int64_t nin = (int64_t) s->B * s->C * s->H * s->W, nw = (int64_t) s->OC * s->C * s->kh * s->kw;
+  int64_t nout = (int64_t) s->B * s->OC * oft_conv2d_out_h (&cs) * oft_conv2d_out_w (&cs);
+  size_t ns = oft_conv2d_scratch_floats (&cs);
+  if (ns && !scratch)
+    fail ("conv2d: no scratch given where oftcu_conv2d_scratch_bytes asked for some");
+  float *x = rd (dt, inp, nin), *w = rd (dt, weight, nw), *b = rd (dt, bias, s->OC), *y = g_new (float, nout);
+  float *sc = ns ? g_new (float, ns) : NULL;
+  oft_conv2d_forward (y, x, w, b, &cs, sc);
+  wr (dt, out, y, nout);
+  g_free (x);
+  g_free (w);
+  g_free (b);
+  g_free (sc);
+}
+
+void
+oftcu_groupnorm_forward (OftCuDtype dt, void *out, float *mean, float *rstd, const void *inp, const float *weight,
+                         const float *bias, int B, int C, int64_t HW, int G, float eps)
+{
+  int64_t n = (int64_t) B * C * HW;
+  float *x = rd (dt, inp, n), *y = g_new (float, n);
+  oft_groupnorm_forward (y, mean, rstd, x, weight, bias, B, C, HW, G, eps);
+  wr (dt, out, y, n);
+  g_free (x);
+}
+
+void
+oftcu_layernorm_forward (OftCuDtype dt, void *out, float *mean, float *rstd, const void *inp, const float *weight,
+                         const float *bias, int64_t N, int C, float eps)
+{
+  float *x = rd (dt, inp, N * C), *y = g_new (float, N * C);
+  oft_layernorm_forward (y, mean, rstd, x, weight, bias, N, C, eps);
+  wr (dt, out, y, N * C);
+  g_free (x);
+}
+
+void
+oftcu_silu_forward (OftCuDtype dt, void *out, const void *inp, int64_t n)
+{
+  float *x = rd (dt, inp, n), *y = g_new (float, n);
+  oft_silu_forward (y, x, n);
+  wr (dt, out, y, n);
+  g_free (x);
+}
+
+void
+oftcu_geglu_forward (OftCuDtype dt, void *out, const void *inp, int64_t N, int C)
+{
+  float *x = rd (dt, inp, N * 2 * C), *y = g_new (float, N * C);
+  oft_geglu_forward (y, x, N, C);
+  wr (dt, out, y, N * C);
+  g_free (x);
+}
+
+void
+oftcu_softmax_forward (OftCuDtype dt, void *out, const void *inp, int64_t N, int C)
+{
+  float *x = rd (dt, inp, N * C), *y = g_new (float, N * C);
+  oft_softmax_forward (y, x, N, C);
+  wr (dt, out, y, N * C);
+  g_free (x);
+}
+
+void
+oftcu_attention_forward (OftCuDtype dt, void *out, float *lse, const void *q, const void *k, const void *v, int B,
+                         int Tq, int Tk, int H, int D, bool causal)
+{
+  int64_t nq = (int64_t) B * Tq * H * D, nk = (int64_t) B * Tk * H * D;
+  float *qf = rd (dt, q, nq), *kf = rd (dt, k, nk), *vf = rd (dt, v, nk), *o = g_new (float, nq);
+  float *att = g_new (float, (int64_t) B * H * Tq * Tk);
+  oft_attention_forward (o, att, qf, kf, vf, B, Tq, Tk, H, D, causal);
+  wr (dt, out, o, nq);
+  g_free (qf);
+  g_free (kf);
+  g_free (vf);
+  g_free (att);
+}
+
+void
+oftcu_upsample2x_forward (OftCuDtype dt, void *out, const void *inp, int64_t BC, int H, int W)
+{
+  int64_t n = BC * H * W;
+  float *x = rd (dt, inp, n), *y = g_new (float, 4 * n);
+  oft_upsample2x_forward (y, x, BC, H, W);
+  wr (dt, out, y, 4 * n);
+  g_free (x);
+}
+
+void
+oftcu_concat_forward (OftCuDtype dt, void *out, const void *a, const void *b, int B, int Ca, int Cb, int64_t HW)
+{
+  float *af = rd (dt, a, (int64_t) B * Ca * HW), *bf = rd (dt, b, (int64_t) B * Cb * HW);
+  float *y = g_new (float, (int64_t) B * (Ca + Cb) * HW);
+  oft_concat_forward (y, af, bf, B, Ca, Cb, HW);
+  wr (dt, out, y, (int64_t) B * (Ca + Cb) * HW);
+  g_free (af);
+  g_free (bf);
+}
+
+void
+oftcu_add_forward (OftCuDtype dt, void *out, const void *a, const void *b, int64_t n)
+{
+  float *af = rd (dt, a, n), *bf = rd (dt, b, n);
+  oft_add_forward (af, af, bf, n);
+  wr (dt, out, af, n);
+  g_free (bf);
+}
+
+void
+oftcu_scale_forward (OftCuDtype dt, void *out, const void *inp, float s, int64_t n)
+{
+  float *x = rd (dt, inp, n);
+  oft_scale_forward (x, x, s, n);
+  wr (dt, out, x, n);
+}
+
+void
+oftcu_add_channel_forward (OftCuDtype dt, void *x, const void *v, int B, int C, int64_t HW)
+{
+  float *xf = rd (dt, x, (int64_t) B * C * HW), *vf = rd (dt, v, (int64_t) B * C);
+  for (int64_t bc = 0; bc < (int64_t) B * C; bc++)
+    for (int64_t i = 0; i < HW; i++)
+      xf[bc * HW + i] += vf[bc];
+  wr (dt, x, xf, (int64_t) B * C * HW);
+  g_free (vf);
+}
+
+void
+oftcu_transpose_forward (OftCuDtype dt, void *out, const void *inp, int B, int C, int64_t HW)
+{
+  int64_t n = (int64_t) B * C * HW;
+  float *x = rd (dt, inp, n), *y = g_new (float, n);
+  for (int b = 0; b < B; b++)
+    for (int c = 0; c < C; c++)
+      for (int64_t i = 0; i < HW; i++)
+        y[((int64_t) b * HW + i) * C + c] = x[((int64_t) b * C + c) * HW + i];
+  wr (dt, out, y, n);
+  g_free (x);
+}
+
+void
+oftcu_timestep_embedding (OftCuDtype dt, void *out, const float *timesteps, int N, int dim, bool flip, float shift)
+{
+  float *y = g_new (float, (int64_t) N * dim);
+  oft_timestep_embedding (y, timesteps, N, dim, flip, shift, 10000.0f);
+  wr (dt, out, y, (int64_t) N * dim);
+}
+
+void
+oftcu_block_rotate_forward (OftCuDtype dt, void *out, const void *inp, const float *R, int64_t N, int nb, int b)
+{
+  int64_t n = N * nb * b;
+  OftSpec s = { .d = nb * b, .b = b, .n_blocks = nb };
+  float *x = rd (dt, inp, n), *y = g_new (float, n);
+  oft_rotate_input_forward (y, x, R, N, &s);
+  wr (dt, out, y, n);
+  g_free (x);
+}

@@ -1,0 +1,316 @@
+/* The golden inference tests on the GPU: the tiny UNet, the VAE decoder, the UNet with the OFT adapter
+ * applied on the fly, and the whole txt2img pipeline, through oft_*_set_device and the CUDA module, in fp32
+ * (TF32 off) against the golden references and in bf16 against stated bounds; every measured error is
+ * printed. Exits 77 (skipped) when no GPU can be used. Run against tests/gpu/mock-cuda.c (a CPU stand-in
+ * for the kernels) it checks the model code's wiring on machines without a GPU; the bounds are the same.
+ *
+ * bf16 bounds: measured with the CPU stand-in, which rounds every stored tensor to bf16 as the device
+ * kernels do, the UNet output is off by 1.5 % of its scale, the OFT UNet by 1.8 %, the VAE image by 3.5 %,
+ * the txt2img image by 0.042; the GPU sums in other orders and rounds attention probabilities too, so the
+ * bounds are about 3× those. */
+#include "../test-common.h"
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define BF16_UNET_TOL 5e-2
+#define BF16_VAE_TOL 1e-1
+
+static const int64_t N_UNET = 2 * 4 * 16 * 16;
+
+typedef struct {
+  OftSafetensors *st;
+  double tol;          /* 0: print only */
+  int checked;
+} TapCtx;
+
+/* max |got − want| over n, and the scale max |want| */
+static double
+max_err (const float *got, const float *want, int64_t n, double *scale)
+{
+  double m = 0, s = 0;
+  for (int64_t i = 0; i < n; i++)
+    {
+      double e = fabs ((double) got[i] - want[i]);
+      m = isnan (e) ? INFINITY : fmax (m, e);
+      s = fmax (s, fabs ((double) want[i]));
+    }
+  *scale = s;
+  return m;
+}
+
+static double
+report (const char *what, const float *got, const float *want, int64_t n, double tol)
+{
+  if (tol > 0)
+    return test_assert_close (what, got, want, n, tol);
+  double scale, m = max_err (got, want, n, &scale);
+  g_test_message ("%-40s max abs err %.3g  (scale %.3g, relative %.3g; printed, not asserted)", what, m, scale,
+                  m / fmax (scale, 1e-30));
+  return m;
+}
+
+static void
+compare_tap (const char *name, const float *data, int64_t n, gpointer user)
+{
+  TapCtx *c = user;
+  char *key = g_strconcat ("unet_dbg.", name, NULL);
+  int64_t want_n = 0;
+  float *want = test_load (c->st, key, &want_n);
+  g_assert_cmpint (n, ==, want_n);
+  report (key, data, want, n, c->tol);
+  c->checked++;
+  g_free (want);
+  g_free (key);
+}
+
+static OftUnet *
+load_unet (void)
+{
+  char *dir = test_golden_path ("pipeline/unet");
+  GError *error = NULL;
+  OftUnet *u = oft_unet_load (dir, &error);
+  g_assert_no_error (error);
+  g_free (dir);
+  return u;
+}
+
+static void
+to_device (OftUnet *u, OftDType dt)
+{
+  GError *error = NULL;
+  g_assert_true (oft_unet_set_device (u, OFT_DEVICE_CUDA, dt, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (oft_unet_device (u), ==, OFT_DEVICE_CUDA);
+}
+
+static void
+unet_golden (OftDType dt, double tol, double tap_tol)
+{
+  OftUnet *u = load_unet ();
+  to_device (u, dt);
+  TapCtx ctx = { .st = test_open_golden ("pipeline/reference.safetensors"), .tol = tap_tol };
+  float *sample = test_load (ctx.st, "unet_sample", NULL);
+  float *context = test_load (ctx.st, "unet_encoder_hidden_states", NULL), *t = test_load (ctx.st, "unet_timesteps", NULL);
+  float *out = g_new (float, N_UNET), *out2 = g_new (float, N_UNET);
+  GError *error = NULL;
+  oft_unet_set_tap (u, compare_tap, &ctx);
+  g_assert_true (oft_unet_forward (u, sample, t, context, 2, 16, 16, 77, out, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (ctx.checked, ==, 13);  /* the same intermediates as the CPU forward reports */
+  float *want = test_load (ctx.st, "unet_out", NULL);
+  report (dt == OFT_DTYPE_F32 ? "GPU fp32 unet_out" : "GPU bf16 unet_out", out, want, N_UNET, tol);
+  /* without taps (the fused last step) and a second time (reused device memory): the same numbers */
+  oft_unet_set_tap (u, NULL, NULL);
+  g_assert_true (oft_unet_forward (u, sample, t, context, 2, 16, 16, 77, out2, &error));
+  g_assert_no_error (error);
+  report ("second forward vs first", out2, out, N_UNET, tol);
+  /* a bad size is refused before the device is touched */
+  g_assert_false (oft_unet_forward (u, sample, t, context, 2, 12, 16, 77, out, &error));
+  g_assert_error (error, OFT_MODEL_ERROR, OFT_ERROR_SHAPE);
+  g_clear_error (&error);
+  g_free (want);
+  g_free (out);
+  g_free (out2);
+  g_free (sample);
+  g_free (context);
+  g_free (t);
+  oft_safetensors_close (ctx.st);
+  oft_unet_free (u);
+}
+
+/* fp32 with TF32 off: the project tolerance, 1e-4 of the scale (the CPU meets 1e-5; the GPU's sums run
+ * in other orders and its exp/erf differ in the last bits) */
+static void test_unet_fp32 (void) { unet_golden (OFT_DTYPE_F32, 1e-4, 1e-4); }
+static void test_unet_bf16 (void) { unet_golden (OFT_DTYPE_BF16, BF16_UNET_TOL, 0); }
+
+static void
+vae_golden (OftDType dt, double tol)
+{
+  char *dir = test_golden_path ("pipeline/vae");
+  GError *error = NULL;
+  OftVae *v = oft_vae_load (dir, &error);
+  g_assert_no_error (error);
+  g_free (dir);
+  g_assert_true (oft_vae_set_device (v, OFT_DEVICE_CUDA, dt, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (oft_vae_device (v), ==, OFT_DEVICE_CUDA);
+  OftSafetensors *st = test_open_golden ("pipeline/reference.safetensors");
+  int64_t n = 0;
+  float *z = test_load (st, "vae_decode_in", NULL), *want = test_load (st, "vae_decode_out", &n);
+  float *img = g_new (float, n);
+  g_assert_true (oft_vae_decode (v, z, 1, 16, 16, img, &error));
+  g_assert_no_error (error);
+  /* vae_decode_out is vae.decode(z) without the scaling factor, as oft_vae_decode */
+  report (dt == OFT_DTYPE_F32 ? "GPU fp32 vae_decode_out" : "GPU bf16 vae_decode_out", img, want, n, tol);
+  g_free (z);
+  g_free (want);
+  g_free (img);
+  oft_safetensors_close (st);
+  oft_vae_free (v);
+}
+
+static void test_vae_fp32 (void) { vae_golden (OFT_DTYPE_F32, 1e-4); }
+static void test_vae_bf16 (void) { vae_golden (OFT_DTYPE_BF16, BF16_VAE_TOL); }
+
+/* The OFT adapter of golden C applied on the fly (128 rotated Linears, block 8): once before moving
+ * to the GPU and once after (which uploads again), against PEFT's output and the CPU forward. */
+static void
+unet_oft (OftDType dt, double tol)
+{
+  OftSafetensors *st = test_open_golden ("unet_oft/reference.safetensors");
+  float *x = test_load (st, "noisy_latents", NULL), *ctx = test_load (st, "encoder_hidden_states", NULL);
+  float *t = test_load (st, "timesteps", NULL), *want = test_load (st, "unet_out_adapter", NULL);
+  OftPeftAdapter *a = test_load_adapter ("unet_oft/adapter");
+  float *cpu = g_new (float, N_UNET), *gpu = g_new (float, N_UNET);
+  GError *error = NULL;
+  for (int order = 0; order < 2; order++)
+    {
+      OftUnet *u = load_unet ();
+      if (order == 1)
+        to_device (u, dt);
+      g_assert_true (oft_unet_apply_adapter (u, a, FALSE, &error));
+      g_assert_no_error (error);
+      if (order == 0)
+        {
+          g_assert_true (oft_unet_forward (u, x, t, ctx, 2, 16, 16, 77, cpu, &error));
+          g_assert_no_error (error);
+          to_device (u, dt);
+        }
+      g_assert_cmpint (oft_unet_device (u), ==, OFT_DEVICE_CUDA);
+      g_assert_true (oft_unet_forward (u, x, t, ctx, 2, 16, 16, 77, gpu, &error));
+      g_assert_no_error (error);
+      char what[80];
+      g_snprintf (what, sizeof what, "GPU %s OFT unet_out_adapter (%s)", dt == OFT_DTYPE_F32 ? "fp32" : "bf16",
+                  order == 0 ? "applied first" : "applied on the GPU");
+      report (what, gpu, want, N_UNET, tol);
+      report ("  vs the CPU forward", gpu, cpu, N_UNET, tol);
+      oft_unet_free (u);
+    }
+  g_free (cpu);
+  g_free (gpu);
+  g_free (x);
+  g_free (ctx);
+  g_free (t);
+  g_free (want);
+  oft_peft_adapter_free (a);
+  oft_safetensors_close (st);
+}
+
+static void test_unet_oft_fp32 (void) { unet_oft (OFT_DTYPE_F32, 1e-4); }
+static void test_unet_oft_bf16 (void) { unet_oft (OFT_DTYPE_BF16, BF16_UNET_TOL); }
+
+/* Training stays on the CPU: refused both ways round, with a message that says what to do. */
+static void
+test_training_refused (void)
+{
+  OftUnet *u = load_unet ();
+  OftPeftAdapter *a = test_load_adapter ("unet_oft/adapter");
+  GError *error = NULL;
+  to_device (u, OFT_DTYPE_F32);
+  g_assert_false (oft_unet_attach_trainable (u, a, &error));
+  g_assert_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID);
+  g_assert_nonnull (strstr (error->message, "GPU"));
+  g_clear_error (&error);
+  g_assert_false (oft_unet_attach_full_training (u, &error));
+  g_assert_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID);
+  g_clear_error (&error);
+  g_assert_true (oft_unet_set_device (u, OFT_DEVICE_CPU, OFT_DTYPE_F32, &error));
+  g_assert_true (oft_unet_attach_trainable (u, a, &error));
+  g_assert_no_error (error);
+  g_assert_false (oft_unet_set_device (u, OFT_DEVICE_CUDA, OFT_DTYPE_F32, &error));
+  g_assert_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID);
+  g_assert_nonnull (strstr (error->message, "training"));
+  g_clear_error (&error);
+  g_assert_cmpint (oft_unet_device (u), ==, OFT_DEVICE_CPU);
+  oft_unet_detach_trainable (u);
+  oft_peft_adapter_free (a);
+  oft_unet_free (u);
+}
+
+/* txt2img (golden B's DDIM call, prompt 0, its initial noise) with the UNet and VAE on the GPU, against
+ * the same call on the CPU and the golden image */
+static void
+pipeline (OftDType dt, double tol_cpu, double tol_golden)
+{
+  char *dir = test_golden_path ("pipeline");
+  GError *error = NULL;
+  OftPipeline *p = oft_pipeline_load (dir, &error);
+  g_assert_no_error (error);
+  g_free (dir);
+  OftSafetensors *st = test_open_golden ("pipeline/reference.safetensors");
+  float *init = test_load (st, "ddim_init_latents", NULL), *img = test_load (st, "ddim_image", NULL);
+  const int64_t np = 3 * 128 * 128;
+  float *cpu = g_new (float, np), *gpu = g_new (float, np);
+  OftGenerateParams g;
+  oft_generate_params_init (&g);
+  g.prompt = "a photo of a cat";
+  g.steps = 10;
+  g.guidance = 7.5f;
+  g.width = g.height = 128;
+  g.init_noise = init;
+  g_assert_true (oft_pipeline_generate (p, &g, cpu, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (oft_pipeline_set_device (p, OFT_DEVICE_CUDA, dt, &error));
+  g_assert_no_error (error);
+  gint64 t0 = g_get_monotonic_time ();
+  g_assert_true (oft_pipeline_generate (p, &g, gpu, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_test_message ("GPU %s txt2img 128x128, 10 steps: %.1f ms", dt == OFT_DTYPE_F32 ? "fp32" : "bf16",
+                  (g_get_monotonic_time () - t0) / 1e3);
+  report (dt == OFT_DTYPE_F32 ? "GPU fp32 image vs CPU image" : "GPU bf16 image vs CPU image", gpu, cpu, np, tol_cpu);
+  report (dt == OFT_DTYPE_F32 ? "GPU fp32 image vs golden ddim_image" : "GPU bf16 image vs golden ddim_image", gpu, img,
+          np, tol_golden);
+  g_free (cpu);
+  g_free (gpu);
+  g_free (init);
+  g_free (img);
+  oft_safetensors_close (st);
+  oft_pipeline_free (p);
+}
+
+/* fp32: the image is in [0, 1]; the CPU test holds it to 1e-4 of golden, fp32-vs-fp64 is 2.6e-6. Ten
+ * guided steps (×7.5 on the branch difference) amplify the GPU's different summation orders, so 1e-3. */
+static void test_pipeline_fp32 (void) { pipeline (OFT_DTYPE_F32, 1e-3, 1e-3); }
+/* bf16 through ten guided steps (0.042 on the stand-in): asserted within 0.25 of the CPU image, which a
+ * broken forward (noise, off by ~1) misses; printed against golden */
+static void
+test_pipeline_bf16 (void)
+{
+  /* the stand-in converts every operand of every launch: 5 s here, for wiring the fp32 run has checked */
+  const char *name = oft_cuda_device_name ();
+  if (name && g_str_has_prefix (name, "CPU mock"))
+    {
+      g_test_skip ("bf16 txt2img on the CPU stand-in (measured 0.042 from the CPU image when run)");
+      return;
+    }
+  pipeline (OFT_DTYPE_BF16, 0.25, 0);
+}
+
+int
+main (int argc, char **argv)
+{
+  test_init (&argc, &argv);
+  /* before the module's first init: fp32 GEMMs without TF32, to meet the fp32 tolerance */
+  g_setenv ("OFT_CUDA_TF32", "0", TRUE);
+  GError *error = NULL;
+  OftUnet *probe = load_unet ();
+  gboolean gpu = oft_unet_set_device (probe, OFT_DEVICE_CUDA, OFT_DTYPE_F32, &error);
+  oft_unet_free (probe);
+  if (!gpu)
+    {
+      printf ("1..0 # SKIP no usable GPU: %s\n", error->message);
+      g_clear_error (&error);
+      return 77;
+    }
+  g_test_add_func ("/cuda/unet/fp32", test_unet_fp32);
+  g_test_add_func ("/cuda/unet/bf16", test_unet_bf16);
+  g_test_add_func ("/cuda/vae/fp32", test_vae_fp32);
+  g_test_add_func ("/cuda/vae/bf16", test_vae_bf16);
+  g_test_add_func ("/cuda/unet-oft/fp32", test_unet_oft_fp32);
+  g_test_add_func ("/cuda/unet-oft/bf16", test_unet_oft_bf16);
+  g_test_add_func ("/cuda/training-refused", test_training_refused);
+  g_test_add_func ("/cuda/pipeline/fp32", test_pipeline_fp32);
+  g_test_add_func ("/cuda/pipeline/bf16", test_pipeline_bf16);
+  return g_test_run ();
+}
