@@ -1,0 +1,957 @@
+/* Backward kernels of the CUDA backend (reference: the CPU kernels of oft/nn.h). Every launcher
+ * ACCUMULATES into its gradient outputs (+=, the sum formed in fp32 and rounded once to the storage type)
+ * and skips NULL ones. Reductions run in a fixed order (no atomics), so results are bitwise reproducible
+ * from run to run. GEMMs go through oftcu_gemm (cuBLAS). */
+#include "cuda-bwd-common.cuh"
+
+/* ------------------------------------------------------------------------------------------------ */
+/* reductions shared by several launchers                                                            */
+
+/* y[j] += Σ_i a[i·cols + j] over rows (bias gradients of [N, C] rows). Block (32, 32): a warp reads 32
+ * consecutive columns of one row; the 32 row phases are summed in order through shared memory. */
+template <typename T>
+__global__ void
+k_col_sums_add (T *y, const T *a, int64_t rows, int cols)
+{
+  __shared__ float sh[32][33];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int j = blockIdx.x * 32 + tx;
+  float s = 0.0f;
+  if (j < cols)
+    for (int64_t i = ty; i < rows; i += 32)
+      s += oftcu_ld (a[i * cols + j]);
+  sh[ty][tx] = s;
+  __syncthreads ();
+  if (ty == 0 && j < cols)
+    {
+      float t = 0.0f;
+      for (int r = 0; r < 32; r++)
+        t += sh[r][tx];
+      oftcu_add_to (y, j, t);
+    }
+}
+
+static void
+col_sums_add (OftCuDtype dt, void *y, const void *a, int64_t rows, int cols)
+{
+  if (rows <= 0 || cols <= 0)
+    return;
+  dim3 grid ((cols + 31) / 32), block (32, 32);
+  OFTCU_DISPATCH (dt, T, k_col_sums_add<T><<<grid, block, 0, OFTCU_STREAM>>> ((T *) y, (const T *) a, rows, cols));
+  OFTCU_LAUNCHED ("column sums");
+}
+
+/* y[r] += Σ_{b < nb} Σ_{j < len} a[b·bstride + r·len + j]: one block per r (bias of a conv over NCHW,
+ * the time-embedding gradient of add_channel). */
+template <typename T>
+__global__ void
+k_row_sums_add (T *y, const T *a, int rows, int64_t len, int nb, int64_t bstride)
+{
+  __shared__ float sh[32];
+  for (int r = blockIdx.x; r < rows; r += gridDim.x)
+    {
+      float s = 0.0f;
+      for (int b = 0; b < nb; b++)
+        {
+          const T *p = a + b * bstride + (int64_t) r * len;
+          for (int64_t j = threadIdx.x; j < len; j += blockDim.x)
+            s += oftcu_ld (p[j]);
+        }
+      s = oftcu_block_sum (s, sh);
+      if (threadIdx.x == 0)
+        oftcu_add_to (y, r, s);
+    }
+}
+
+static void
+row_sums_add (OftCuDtype dt, void *y, const void *a, int rows, int64_t len, int nb, int64_t bstride)
+{
+  if (rows <= 0 || len <= 0 || nb <= 0)
+    return;
+  unsigned grid = rows < 65535 ? (unsigned) rows : 65535u;
+  OFTCU_DISPATCH (dt, T, k_row_sums_add<T><<<grid, 256, 0, OFTCU_STREAM>>> ((T *) y, (const T *) a, rows, len,
+                                                                             nb, bstride));
+  OFTCU_LAUNCHED ("row sums");
+}
+
+static inline const char *
+offset (const void *p, int64_t elems, OftCuDtype dt)
+{
+  return (const char *) p + elems * (int64_t) oftcu_dtype_size (dt);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* linear                                                                                            */
+
+extern "C" void
+oftcu_linear_backward (OftCuDtype dt, void *dinp, void *dweight, void *dbias, const void *dout,
+                       const void *inp, const void *weight, int64_t N, int C, int OC)
+{
+  if (N <= 0)
+    return;
+  if (dinp)    /* dinp[N,C] += dout[N,OC] · W[OC,C] */
+    oftcu_gemm (dt, false, false, (int) N, C, OC, 1.0f, dout, OC, 0, weight, C, 0, 1.0f, dinp, C, 0, 1);
+  if (dweight) /* dW[OC,C] += doutᵀ · inp */
+    oftcu_gemm (dt, true, false, OC, C, (int) N, 1.0f, dout, OC, 0, inp, C, 0, 1.0f, dweight, C, 0, 1);
+  if (dbias)
+    col_sums_add (dt, dbias, dout, N, OC);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* conv2d: im2col + GEMM per image, as the CPU's per-image path                                      */
+
+static inline int conv_oh (const OftCuConvShape *s) { return (s->H + 2 * s->pad - s->kh) / s->stride + 1; }
+static inline int conv_ow (const OftCuConvShape *s) { return (s->W + 2 * s->pad - s->kw) / s->stride + 1; }
+
+/* col[(c·kh + ki)·kw + kj][oy·OW + ox] = img[c][oy·st − pad + ki][ox·st − pad + kj] (0 outside) */
+template <typename T>
+__global__ void
+k_im2col (T *col, const T *img, int C, int H, int W, int kh, int kw, int st, int pad, int OH, int OW)
+{
+  const int64_t P = (int64_t) OH * OW, n = (int64_t) C * kh * kw * P;
+  for (int64_t e = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; e < n; e += (int64_t) gridDim.x * blockDim.x)
+    {
+      const int64_t row = e / P;
+      const int p = (int) (e - row * P);
+      const int oy = p / OW, ox = p - oy * OW;
+      const int kj = (int) (row % kw), ki = (int) ((row / kw) % kh), c = (int) (row / ((int64_t) kw * kh));
+      const int y = oy * st - pad + ki, x = ox * st - pad + kj;
+      col[e] = (y >= 0 && y < H && x >= 0 && x < W) ? img[((int64_t) c * H + y) * W + x] : oftcu_st<T> (0.0f);
+    }
+}
+
+/* Adjoint of im2col as a gather: each pixel sums the col entries that read it (no atomics), then adds
+ * the sum onto img. */
+template <typename T>
+__global__ void
+k_col2im_add (T *img, const T *col, int C, int H, int W, int kh, int kw, int st, int pad, int OH, int OW)
+{
+  const int64_t P = (int64_t) OH * OW, HWi = (int64_t) H * W, n = (int64_t) C * HWi;
+  for (int64_t e = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; e < n; e += (int64_t) gridDim.x * blockDim.x)
+    {
+      const int c = (int) (e / HWi);
+      const int rem = (int) (e - c * HWi);
+      const int y = rem / W, x = rem - y * W;
+      float s = 0.0f;
+      for (int ki = 0; ki < kh; ki++)
+        {
+          const int ty = y + pad - ki;   /* = oy·st */
+          if (ty < 0 || ty % st != 0)
+            continue;
+          const int oy = ty / st;
+          if (oy >= OH)
+            continue;
+          for (int kj = 0; kj < kw; kj++)
+            {
+              const int tx = x + pad - kj;
+              if (tx < 0 || tx % st != 0)
+                continue;
+              const int ox = tx / st;
+              if (ox >= OW)
+                continue;
+              s += oftcu_ld (col[(((int64_t) c * kh + ki) * kw + kj) * P + (int64_t) oy * OW + ox]);
+            }
+        }
+      oftcu_add_to (img, e, s);
+    }
+}
+
+extern "C" void
+oftcu_conv2d_backward (OftCuDtype dt, void *dinp, void *dweight, void *dbias, const void *dout,
+                       const void *inp, const void *weight, const OftCuConvShape *s, void *scratch)
+{
+  const int OH = conv_oh (s), OW = conv_ow (s);
+  const int P = OH * OW, K = s->C * s->kh * s->kw;
+  const int64_t in_sz = (int64_t) s->C * s->H * s->W, out_sz = (int64_t) s->OC * P;
+  const bool pw = s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad == 0;
+  if (s->B <= 0 || P <= 0)
+    return;
+  if (!pw && (dweight || dinp))
+    {
+      /* one image's col matrix [K, P]: the forward's im2col needs at least as much */
+      size_t need = (size_t) K * (size_t) P * oftcu_dtype_size (dt);
+      if (!scratch || oftcu_conv2d_scratch_bytes (dt, s) < need)
+        {
+          oftcu_fail ("conv2d backward: scratch of %zu bytes needed (C %d, k %dx%d, out %dx%d)", need, s->C, s->kh,
+                      s->kw, OH, OW);
+          return;
+        }
+    }
+  const unsigned gcol = oftcu_grid_1d ((int64_t) K * P), gimg = oftcu_grid_1d (in_sz);
+  for (int b = 0; b < s->B; b++)
+    {
+      const void *d = offset (dout, b * out_sz, dt);
+      if (dweight) /* dW[OC,K] += dout_b[OC,P] · colᵀ */
+        {
+          const void *col = offset (inp, b * in_sz, dt);
+          if (!pw)
+            {
+              OFTCU_DISPATCH (dt, T, k_im2col<T><<<gcol, 256, 0, OFTCU_STREAM>>> (
+                                         (T *) scratch, (const T *) col, s->C, s->H, s->W, s->kh, s->kw, s->stride,
+                                         s->pad, OH, OW));
+              OFTCU_LAUNCHED ("conv2d backward im2col");
+              col = scratch;
+            }
+          oftcu_gemm (dt, false, true, s->OC, K, P, 1.0f, d, P, 0, col, P, 0, 1.0f, dweight, K, 0, 1);
+        }
+      if (dinp) /* dcol[K,P] = Wᵀ · dout_b, scattered back onto the image */
+        {
+          void *di = (void *) offset (dinp, b * in_sz, dt);
+          if (pw)
+            oftcu_gemm (dt, true, false, K, P, s->OC, 1.0f, weight, K, 0, d, P, 0, 1.0f, di, P, 0, 1);
+          else
+            {
+              oftcu_gemm (dt, true, false, K, P, s->OC, 1.0f, weight, K, 0, d, P, 0, 0.0f, scratch, P, 0, 1);
+              OFTCU_DISPATCH (dt, T, k_col2im_add<T><<<gimg, 256, 0, OFTCU_STREAM>>> (
+                                         (T *) di, (const T *) scratch, s->C, s->H, s->W, s->kh, s->kw, s->stride,
+                                         s->pad, OH, OW));
+              OFTCU_LAUNCHED ("conv2d backward col2im");
+            }
+        }
+    }
+  if (dbias)
+    row_sums_add (dt, dbias, dout, s->OC, P, s->B, out_sz);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* group norm: one block per group, looping over the batch inside, so each channel's dweight/dbias is   */
+/* owned by one block and summed over the batch in order (as the CPU does)                           */
+
+template <typename T>
+__global__ void __launch_bounds__ (512)
+k_groupnorm_backward (T *dinp, float *dweight, float *dbias, const T *dout, const T *inp, const float *mean,
+                      const float *rstd, const float *weight, int B, int C, int64_t HW, int G)
+{
+  extern __shared__ float gn_sm[];  /* per channel of the group: Σ dout, Σ dout·x̂ */
+  __shared__ float red[32];
+  const int g = blockIdx.x, cg = C / G, c0 = g * cg;
+  const int64_t M = (int64_t) cg * HW;
+  float *s_cs = gn_sm, *s_csx = gn_sm + cg;
+  for (int b = 0; b < B; b++)
+    {
+      const int64_t off = ((int64_t) b * G + g) * M;
+      const float m = mean[b * G + g], r = rstd[b * G + g];
+      for (int c = 0; c < cg; c++)
+        {
+          const T *xc = inp + off + c * HW, *dc = dout + off + c * HW;
+          float cs = 0.0f, csx = 0.0f;
+          for (int64_t i = threadIdx.x; i < HW; i += blockDim.x)
+            {
+              const float d = oftcu_ld (dc[i]), xh = (oftcu_ld (xc[i]) - m) * r;
+              cs += d;
+              csx += d * xh;
+            }
+          cs = oftcu_block_sum (cs, red);
+          csx = oftcu_block_sum (csx, red);
+          if (threadIdx.x == 0)
+            {
+              s_cs[c] = cs;
+              s_csx[c] = csx;
+              if (dbias)
+                dbias[c0 + c] += cs;
+              if (dweight)
+                dweight[c0 + c] += csx;
+            }
+        }
+      __syncthreads ();
+      if (dinp)
+        {
+          /* every thread forms the same group sums in the same order */
+          float sd = 0.0f, sdx = 0.0f;
+          for (int c = 0; c < cg; c++)
+            {
+              const float w = weight ? weight[c0 + c] : 1.0f;
+              sd += s_cs[c] * w;
+              sdx += s_csx[c] * w;
+            }
+          const float md = sd / (float) M, mdx = sdx / (float) M;
+          for (int c = 0; c < cg; c++)
+            {
+              const float w = weight ? weight[c0 + c] : 1.0f;
+              const T *xc = inp + off + c * HW, *dc = dout + off + c * HW;
+              T *dxc = dinp + off + c * HW;
+              for (int64_t i = threadIdx.x; i < HW; i += blockDim.x)
+                {
+                  const float xh = (oftcu_ld (xc[i]) - m) * r;
+                  oftcu_add_to (dxc, i, r * (oftcu_ld (dc[i]) * w - md - xh * mdx));
+                }
+            }
+        }
+      __syncthreads ();  /* s_cs/s_csx are rewritten for the next image */
+    }
+}
+
+extern "C" void
+oftcu_groupnorm_backward (OftCuDtype dt, void *dinp, float *dweight, float *dbias, const void *dout,
+                          const void *inp, const float *mean, const float *rstd, const float *weight,
+                          int B, int C, int64_t HW, int G)
+{
+  if (B <= 0 || G <= 0 || HW <= 0 || (!dinp && !dweight && !dbias))
+    return;
+  const size_t sm = 2 * sizeof (float) * (size_t) (C / G);
+  if (sm > 48 * 1024)
+    {
+      oftcu_fail ("groupnorm backward: %d channels per group (at most %d)", C / G, 48 * 1024 / 8);
+      return;
+    }
+  OFTCU_DISPATCH (dt, T, k_groupnorm_backward<T><<<G, 512, sm, OFTCU_STREAM>>> (
+                             (T *) dinp, dweight, dbias, (const T *) dout, (const T *) inp, mean, rstd, weight, B, C,
+                             HW, G));
+  OFTCU_LAUNCHED ("groupnorm backward");
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* layer norm: a warp per row for dinp; dweight/dbias as column sums in a second kernel              */
+
+template <typename T>
+__global__ void
+k_layernorm_backward_dx (T *dinp, const T *dout, const T *inp, const float *mean, const float *rstd,
+                         const float *weight, int64_t N, int C)
+{
+  const int lane = threadIdx.x & 31;
+  const int64_t row = blockIdx.x * (int64_t) (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (row >= N)
+    return;   /* whole warps only: no block barrier below */
+  const T *x = inp + row * C, *d = dout + row * C;
+  const float m = mean[row], r = rstd[row];
+  float sd = 0.0f, sdx = 0.0f;
+  for (int i = lane; i < C; i += 32)
+    {
+      const float xh = (oftcu_ld (x[i]) - m) * r, dxh = oftcu_ld (d[i]) * (weight ? weight[i] : 1.0f);
+      sd += dxh;
+      sdx += dxh * xh;
+    }
+  sd = oftcu_warp_sum (sd);
+  sdx = oftcu_warp_sum (sdx);
+  const float md = sd / (float) C, mdx = sdx / (float) C;
+  T *dx = dinp + row * C;
+  for (int i = lane; i < C; i += 32)
+    {
+      const float xh = (oftcu_ld (x[i]) - m) * r;
+      oftcu_add_to (dx, i, r * (oftcu_ld (d[i]) * (weight ? weight[i] : 1.0f) - md - xh * mdx));
+    }
+}
+
+/* dweight[j] += Σ_n dout[n,j]·x̂[n,j], dbias[j] += Σ_n dout[n,j]; block (32, 32) as k_col_sums_add */
+template <typename T>
+__global__ void
+k_layernorm_backward_dwb (float *dweight, float *dbias, const T *dout, const T *inp, const float *mean,
+                          const float *rstd, int64_t N, int C)
+{
+  __shared__ float shw[32][33], shb[32][33];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int j = blockIdx.x * 32 + tx;
+  float sw = 0.0f, sb = 0.0f;
+  if (j < C)
+    for (int64_t n = ty; n < N; n += 32)
+      {
+        const float d = oftcu_ld (dout[n * C + j]);
+        sw += d * ((oftcu_ld (inp[n * C + j]) - mean[n]) * rstd[n]);
+        sb += d;
+      }
+  shw[ty][tx] = sw;
+  shb[ty][tx] = sb;
+  __syncthreads ();
+  if (ty == 0 && j < C)
+    {
+      float tw = 0.0f, tb = 0.0f;
+      for (int r = 0; r < 32; r++)
+        {
+          tw += shw[r][tx];
+          tb += shb[r][tx];
+        }
+      if (dweight)
+        dweight[j] += tw;
+      if (dbias)
+        dbias[j] += tb;
+    }
+}
+
+extern "C" void
+oftcu_layernorm_backward (OftCuDtype dt, void *dinp, float *dweight, float *dbias, const void *dout,
+                          const void *inp, const float *mean, const float *rstd, const float *weight,
+                          int64_t N, int C)
+{
+  if (N <= 0 || C <= 0)
+    return;
+  if (dinp)
+    {
+      const unsigned grid = (unsigned) ((N + 7) / 8);
+      OFTCU_DISPATCH (dt, T, k_layernorm_backward_dx<T><<<grid, 256, 0, OFTCU_STREAM>>> (
+                                 (T *) dinp, (const T *) dout, (const T *) inp, mean, rstd, weight, N, C));
+      OFTCU_LAUNCHED ("layernorm backward (dinp)");
+    }
+  if (dweight || dbias)
+    {
+      dim3 grid ((C + 31) / 32), block (32, 32);
+      OFTCU_DISPATCH (dt, T, k_layernorm_backward_dwb<T><<<grid, block, 0, OFTCU_STREAM>>> (
+                                 dweight, dbias, (const T *) dout, (const T *) inp, mean, rstd, N, C));
+      OFTCU_LAUNCHED ("layernorm backward (dweight, dbias)");
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* activations (formulas of oftcore/nn/activations.c)                                                */
+
+#define OFTCU_SQRT1_2     0.70710678118654752440f
+#define OFTCU_INV_SQRT2PI 0.39894228040143267794f
+
+__device__ __forceinline__ float
+gelu_f (float x)
+{
+  return 0.5f * x * (1.0f + erff (x * OFTCU_SQRT1_2));
+}
+
+/* d/dx of 0.5x(1+erf(x/√2)) = Φ(x) + x·φ(x) */
+__device__ __forceinline__ float
+gelu_grad_f (float x)
+{
+  return 0.5f * (1.0f + erff (x * OFTCU_SQRT1_2)) + x * OFTCU_INV_SQRT2PI * expf (-0.5f * x * x);
+}
+
+template <typename T>
+__global__ void
+k_silu_backward (T *dinp, const T *dout, const T *inp, int64_t n)
+{
+  for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < n; i += (int64_t) gridDim.x * blockDim.x)
+    {
+      const float x = oftcu_ld (inp[i]), s = 1.0f / (1.0f + expf (-x));
+      oftcu_add_to (dinp, i, oftcu_ld (dout[i]) * s * (1.0f + x * (1.0f - s)));
+    }
+}
+
+template <typename T>
+__global__ void
+k_gelu_backward (T *dinp, const T *dout, const T *inp, int64_t n)
+{
+  for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < n; i += (int64_t) gridDim.x * blockDim.x)
+    oftcu_add_to (dinp, i, oftcu_ld (dout[i]) * gelu_grad_f (oftcu_ld (inp[i])));
+}
+
+/* inp[N, 2C] = [h | gate], out = h·gelu(gate) */
+template <typename T>
+__global__ void
+k_geglu_backward (T *dinp, const T *dout, const T *inp, int64_t N, int C)
+{
+  const int64_t n = N * C;
+  for (int64_t e = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; e < n; e += (int64_t) gridDim.x * blockDim.x)
+    {
+      const int64_t r = e / C;
+      const int c = (int) (e - r * C);
+      const int64_t ih = r * 2 * C + c, ig = ih + C;
+      const float d = oftcu_ld (dout[e]), h = oftcu_ld (inp[ih]), gate = oftcu_ld (inp[ig]);
+      oftcu_add_to (dinp, ih, d * gelu_f (gate));
+      oftcu_add_to (dinp, ig, d * h * gelu_grad_f (gate));
+    }
+}
+
+extern "C" void
+oftcu_silu_backward (OftCuDtype dt, void *dinp, const void *dout, const void *inp, int64_t n)
+{
+  if (n <= 0 || !dinp)
+    return;
+  OFTCU_DISPATCH (dt, T, k_silu_backward<T><<<oftcu_grid_1d (n), 256, 0, OFTCU_STREAM>>> (
+                             (T *) dinp, (const T *) dout, (const T *) inp, n));
+  OFTCU_LAUNCHED ("silu backward");
+}
+
+extern "C" void
+oftcu_gelu_backward (OftCuDtype dt, void *dinp, const void *dout, const void *inp, int64_t n)
+{
+  if (n <= 0 || !dinp)
+    return;
+  OFTCU_DISPATCH (dt, T, k_gelu_backward<T><<<oftcu_grid_1d (n), 256, 0, OFTCU_STREAM>>> (
+                             (T *) dinp, (const T *) dout, (const T *) inp, n));
+  OFTCU_LAUNCHED ("gelu backward");
+}
+
+extern "C" void
+oftcu_geglu_backward (OftCuDtype dt, void *dinp, const void *dout, const void *inp, int64_t N, int C)
+{
+  if (N <= 0 || C <= 0 || !dinp)
+    return;
+  OFTCU_DISPATCH (dt, T, k_geglu_backward<T><<<oftcu_grid_1d (N * C), 256, 0, OFTCU_STREAM>>> (
+                             (T *) dinp, (const T *) dout, (const T *) inp, N, C));
+  OFTCU_LAUNCHED ("geglu backward");
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* softmax: a warp per row, dinp += p ⊙ (dp − Σ dp·p)                                                */
+
+template <typename T>
+__global__ void
+k_softmax_backward (T *dinp, const T *dout, const T *out, int64_t N, int C)
+{
+  const int lane = threadIdx.x & 31;
+  const int64_t row = blockIdx.x * (int64_t) (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (row >= N)
+    return;
+  const T *dp = dout + row * C, *p = out + row * C;
+  float dot = 0.0f;
+  for (int j = lane; j < C; j += 32)
+    dot += oftcu_ld (dp[j]) * oftcu_ld (p[j]);
+  dot = oftcu_warp_sum (dot);
+  T *d = dinp + row * C;
+  for (int j = lane; j < C; j += 32)
+    oftcu_add_to (d, j, oftcu_ld (p[j]) * (oftcu_ld (dp[j]) - dot));
+}
+
+extern "C" void
+oftcu_softmax_backward (OftCuDtype dt, void *dinp, const void *dout, const void *out, int64_t N, int C)
+{
+  if (N <= 0 || C <= 0 || !dinp)
+    return;
+  const unsigned grid = (unsigned) ((N + 7) / 8);
+  OFTCU_DISPATCH (dt, T, k_softmax_backward<T><<<grid, 256, 0, OFTCU_STREAM>>> (
+                             (T *) dinp, (const T *) dout, (const T *) out, N, C));
+  OFTCU_LAUNCHED ("softmax backward");
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* attention backward, flash-style (FlashAttention-2's algorithm): P = exp(s·q·kᵀ − lse) is recomputed */
+/* tile by tile from the forward's lse; D_i = rowsum(dO ∘ O); dS = P ∘ (dP − D_i), dP = dO·vᵀ.          */
+/* Two kernels so that no output needs atomics: one per key tile (dk, dv: loops over the query        */
+/* tiles), one per query tile (dq: loops over the key tiles, recomputing P and dP). fp32 tiles in     */
+/* shared memory, 256 threads as 16×16, each owning a register micro-tile of rows ty + 16a and        */
+/* columns tx + 16b (rows of a 16-thread half-warp broadcast, columns hit distinct banks: row          */
+/* strides are odd).                                                                                  */
+
+#define ATT_THREADS 256
+
+struct AttDims {
+  int Tq, Tk, H, D, LD;   /* LD: odd row stride of the [rows][D] tiles in shared memory */
+  bool causal;
+  float scale;
+};
+
+/* rows of a [T, H·D] tensor starting at row0, head h of batch b, into s[rows][LD] (zero past T) */
+template <typename T>
+__device__ __forceinline__ void
+att_load_tile (float *s, const T *g, int b, int h, int row0, int T_, int rows, const AttDims &a)
+{
+  const int HD = a.H * a.D;
+  for (int e = threadIdx.x; e < rows * a.D; e += ATT_THREADS)
+    {
+      const int r = e / a.D, d = e - r * a.D, i = row0 + r;
+      s[r * a.LD + d] = i < T_ ? oftcu_ld (g[((int64_t) b * T_ + i) * HD + (int64_t) h * a.D + d]) : 0.0f;
+    }
+}
+
+/* D_i = Σ_d dO[i,d]·O[i,d] and lse_i for the rows of a query tile: a warp per row (8 warps). Rows past
+ * Tq get D = 0, lse = 0 (their P is masked to 0). */
+template <typename T, int BR>
+__device__ __forceinline__ void
+att_row_stats (float *sDi, float *sLse, const T *dout, const T *out, const float *lse, int b, int h, int i0,
+               const AttDims &a)
+{
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, HD = a.H * a.D;
+  for (int r = warp; r < BR; r += ATT_THREADS / 32)
+    {
+      const int i = i0 + r;
+      float s = 0.0f;
+      if (i < a.Tq)
+        {
+          const int64_t o = ((int64_t) b * a.Tq + i) * HD + (int64_t) h * a.D;
+          for (int d = lane; d < a.D; d += 32)
+            s += oftcu_ld (dout[o + d]) * oftcu_ld (out[o + d]);
+        }
+      s = oftcu_warp_sum (s);
+      if (lane == 0)
+        {
+          sDi[r] = s;
+          sLse[r] = i < a.Tq ? lse[((int64_t) b * a.H + h) * a.Tq + i] : 0.0f;
+        }
+    }
+}
+
+/* acc[a][c] = Σ_d X[ty + 16a][d]·Y[tx + 16c][d]  (X: [BR][LD], Y: [BC][LD]) */
+template <int BR, int BC>
+__device__ __forceinline__ void
+att_mm_nt (float (&acc)[BR / 16][BC / 16], const float *X, const float *Y, const AttDims &a)
+{
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+#pragma unroll
+  for (int i = 0; i < BR / 16; i++)
+#pragma unroll
+    for (int j = 0; j < BC / 16; j++)
+      acc[i][j] = 0.0f;
+  for (int d = 0; d < a.D; d++)
+    {
+      float xv[BR / 16], yv[BC / 16];
+#pragma unroll
+      for (int i = 0; i < BR / 16; i++)
+        xv[i] = X[(ty + 16 * i) * a.LD + d];
+#pragma unroll
+      for (int j = 0; j < BC / 16; j++)
+        yv[j] = Y[(tx + 16 * j) * a.LD + d];
+#pragma unroll
+      for (int i = 0; i < BR / 16; i++)
+#pragma unroll
+        for (int j = 0; j < BC / 16; j++)
+          acc[i][j] += xv[i] * yv[j];
+    }
+}
+
+/* P (masked) from the score micro-tile of rows i0 + ty + 16a, keys j0 + tx + 16c */
+template <int BR, int BC>
+__device__ __forceinline__ void
+att_probs (float (&p)[BR / 16][BC / 16], const float *sLse, int i0, int j0, const AttDims &a)
+{
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+#pragma unroll
+  for (int i = 0; i < BR / 16; i++)
+#pragma unroll
+    for (int j = 0; j < BC / 16; j++)
+      {
+        const int r = ty + 16 * i, qi = i0 + r, kj = j0 + tx + 16 * j;
+        const bool valid = qi < a.Tq && kj < a.Tk && (!a.causal || kj <= qi);
+        p[i][j] = valid ? expf (p[i][j] * a.scale - sLse[r]) : 0.0f;
+      }
+}
+
+/* acc[a][c] += Σ_r Pt[r][ty + 16a]·Y[r][tx + 16c] over r < R  (Pt: [R][LDP], Y: [R][LD]); d = tx + 16c ≥ D
+ * reads 0 (never past the row) */
+template <int NA, int DMAX>
+__device__ __forceinline__ void
+att_mm_tn (float (&acc)[NA][DMAX / 16], const float *Pt, int ldp, const float *Y, int R, const AttDims &a)
+{
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+  for (int r = 0; r < R; r++)
+    {
+      float pv[NA], yv[DMAX / 16];
+#pragma unroll
+      for (int i = 0; i < NA; i++)
+        pv[i] = Pt[r * ldp + ty + 16 * i];
+#pragma unroll
+      for (int j = 0; j < DMAX / 16; j++)
+        {
+          const int d = tx + 16 * j;
+          yv[j] = d < a.D ? Y[r * a.LD + d] : 0.0f;
+        }
+#pragma unroll
+      for (int i = 0; i < NA; i++)
+#pragma unroll
+        for (int j = 0; j < DMAX / 16; j++)
+          acc[i][j] += pv[i] * yv[j];
+    }
+}
+
+/* acc[a][c] += Σ_k S[ty + 16a][k]·Y[k][tx + 16c] over k < KC  (S: [..][LDP], Y: [KC][LD]) */
+template <int NA, int DMAX>
+__device__ __forceinline__ void
+att_mm_nn (float (&acc)[NA][DMAX / 16], const float *S, int ldp, const float *Y, int KC, const AttDims &a)
+{
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+  for (int k = 0; k < KC; k++)
+    {
+      float sv[NA], yv[DMAX / 16];
+#pragma unroll
+      for (int i = 0; i < NA; i++)
+        sv[i] = S[(ty + 16 * i) * ldp + k];
+#pragma unroll
+      for (int j = 0; j < DMAX / 16; j++)
+        {
+          const int d = tx + 16 * j;
+          yv[j] = d < a.D ? Y[k * a.LD + d] : 0.0f;
+        }
+#pragma unroll
+      for (int i = 0; i < NA; i++)
+#pragma unroll
+        for (int j = 0; j < DMAX / 16; j++)
+          acc[i][j] += sv[i] * yv[j];
+    }
+}
+
+/* g[rows of a tile][d] += scale·acc for rows row0 + ty + 16a < T, d = tx + 16c < D */
+template <typename T, int NA, int DMAX>
+__device__ __forceinline__ void
+att_store_add (T *g, const float (&acc)[NA][DMAX / 16], float scale, int b, int h, int row0, int T_,
+               const AttDims &a)
+{
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4, HD = a.H * a.D;
+#pragma unroll
+  for (int i = 0; i < NA; i++)
+    {
+      const int row = row0 + ty + 16 * i;
+      if (row >= T_)
+        continue;
+      const int64_t o = ((int64_t) b * T_ + row) * HD + (int64_t) h * a.D;
+#pragma unroll
+      for (int j = 0; j < DMAX / 16; j++)
+        {
+          const int d = tx + 16 * j;
+          if (d < a.D)
+            oftcu_add_to (g, o + d, scale * acc[i][j]);
+        }
+    }
+}
+
+static inline size_t
+att_smem_floats (int BR, int BC, int LD)
+{
+  /* sQ, sdO [BR][LD]; sK, sV [BC][LD]; sP [BR][BC + 1]; sDi, sLse [BR] */
+  return (size_t) (2 * BR + 2 * BC) * LD + (size_t) BR * (BC + 1) + 2 * (size_t) BR;
+}
+
+/* dk, dv of one key tile (grid.x) of one (batch, head) (grid.y) */
+template <typename T, int DMAX, int BR, int BC>
+__global__ void __launch_bounds__ (ATT_THREADS)
+k_attention_backward_dkdv (T *dk, T *dv, const T *dout, const T *out, const float *lse, const T *q, const T *k,
+                           const T *v, AttDims a)
+{
+  extern __shared__ float att_sm[];
+  const int LDP = BC + 1;
+  float *sQ = att_sm, *sdO = sQ + BR * a.LD, *sK = sdO + BR * a.LD, *sV = sK + BC * a.LD;
+  float *sP = sV + BC * a.LD, *sDi = sP + BR * LDP, *sLse = sDi + BR;
+  const int j0 = blockIdx.x * BC, b = blockIdx.y / a.H, h = blockIdx.y % a.H;
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+
+  att_load_tile (sK, k, b, h, j0, a.Tk, BC, a);
+  att_load_tile (sV, v, b, h, j0, a.Tk, BC, a);
+  float acc_k[BC / 16][DMAX / 16], acc_v[BC / 16][DMAX / 16];
+#pragma unroll
+  for (int i = 0; i < BC / 16; i++)
+#pragma unroll
+    for (int j = 0; j < DMAX / 16; j++)
+      acc_k[i][j] = acc_v[i][j] = 0.0f;
+
+  /* causal: query rows below j0 see none of these keys */
+  const int i_start = a.causal ? (j0 / BR) * BR : 0;
+  for (int i0 = i_start; i0 < a.Tq; i0 += BR)
+    {
+      att_load_tile (sQ, q, b, h, i0, a.Tq, BR, a);
+      att_load_tile (sdO, dout, b, h, i0, a.Tq, BR, a);
+      att_row_stats<T, BR> (sDi, sLse, dout, out, lse, b, h, i0, a);
+      __syncthreads ();
+
+      float p[BR / 16][BC / 16], dp[BR / 16][BC / 16];
+      att_mm_nt<BR, BC> (p, sQ, sK, a);
+      att_probs<BR, BC> (p, sLse, i0, j0, a);
+#pragma unroll
+      for (int i = 0; i < BR / 16; i++)
+#pragma unroll
+        for (int j = 0; j < BC / 16; j++)
+          sP[(ty + 16 * i) * LDP + tx + 16 * j] = p[i][j];
+      __syncthreads ();
+
+      att_mm_tn<BC / 16, DMAX> (acc_v, sP, LDP, sdO, BR, a);       /* dV += Pᵀ·dO */
+      att_mm_nt<BR, BC> (dp, sdO, sV, a);                          /* dP = dO·Vᵀ */
+      __syncthreads ();                                            /* sP fully read */
+#pragma unroll
+      for (int i = 0; i < BR / 16; i++)
+#pragma unroll
+        for (int j = 0; j < BC / 16; j++)
+          sP[(ty + 16 * i) * LDP + tx + 16 * j] = p[i][j] * (dp[i][j] - sDi[ty + 16 * i]);  /* dS */
+      __syncthreads ();
+
+      att_mm_tn<BC / 16, DMAX> (acc_k, sP, LDP, sQ, BR, a);        /* dK += dSᵀ·Q (× scale below) */
+      __syncthreads ();                                            /* before the next tile's loads */
+    }
+  if (dk)
+    att_store_add<T, BC / 16, DMAX> (dk, acc_k, a.scale, b, h, j0, a.Tk, a);
+  if (dv)
+    att_store_add<T, BC / 16, DMAX> (dv, acc_v, 1.0f, b, h, j0, a.Tk, a);
+}
+
+/* dq of one query tile (grid.x) of one (batch, head) (grid.y) */
+template <typename T, int DMAX, int BR, int BC>
+__global__ void __launch_bounds__ (ATT_THREADS)
+k_attention_backward_dq (T *dq, const T *dout, const T *out, const float *lse, const T *q, const T *k,
+                         const T *v, AttDims a)
+{
+  extern __shared__ float att_sm[];
+  const int LDP = BC + 1;
+  float *sQ = att_sm, *sdO = sQ + BR * a.LD, *sK = sdO + BR * a.LD, *sV = sK + BC * a.LD;
+  float *sP = sV + BC * a.LD, *sDi = sP + BR * LDP, *sLse = sDi + BR;
+  const int i0 = blockIdx.x * BR, b = blockIdx.y / a.H, h = blockIdx.y % a.H;
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+
+  att_load_tile (sQ, q, b, h, i0, a.Tq, BR, a);
+  att_load_tile (sdO, dout, b, h, i0, a.Tq, BR, a);
+  att_row_stats<T, BR> (sDi, sLse, dout, out, lse, b, h, i0, a);
+  float acc[BR / 16][DMAX / 16];
+#pragma unroll
+  for (int i = 0; i < BR / 16; i++)
+#pragma unroll
+    for (int j = 0; j < DMAX / 16; j++)
+      acc[i][j] = 0.0f;
+
+  /* causal: keys past the tile's last row are masked for all its rows */
+  const int j_end = a.causal ? min (a.Tk, i0 + BR) : a.Tk;
+  for (int j0 = 0; j0 < j_end; j0 += BC)
+    {
+      att_load_tile (sK, k, b, h, j0, a.Tk, BC, a);
+      att_load_tile (sV, v, b, h, j0, a.Tk, BC, a);
+      __syncthreads ();
+
+      float p[BR / 16][BC / 16], dp[BR / 16][BC / 16];
+      att_mm_nt<BR, BC> (p, sQ, sK, a);
+      att_probs<BR, BC> (p, sLse, i0, j0, a);
+      att_mm_nt<BR, BC> (dp, sdO, sV, a);
+#pragma unroll
+      for (int i = 0; i < BR / 16; i++)
+#pragma unroll
+        for (int j = 0; j < BC / 16; j++)
+          sP[(ty + 16 * i) * LDP + tx + 16 * j] = p[i][j] * (dp[i][j] - sDi[ty + 16 * i]);  /* dS */
+      __syncthreads ();
+
+      att_mm_nn<BR / 16, DMAX> (acc, sP, LDP, sK, BC, a);          /* dQ += dS·K (× scale below) */
+      __syncthreads ();                                            /* before the next tile's loads */
+    }
+  att_store_add<T, BR / 16, DMAX> (dq, acc, a.scale, b, h, i0, a.Tq, a);
+}
+
+template <typename T, int DMAX, int BR, int BC>
+static void
+attention_backward_launch (T *dq, T *dk, T *dv, const T *dout, const T *out, const float *lse, const T *q,
+                           const T *k, const T *v, int B, const AttDims &a)
+{
+  const size_t smem = att_smem_floats (BR, BC, a.LD) * sizeof (float);
+  static int optin = -1;   /* the device's opt-in limit of shared memory per block */
+  if (optin < 0)
+    {
+      int dev = 0, val = 0;
+      cudaGetDevice (&dev);
+      if (cudaDeviceGetAttribute (&val, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+        val = 48 * 1024;
+      optin = val;
+    }
+  if (smem > (size_t) optin)
+    {
+      oftcu_fail ("attention backward: head dim %d needs %zu bytes of shared memory per block, the device has %d",
+                  a.D, smem, optin);
+      return;
+    }
+  if (dk || dv)
+    {
+      cudaFuncSetAttribute (k_attention_backward_dkdv<T, DMAX, BR, BC>,
+                            cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
+      dim3 grid ((a.Tk + BC - 1) / BC, B * a.H);
+      k_attention_backward_dkdv<T, DMAX, BR, BC><<<grid, ATT_THREADS, smem, OFTCU_STREAM>>> (dk, dv, dout, out, lse,
+                                                                                            q, k, v, a);
+      OFTCU_LAUNCHED ("attention backward (dk, dv)");
+    }
+  if (dq)
+    {
+      cudaFuncSetAttribute (k_attention_backward_dq<T, DMAX, BR, BC>,
+                            cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
+      dim3 grid ((a.Tq + BR - 1) / BR, B * a.H);
+      k_attention_backward_dq<T, DMAX, BR, BC><<<grid, ATT_THREADS, smem, OFTCU_STREAM>>> (dq, dout, out, lse, q,
+                                                                                          k, v, a);
+      OFTCU_LAUNCHED ("attention backward (dq)");
+    }
+}
+
+template <typename T>
+static void
+attention_backward_typed (void *dq, void *dk, void *dv, const void *dout, const void *out, const float *lse,
+                          const void *q, const void *k, const void *v, int B, const AttDims &a)
+{
+  T *dq_ = (T *) dq, *dk_ = (T *) dk, *dv_ = (T *) dv;
+  const T *do_ = (const T *) dout, *o_ = (const T *) out, *q_ = (const T *) q, *k_ = (const T *) k,
+          *v_ = (const T *) v;
+  /* register micro-tiles: (BC/16)·(DMAX/16) accumulators each for dk and dv */
+  if (a.D <= 64)
+    attention_backward_launch<T, 64, 64, 64> (dq_, dk_, dv_, do_, o_, lse, q_, k_, v_, B, a);
+  else if (a.D <= 128)
+    attention_backward_launch<T, 128, 64, 64> (dq_, dk_, dv_, do_, o_, lse, q_, k_, v_, B, a);
+  else
+    attention_backward_launch<T, 256, 64, 32> (dq_, dk_, dv_, do_, o_, lse, q_, k_, v_, B, a);
+}
+
+extern "C" void
+oftcu_attention_backward (OftCuDtype dt, void *dq, void *dk, void *dv, const void *dout, const void *out,
+                          const float *lse, const void *q, const void *k, const void *v,
+                          int B, int Tq, int Tk, int H, int D, bool causal)
+{
+  if (B <= 0 || Tq <= 0 || Tk <= 0 || H <= 0 || D <= 0 || (!dq && !dk && !dv))
+    return;
+  if (D > 256)
+    {
+      oftcu_fail ("attention backward: head dim %d (at most 256)", D);
+      return;
+    }
+  if (causal && Tq != Tk)
+    {
+      oftcu_fail ("attention backward: causal attention needs Tq == Tk (%d, %d)", Tq, Tk);
+      return;
+    }
+  AttDims a;
+  a.Tq = Tq;
+  a.Tk = Tk;
+  a.H = H;
+  a.D = D;
+  a.LD = D % 2 == 0 ? D + 1 : D;
+  a.causal = causal;
+  a.scale = 1.0f / sqrtf ((float) D);
+  if (dt == OFTCU_BF16)
+    attention_backward_typed<__nv_bfloat16> (dq, dk, dv, dout, out, lse, q, k, v, B, a);
+  else
+    attention_backward_typed<float> (dq, dk, dv, dout, out, lse, q, k, v, B, a);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* upsample, concat, add_channel                                                                     */
+
+template <typename T>
+__global__ void
+k_upsample2x_backward (T *dinp, const T *dout, int64_t BC, int H, int W)
+{
+  const int64_t n = BC * H * W;
+  const int W2 = 2 * W;
+  for (int64_t e = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; e < n; e += (int64_t) gridDim.x * blockDim.x)
+    {
+      const int64_t cy = e / W;           /* c·H + y */
+      const int x = (int) (e - cy * W);
+      const T *d0 = dout + 2 * cy * W2, *d1 = d0 + W2;   /* rows 2y and 2y+1 of channel c */
+      const float s = (oftcu_ld (d0[2 * x]) + oftcu_ld (d0[2 * x + 1])) + (oftcu_ld (d1[2 * x]) + oftcu_ld (d1[2 * x + 1]));
+      oftcu_add_to (dinp, e, s);
+    }
+}
+
+extern "C" void
+oftcu_upsample2x_backward (OftCuDtype dt, void *dinp, const void *dout, int64_t BC, int H, int W)
+{
+  if (!dinp || BC <= 0 || H <= 0 || W <= 0)
+    return;
+  OFTCU_DISPATCH (dt, T, k_upsample2x_backward<T><<<oftcu_grid_1d (BC * H * W), 256, 0, OFTCU_STREAM>>> (
+                             (T *) dinp, (const T *) dout, BC, H, W));
+  OFTCU_LAUNCHED ("upsample2x backward");
+}
+
+template <typename T>
+__global__ void
+k_concat_backward (T *da, T *db, const T *dout, int B, int64_t na, int64_t nb)
+{
+  const int64_t row = na + nb, n = (int64_t) B * row;
+  for (int64_t e = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; e < n; e += (int64_t) gridDim.x * blockDim.x)
+    {
+      const int64_t b = e / row, r = e - b * row;
+      if (r < na)
+        {
+          if (da)
+            oftcu_add_to (da, b * na + r, oftcu_ld (dout[e]));
+        }
+      else if (db)
+        oftcu_add_to (db, b * nb + (r - na), oftcu_ld (dout[e]));
+    }
+}
+
+extern "C" void
+oftcu_concat_backward (OftCuDtype dt, void *da, void *db, const void *dout, int B, int Ca, int Cb, int64_t HW)
+{
+  if ((!da && !db) || B <= 0 || HW <= 0)
+    return;
+  const int64_t na = (int64_t) Ca * HW, nb = (int64_t) Cb * HW;
+  OFTCU_DISPATCH (dt, T, k_concat_backward<T><<<oftcu_grid_1d (B * (na + nb)), 256, 0, OFTCU_STREAM>>> (
+                             (T *) da, (T *) db, (const T *) dout, B, na, nb));
+  OFTCU_LAUNCHED ("concat backward");
+}
+
+extern "C" void
+oftcu_add_channel_backward (OftCuDtype dt, void *dv, const void *dx, int B, int C, int64_t HW)
+{
+  if (!dv)
+    return;
+  row_sums_add (dt, dv, dx, B * C, HW, 1, 0);
+}
