@@ -19,7 +19,7 @@ k_col_sums_add (T *y, const T *a, int64_t rows, int cols)
   float s = 0.0f;
   if (j < cols)
     for (int64_t i = ty; i < rows; i += 32)
-      s += oftcu_ld (a[i * cols + j]);
+      s += oftcu_f (a[i * cols + j]);
   sh[ty][tx] = s;
   __syncthreads ();
   if (ty == 0 && j < cols)
@@ -37,8 +37,8 @@ col_sums_add (OftCuDtype dt, void *y, const void *a, int64_t rows, int cols)
   if (rows <= 0 || cols <= 0)
     return;
   dim3 grid ((cols + 31) / 32), block (32, 32);
-  OFTCU_DISPATCH (dt, T, k_col_sums_add<T><<<grid, block, 0, OFTCU_STREAM>>> ((T *) y, (const T *) a, rows, cols));
-  OFTCU_LAUNCHED ("column sums");
+  OFTCU_DISPATCH (dt, "column sums", { k_col_sums_add<T><<<grid, block, 0, oftcu_stream ()>>> ((T *) y, (const T *) a, rows, cols); });
+  OFTCU_CHECK_LAUNCH ("column sums");
 }
 
 /* y[r] += Σ_{b < nb} Σ_{j < len} a[b·bstride + r·len + j]: one block per r (bias of a conv over NCHW,
@@ -55,7 +55,7 @@ k_row_sums_add (T *y, const T *a, int rows, int64_t len, int nb, int64_t bstride
         {
           const T *p = a + b * bstride + (int64_t) r * len;
           for (int64_t j = threadIdx.x; j < len; j += blockDim.x)
-            s += oftcu_ld (p[j]);
+            s += oftcu_f (p[j]);
         }
       s = oftcu_block_sum (s, sh);
       if (threadIdx.x == 0)
@@ -69,9 +69,9 @@ row_sums_add (OftCuDtype dt, void *y, const void *a, int rows, int64_t len, int 
   if (rows <= 0 || len <= 0 || nb <= 0)
     return;
   unsigned grid = rows < 65535 ? (unsigned) rows : 65535u;
-  OFTCU_DISPATCH (dt, T, k_row_sums_add<T><<<grid, 256, 0, OFTCU_STREAM>>> ((T *) y, (const T *) a, rows, len,
-                                                                             nb, bstride));
-  OFTCU_LAUNCHED ("row sums");
+  OFTCU_DISPATCH (dt, "row sums", { k_row_sums_add<T><<<grid, 256, 0, oftcu_stream ()>>> ((T *) y, (const T *) a, rows, len,
+                                                                             nb, bstride); });
+  OFTCU_CHECK_LAUNCH ("row sums");
 }
 
 static inline const char *
@@ -98,44 +98,53 @@ oftcu_linear_backward (OftCuDtype dt, void *dinp, void *dweight, void *dbias, co
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* conv2d: im2col + GEMM per image, as the CPU's per-image path                                      */
+/* conv2d: im2col + GEMM over chunks of the scratch (the same chunks as the forward: whole images while   */
+/* their col fits, else pixel ranges of one image); 1×1 stride-1 convs read the image as the col.       */
 
 static inline int conv_oh (const OftCuConvShape *s) { return (s->H + 2 * s->pad - s->kh) / s->stride + 1; }
 static inline int conv_ow (const OftCuConvShape *s) { return (s->W + 2 * s->pad - s->kw) / s->stride + 1; }
 
-/* col[(c·kh + ki)·kw + kj][oy·OW + ox] = img[c][oy·st − pad + ki][ox·st − pad + kj] (0 outside) */
+/* col[i][(c·kh + ki)·kw + kj][pp] = img_i[c][oy·st − pad + ki][ox·st − pad + kj] (0 outside the image),
+ * for the chunk's images i < nimg and output pixels p = p0 + pp, pp < np (p = oy·OW + ox) */
 template <typename T>
 __global__ void
-k_im2col (T *col, const T *img, int C, int H, int W, int kh, int kw, int st, int pad, int OH, int OW)
+k_im2col_chunk (T *col, const T *img, int nimg, int C, int H, int W, int kh, int kw, int st, int pad, int OW,
+                int64_t p0, int64_t np)
 {
-  const int64_t P = (int64_t) OH * OW, n = (int64_t) C * kh * kw * P;
+  const int64_t K = (int64_t) C * kh * kw, n = (int64_t) nimg * K * np, in_sz = (int64_t) C * H * W;
   for (int64_t e = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; e < n; e += (int64_t) gridDim.x * blockDim.x)
     {
-      const int64_t row = e / P;
-      const int p = (int) (e - row * P);
-      const int oy = p / OW, ox = p - oy * OW;
-      const int kj = (int) (row % kw), ki = (int) ((row / kw) % kh), c = (int) (row / ((int64_t) kw * kh));
+      const int64_t row = e / np, pp = e - row * np;    /* row = i·K + kk */
+      const int64_t i = row / K, kk = row - i * K;
+      const int64_t p = p0 + pp;
+      const int oy = (int) (p / OW), ox = (int) (p - (int64_t) oy * OW);
+      const int kj = (int) (kk % kw), ki = (int) ((kk / kw) % kh), c = (int) (kk / ((int64_t) kw * kh));
       const int y = oy * st - pad + ki, x = ox * st - pad + kj;
-      col[e] = (y >= 0 && y < H && x >= 0 && x < W) ? img[((int64_t) c * H + y) * W + x] : oftcu_st<T> (0.0f);
+      col[e] = (y >= 0 && y < H && x >= 0 && x < W) ? img[i * in_sz + ((int64_t) c * H + y) * W + x]
+                                                    : oftcu_to<T> (0.0f);
     }
 }
 
-/* Adjoint of im2col as a gather: each pixel sums the col entries that read it (no atomics), then adds
- * the sum onto img. */
+/* Adjoint of k_im2col_chunk as a gather: each input pixel sums the col entries of the chunk that read it
+ * (no atomics, fixed order), then adds the sum onto img. */
 template <typename T>
 __global__ void
-k_col2im_add (T *img, const T *col, int C, int H, int W, int kh, int kw, int st, int pad, int OH, int OW)
+k_col2im_chunk_add (T *img, const T *col, int nimg, int C, int H, int W, int kh, int kw, int st, int pad,
+                    int OH, int OW, int64_t p0, int64_t np)
 {
-  const int64_t P = (int64_t) OH * OW, HWi = (int64_t) H * W, n = (int64_t) C * HWi;
+  const int64_t K = (int64_t) C * kh * kw, HWi = (int64_t) H * W, n = (int64_t) nimg * C * HWi;
   for (int64_t e = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; e < n; e += (int64_t) gridDim.x * blockDim.x)
     {
-      const int c = (int) (e / HWi);
-      const int rem = (int) (e - c * HWi);
+      const int64_t ic = e / HWi;                       /* i·C + c */
+      const int64_t i = ic / C;
+      const int c = (int) (ic - i * C);
+      const int rem = (int) (e - ic * HWi);
       const int y = rem / W, x = rem - y * W;
+      const T *ci = col + i * K * np;
       float s = 0.0f;
       for (int ki = 0; ki < kh; ki++)
         {
-          const int ty = y + pad - ki;   /* = oy·st */
+          const int ty = y + pad - ki;                  /* = oy·st */
           if (ty < 0 || ty % st != 0)
             continue;
           const int oy = ty / st;
@@ -149,7 +158,10 @@ k_col2im_add (T *img, const T *col, int C, int H, int W, int kh, int kw, int st,
               const int ox = tx / st;
               if (ox >= OW)
                 continue;
-              s += oftcu_ld (col[(((int64_t) c * kh + ki) * kw + kj) * P + (int64_t) oy * OW + ox]);
+              const int64_t pp = (int64_t) oy * OW + ox - p0;
+              if (pp < 0 || pp >= np)
+                continue;
+              s += oftcu_f (ci[(((int64_t) c * kh + ki) * kw + kj) * np + pp]);
             }
         }
       oftcu_add_to (img, e, s);
@@ -161,56 +173,81 @@ oftcu_conv2d_backward (OftCuDtype dt, void *dinp, void *dweight, void *dbias, co
                        const void *inp, const void *weight, const OftCuConvShape *s, void *scratch)
 {
   const int OH = conv_oh (s), OW = conv_ow (s);
-  const int P = OH * OW, K = s->C * s->kh * s->kw;
+  const int64_t P = (int64_t) OH * OW, K = (int64_t) s->C * s->kh * s->kw;
   const int64_t in_sz = (int64_t) s->C * s->H * s->W, out_sz = (int64_t) s->OC * P;
+  const size_t es = oftcu_dtype_size (dt);
   const bool pw = s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad == 0;
-  if (s->B <= 0 || P <= 0)
+  if (s->B <= 0 || OH <= 0 || OW <= 0 || (!dinp && !dweight && !dbias))
     return;
-  if (!pw && (dweight || dinp))
+  if (P > INT32_MAX || K > INT32_MAX || s->OC <= 0)
     {
-      /* one image's col matrix [K, P]: the forward's im2col needs at least as much */
-      size_t need = (size_t) K * (size_t) P * oftcu_dtype_size (dt);
-      if (!scratch || oftcu_conv2d_scratch_bytes (dt, s) < need)
-        {
-          oftcu_fail ("conv2d backward: scratch of %zu bytes needed (C %d, k %dx%d, out %dx%d)", need, s->C, s->kh,
-                      s->kw, OH, OW);
-          return;
-        }
-    }
-  const unsigned gcol = oftcu_grid_1d ((int64_t) K * P), gimg = oftcu_grid_1d (in_sz);
-  for (int b = 0; b < s->B; b++)
-    {
-      const void *d = offset (dout, b * out_sz, dt);
-      if (dweight) /* dW[OC,K] += dout_b[OC,P] · colᵀ */
-        {
-          const void *col = offset (inp, b * in_sz, dt);
-          if (!pw)
-            {
-              OFTCU_DISPATCH (dt, T, k_im2col<T><<<gcol, 256, 0, OFTCU_STREAM>>> (
-                                         (T *) scratch, (const T *) col, s->C, s->H, s->W, s->kh, s->kw, s->stride,
-                                         s->pad, OH, OW));
-              OFTCU_LAUNCHED ("conv2d backward im2col");
-              col = scratch;
-            }
-          oftcu_gemm (dt, false, true, s->OC, K, P, 1.0f, d, P, 0, col, P, 0, 1.0f, dweight, K, 0, 1);
-        }
-      if (dinp) /* dcol[K,P] = Wᵀ · dout_b, scattered back onto the image */
-        {
-          void *di = (void *) offset (dinp, b * in_sz, dt);
-          if (pw)
-            oftcu_gemm (dt, true, false, K, P, s->OC, 1.0f, weight, K, 0, d, P, 0, 1.0f, di, P, 0, 1);
-          else
-            {
-              oftcu_gemm (dt, true, false, K, P, s->OC, 1.0f, weight, K, 0, d, P, 0, 0.0f, scratch, P, 0, 1);
-              OFTCU_DISPATCH (dt, T, k_col2im_add<T><<<gimg, 256, 0, OFTCU_STREAM>>> (
-                                         (T *) di, (const T *) scratch, s->C, s->H, s->W, s->kh, s->kw, s->stride,
-                                         s->pad, OH, OW));
-              OFTCU_LAUNCHED ("conv2d backward col2im");
-            }
-        }
+      oftcu_set_error ("oftcu_conv2d_backward: %lld pixels × depth %lld is over the GEMM limit", (long long) P,
+                       (long long) K);
+      return;
     }
   if (dbias)
     row_sums_add (dt, dbias, dout, s->OC, P, s->B, out_sz);
+  if (pw)
+    {
+      if (dweight)   /* dW[OC, C] += dout_b[OC, P] · inp_bᵀ, image by image */
+        for (int b = 0; b < s->B; b++)
+          oftcu_gemm (dt, false, true, s->OC, (int) K, (int) P, 1.0f, offset (dout, b * out_sz, dt), (int) P, 0,
+                      offset (inp, b * in_sz, dt), (int) P, 0, 1.0f, dweight, (int) K, 0, 1);
+      if (dinp)      /* dinp_b[C, P] += Wᵀ · dout_b, all images in one batched GEMM */
+        oftcu_gemm (dt, true, false, (int) K, (int) P, s->OC, 1.0f, weight, (int) K, 0, dout, (int) P, out_sz, 1.0f,
+                    dinp, (int) P, in_sz, s->B);
+      return;
+    }
+  if (!dweight && !dinp)
+    return;
+  /* chunks from the scratch the caller has (oftcu_conv2d_scratch_bytes): whole images while they fit,
+   * else pixel ranges of one image */
+  const size_t have = scratch ? oftcu_conv2d_scratch_bytes (dt, s) : 0;
+  const size_t col1 = (size_t) K * (size_t) P * es;
+  int imgs = 1;
+  int64_t pix = P;
+  if (have >= col1)
+    imgs = (int) (have / col1 < (size_t) s->B ? have / col1 : (size_t) s->B);
+  else
+    pix = (int64_t) (have / ((size_t) K * es));
+  if (pix <= 0)
+    {
+      oftcu_set_error ("oftcu_conv2d_backward: needs scratch of at least %zu bytes (one col row), got %zu",
+                       (size_t) K * es, have);
+      return;
+    }
+  for (int b0 = 0; b0 < s->B; b0 += imgs)
+    {
+      const int nimg = s->B - b0 < imgs ? s->B - b0 : imgs;
+      for (int64_t p0 = 0; p0 < P; p0 += pix)
+        {
+          const int64_t np = P - p0 < pix ? P - p0 : pix;
+          const char *d0 = offset (dout, b0 * out_sz + p0, dt);   /* dout[b0][0][p0], rows P apart */
+          if (dweight) /* dW[OC, K] += dout_i[OC, np] · col_iᵀ */
+            {
+              OFTCU_DISPATCH (dt, "oftcu_conv2d_backward im2col", {
+                k_im2col_chunk<T><<<oftcu_grid256 (nimg * K * np), 256, 0, oftcu_stream ()>>> (
+                    (T *) scratch, (const T *) offset (inp, b0 * in_sz, dt), nimg, s->C, s->H, s->W, s->kh, s->kw,
+                    s->stride, s->pad, OW, p0, np);
+              });
+              OFTCU_CHECK_LAUNCH ("oftcu_conv2d_backward im2col");
+              for (int i = 0; i < nimg; i++)
+                oftcu_gemm (dt, false, true, s->OC, (int) K, (int) np, 1.0f, d0 + i * out_sz * (int64_t) es, (int) P,
+                            0, offset (scratch, i * K * np, dt), (int) np, 0, 1.0f, dweight, (int) K, 0, 1);
+            }
+          if (dinp)    /* dcol_i[K, np] = Wᵀ · dout_i (batched over the chunk), gathered back onto the images */
+            {
+              oftcu_gemm (dt, true, false, (int) K, (int) np, s->OC, 1.0f, weight, (int) K, 0, d0, (int) P, out_sz,
+                          0.0f, scratch, (int) np, K * np, nimg);
+              OFTCU_DISPATCH (dt, "oftcu_conv2d_backward col2im", {
+                k_col2im_chunk_add<T><<<oftcu_grid256 (nimg * in_sz), 256, 0, oftcu_stream ()>>> (
+                    (T *) offset (dinp, b0 * in_sz, dt), (const T *) scratch, nimg, s->C, s->H, s->W, s->kh, s->kw,
+                    s->stride, s->pad, OH, OW, p0, np);
+              });
+              OFTCU_CHECK_LAUNCH ("oftcu_conv2d_backward col2im");
+            }
+        }
+    }
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -222,7 +259,7 @@ __global__ void __launch_bounds__ (512)
 k_groupnorm_backward (T *dinp, float *dweight, float *dbias, const T *dout, const T *inp, const float *mean,
                       const float *rstd, const float *weight, int B, int C, int64_t HW, int G)
 {
-  extern __shared__ float gn_sm[];  /* per channel of the group: Σ dout, Σ dout·x̂ */
+  OFTCU_DYNAMIC_SMEM (float, gn_sm);  /* per channel of the group: Σ dout, Σ dout·x̂ */
   __shared__ float red[32];
   const int g = blockIdx.x, cg = C / G, c0 = g * cg;
   const int64_t M = (int64_t) cg * HW;
@@ -237,7 +274,7 @@ k_groupnorm_backward (T *dinp, float *dweight, float *dbias, const T *dout, cons
           float cs = 0.0f, csx = 0.0f;
           for (int64_t i = threadIdx.x; i < HW; i += blockDim.x)
             {
-              const float d = oftcu_ld (dc[i]), xh = (oftcu_ld (xc[i]) - m) * r;
+              const float d = oftcu_f (dc[i]), xh = (oftcu_f (xc[i]) - m) * r;
               cs += d;
               csx += d * xh;
             }
@@ -272,8 +309,8 @@ k_groupnorm_backward (T *dinp, float *dweight, float *dbias, const T *dout, cons
               T *dxc = dinp + off + c * HW;
               for (int64_t i = threadIdx.x; i < HW; i += blockDim.x)
                 {
-                  const float xh = (oftcu_ld (xc[i]) - m) * r;
-                  oftcu_add_to (dxc, i, r * (oftcu_ld (dc[i]) * w - md - xh * mdx));
+                  const float xh = (oftcu_f (xc[i]) - m) * r;
+                  oftcu_add_to (dxc, i, r * (oftcu_f (dc[i]) * w - md - xh * mdx));
                 }
             }
         }
@@ -291,13 +328,13 @@ oftcu_groupnorm_backward (OftCuDtype dt, void *dinp, float *dweight, float *dbia
   const size_t sm = 2 * sizeof (float) * (size_t) (C / G);
   if (sm > 48 * 1024)
     {
-      oftcu_fail ("groupnorm backward: %d channels per group (at most %d)", C / G, 48 * 1024 / 8);
+      oftcu_set_error ("groupnorm backward: %d channels per group (at most %d)", C / G, 48 * 1024 / 8);
       return;
     }
-  OFTCU_DISPATCH (dt, T, k_groupnorm_backward<T><<<G, 512, sm, OFTCU_STREAM>>> (
+  OFTCU_DISPATCH (dt, "groupnorm backward", { k_groupnorm_backward<T><<<G, 512, sm, oftcu_stream ()>>> (
                              (T *) dinp, dweight, dbias, (const T *) dout, (const T *) inp, mean, rstd, weight, B, C,
-                             HW, G));
-  OFTCU_LAUNCHED ("groupnorm backward");
+                             HW, G); });
+  OFTCU_CHECK_LAUNCH ("groupnorm backward");
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -317,7 +354,7 @@ k_layernorm_backward_dx (T *dinp, const T *dout, const T *inp, const float *mean
   float sd = 0.0f, sdx = 0.0f;
   for (int i = lane; i < C; i += 32)
     {
-      const float xh = (oftcu_ld (x[i]) - m) * r, dxh = oftcu_ld (d[i]) * (weight ? weight[i] : 1.0f);
+      const float xh = (oftcu_f (x[i]) - m) * r, dxh = oftcu_f (d[i]) * (weight ? weight[i] : 1.0f);
       sd += dxh;
       sdx += dxh * xh;
     }
@@ -327,8 +364,8 @@ k_layernorm_backward_dx (T *dinp, const T *dout, const T *inp, const float *mean
   T *dx = dinp + row * C;
   for (int i = lane; i < C; i += 32)
     {
-      const float xh = (oftcu_ld (x[i]) - m) * r;
-      oftcu_add_to (dx, i, r * (oftcu_ld (d[i]) * (weight ? weight[i] : 1.0f) - md - xh * mdx));
+      const float xh = (oftcu_f (x[i]) - m) * r;
+      oftcu_add_to (dx, i, r * (oftcu_f (d[i]) * (weight ? weight[i] : 1.0f) - md - xh * mdx));
     }
 }
 
@@ -345,8 +382,8 @@ k_layernorm_backward_dwb (float *dweight, float *dbias, const T *dout, const T *
   if (j < C)
     for (int64_t n = ty; n < N; n += 32)
       {
-        const float d = oftcu_ld (dout[n * C + j]);
-        sw += d * ((oftcu_ld (inp[n * C + j]) - mean[n]) * rstd[n]);
+        const float d = oftcu_f (dout[n * C + j]);
+        sw += d * ((oftcu_f (inp[n * C + j]) - mean[n]) * rstd[n]);
         sb += d;
       }
   shw[ty][tx] = sw;
@@ -377,16 +414,16 @@ oftcu_layernorm_backward (OftCuDtype dt, void *dinp, float *dweight, float *dbia
   if (dinp)
     {
       const unsigned grid = (unsigned) ((N + 7) / 8);
-      OFTCU_DISPATCH (dt, T, k_layernorm_backward_dx<T><<<grid, 256, 0, OFTCU_STREAM>>> (
-                                 (T *) dinp, (const T *) dout, (const T *) inp, mean, rstd, weight, N, C));
-      OFTCU_LAUNCHED ("layernorm backward (dinp)");
+      OFTCU_DISPATCH (dt, "layernorm backward (dinp)", { k_layernorm_backward_dx<T><<<grid, 256, 0, oftcu_stream ()>>> (
+                                 (T *) dinp, (const T *) dout, (const T *) inp, mean, rstd, weight, N, C); });
+      OFTCU_CHECK_LAUNCH ("layernorm backward (dinp)");
     }
   if (dweight || dbias)
     {
       dim3 grid ((C + 31) / 32), block (32, 32);
-      OFTCU_DISPATCH (dt, T, k_layernorm_backward_dwb<T><<<grid, block, 0, OFTCU_STREAM>>> (
-                                 dweight, dbias, (const T *) dout, (const T *) inp, mean, rstd, N, C));
-      OFTCU_LAUNCHED ("layernorm backward (dweight, dbias)");
+      OFTCU_DISPATCH (dt, "layernorm backward (dweight, dbias)", { k_layernorm_backward_dwb<T><<<grid, block, 0, oftcu_stream ()>>> (
+                                 dweight, dbias, (const T *) dout, (const T *) inp, mean, rstd, N, C); });
+      OFTCU_CHECK_LAUNCH ("layernorm backward (dweight, dbias)");
     }
 }
 
@@ -415,8 +452,8 @@ k_silu_backward (T *dinp, const T *dout, const T *inp, int64_t n)
 {
   for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < n; i += (int64_t) gridDim.x * blockDim.x)
     {
-      const float x = oftcu_ld (inp[i]), s = 1.0f / (1.0f + expf (-x));
-      oftcu_add_to (dinp, i, oftcu_ld (dout[i]) * s * (1.0f + x * (1.0f - s)));
+      const float x = oftcu_f (inp[i]), s = 1.0f / (1.0f + expf (-x));
+      oftcu_add_to (dinp, i, oftcu_f (dout[i]) * s * (1.0f + x * (1.0f - s)));
     }
 }
 
@@ -425,7 +462,7 @@ __global__ void
 k_gelu_backward (T *dinp, const T *dout, const T *inp, int64_t n)
 {
   for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < n; i += (int64_t) gridDim.x * blockDim.x)
-    oftcu_add_to (dinp, i, oftcu_ld (dout[i]) * gelu_grad_f (oftcu_ld (inp[i])));
+    oftcu_add_to (dinp, i, oftcu_f (dout[i]) * gelu_grad_f (oftcu_f (inp[i])));
 }
 
 /* inp[N, 2C] = [h | gate], out = h·gelu(gate) */
@@ -439,7 +476,7 @@ k_geglu_backward (T *dinp, const T *dout, const T *inp, int64_t N, int C)
       const int64_t r = e / C;
       const int c = (int) (e - r * C);
       const int64_t ih = r * 2 * C + c, ig = ih + C;
-      const float d = oftcu_ld (dout[e]), h = oftcu_ld (inp[ih]), gate = oftcu_ld (inp[ig]);
+      const float d = oftcu_f (dout[e]), h = oftcu_f (inp[ih]), gate = oftcu_f (inp[ig]);
       oftcu_add_to (dinp, ih, d * gelu_f (gate));
       oftcu_add_to (dinp, ig, d * h * gelu_grad_f (gate));
     }
@@ -450,9 +487,9 @@ oftcu_silu_backward (OftCuDtype dt, void *dinp, const void *dout, const void *in
 {
   if (n <= 0 || !dinp)
     return;
-  OFTCU_DISPATCH (dt, T, k_silu_backward<T><<<oftcu_grid_1d (n), 256, 0, OFTCU_STREAM>>> (
-                             (T *) dinp, (const T *) dout, (const T *) inp, n));
-  OFTCU_LAUNCHED ("silu backward");
+  OFTCU_DISPATCH (dt, "silu backward", { k_silu_backward<T><<<oftcu_grid256 (n), 256, 0, oftcu_stream ()>>> (
+                             (T *) dinp, (const T *) dout, (const T *) inp, n); });
+  OFTCU_CHECK_LAUNCH ("silu backward");
 }
 
 extern "C" void
@@ -460,9 +497,9 @@ oftcu_gelu_backward (OftCuDtype dt, void *dinp, const void *dout, const void *in
 {
   if (n <= 0 || !dinp)
     return;
-  OFTCU_DISPATCH (dt, T, k_gelu_backward<T><<<oftcu_grid_1d (n), 256, 0, OFTCU_STREAM>>> (
-                             (T *) dinp, (const T *) dout, (const T *) inp, n));
-  OFTCU_LAUNCHED ("gelu backward");
+  OFTCU_DISPATCH (dt, "gelu backward", { k_gelu_backward<T><<<oftcu_grid256 (n), 256, 0, oftcu_stream ()>>> (
+                             (T *) dinp, (const T *) dout, (const T *) inp, n); });
+  OFTCU_CHECK_LAUNCH ("gelu backward");
 }
 
 extern "C" void
@@ -470,9 +507,9 @@ oftcu_geglu_backward (OftCuDtype dt, void *dinp, const void *dout, const void *i
 {
   if (N <= 0 || C <= 0 || !dinp)
     return;
-  OFTCU_DISPATCH (dt, T, k_geglu_backward<T><<<oftcu_grid_1d (N * C), 256, 0, OFTCU_STREAM>>> (
-                             (T *) dinp, (const T *) dout, (const T *) inp, N, C));
-  OFTCU_LAUNCHED ("geglu backward");
+  OFTCU_DISPATCH (dt, "geglu backward", { k_geglu_backward<T><<<oftcu_grid256 (N * C), 256, 0, oftcu_stream ()>>> (
+                             (T *) dinp, (const T *) dout, (const T *) inp, N, C); });
+  OFTCU_CHECK_LAUNCH ("geglu backward");
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -489,11 +526,11 @@ k_softmax_backward (T *dinp, const T *dout, const T *out, int64_t N, int C)
   const T *dp = dout + row * C, *p = out + row * C;
   float dot = 0.0f;
   for (int j = lane; j < C; j += 32)
-    dot += oftcu_ld (dp[j]) * oftcu_ld (p[j]);
+    dot += oftcu_f (dp[j]) * oftcu_f (p[j]);
   dot = oftcu_warp_sum (dot);
   T *d = dinp + row * C;
   for (int j = lane; j < C; j += 32)
-    oftcu_add_to (d, j, oftcu_ld (p[j]) * (oftcu_ld (dp[j]) - dot));
+    oftcu_add_to (d, j, oftcu_f (p[j]) * (oftcu_f (dp[j]) - dot));
 }
 
 extern "C" void
@@ -502,9 +539,9 @@ oftcu_softmax_backward (OftCuDtype dt, void *dinp, const void *dout, const void 
   if (N <= 0 || C <= 0 || !dinp)
     return;
   const unsigned grid = (unsigned) ((N + 7) / 8);
-  OFTCU_DISPATCH (dt, T, k_softmax_backward<T><<<grid, 256, 0, OFTCU_STREAM>>> (
-                             (T *) dinp, (const T *) dout, (const T *) out, N, C));
-  OFTCU_LAUNCHED ("softmax backward");
+  OFTCU_DISPATCH (dt, "softmax backward", { k_softmax_backward<T><<<grid, 256, 0, oftcu_stream ()>>> (
+                             (T *) dinp, (const T *) dout, (const T *) out, N, C); });
+  OFTCU_CHECK_LAUNCH ("softmax backward");
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -533,7 +570,7 @@ att_load_tile (float *s, const T *g, int b, int h, int row0, int T_, int rows, c
   for (int e = threadIdx.x; e < rows * a.D; e += ATT_THREADS)
     {
       const int r = e / a.D, d = e - r * a.D, i = row0 + r;
-      s[r * a.LD + d] = i < T_ ? oftcu_ld (g[((int64_t) b * T_ + i) * HD + (int64_t) h * a.D + d]) : 0.0f;
+      s[r * a.LD + d] = i < T_ ? oftcu_f (g[((int64_t) b * T_ + i) * HD + (int64_t) h * a.D + d]) : 0.0f;
     }
 }
 
@@ -553,7 +590,7 @@ att_row_stats (float *sDi, float *sLse, const T *dout, const T *out, const float
         {
           const int64_t o = ((int64_t) b * a.Tq + i) * HD + (int64_t) h * a.D;
           for (int d = lane; d < a.D; d += 32)
-            s += oftcu_ld (dout[o + d]) * oftcu_ld (out[o + d]);
+            s += oftcu_f (dout[o + d]) * oftcu_f (out[o + d]);
         }
       s = oftcu_warp_sum (s);
       if (lane == 0)
@@ -699,7 +736,7 @@ __global__ void __launch_bounds__ (ATT_THREADS)
 k_attention_backward_dkdv (T *dk, T *dv, const T *dout, const T *out, const float *lse, const T *q, const T *k,
                            const T *v, AttDims a)
 {
-  extern __shared__ float att_sm[];
+  OFTCU_DYNAMIC_SMEM (float, att_sm);
   const int LDP = BC + 1;
   float *sQ = att_sm, *sdO = sQ + BR * a.LD, *sK = sdO + BR * a.LD, *sV = sK + BC * a.LD;
   float *sP = sV + BC * a.LD, *sDi = sP + BR * LDP, *sLse = sDi + BR;
@@ -759,7 +796,7 @@ __global__ void __launch_bounds__ (ATT_THREADS)
 k_attention_backward_dq (T *dq, const T *dout, const T *out, const float *lse, const T *q, const T *k,
                          const T *v, AttDims a)
 {
-  extern __shared__ float att_sm[];
+  OFTCU_DYNAMIC_SMEM (float, att_sm);
   const int LDP = BC + 1;
   float *sQ = att_sm, *sdO = sQ + BR * a.LD, *sK = sdO + BR * a.LD, *sV = sK + BC * a.LD;
   float *sP = sV + BC * a.LD, *sDi = sP + BR * LDP, *sLse = sDi + BR;
@@ -818,7 +855,7 @@ attention_backward_launch (T *dq, T *dk, T *dv, const T *dout, const T *out, con
     }
   if (smem > (size_t) optin)
     {
-      oftcu_fail ("attention backward: head dim %d needs %zu bytes of shared memory per block, the device has %d",
+      oftcu_set_error ("attention backward: head dim %d needs %zu bytes of shared memory per block, the device has %d",
                   a.D, smem, optin);
       return;
     }
@@ -827,18 +864,18 @@ attention_backward_launch (T *dq, T *dk, T *dv, const T *dout, const T *out, con
       cudaFuncSetAttribute (k_attention_backward_dkdv<T, DMAX, BR, BC>,
                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
       dim3 grid ((a.Tk + BC - 1) / BC, B * a.H);
-      k_attention_backward_dkdv<T, DMAX, BR, BC><<<grid, ATT_THREADS, smem, OFTCU_STREAM>>> (dk, dv, dout, out, lse,
+      k_attention_backward_dkdv<T, DMAX, BR, BC><<<grid, ATT_THREADS, smem, oftcu_stream ()>>> (dk, dv, dout, out, lse,
                                                                                             q, k, v, a);
-      OFTCU_LAUNCHED ("attention backward (dk, dv)");
+      OFTCU_CHECK_LAUNCH ("attention backward (dk, dv)");
     }
   if (dq)
     {
       cudaFuncSetAttribute (k_attention_backward_dq<T, DMAX, BR, BC>,
                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
       dim3 grid ((a.Tq + BR - 1) / BR, B * a.H);
-      k_attention_backward_dq<T, DMAX, BR, BC><<<grid, ATT_THREADS, smem, OFTCU_STREAM>>> (dq, dout, out, lse, q,
+      k_attention_backward_dq<T, DMAX, BR, BC><<<grid, ATT_THREADS, smem, oftcu_stream ()>>> (dq, dout, out, lse, q,
                                                                                           k, v, a);
-      OFTCU_LAUNCHED ("attention backward (dq)");
+      OFTCU_CHECK_LAUNCH ("attention backward (dq)");
     }
 }
 
@@ -868,12 +905,12 @@ oftcu_attention_backward (OftCuDtype dt, void *dq, void *dk, void *dv, const voi
     return;
   if (D > 256)
     {
-      oftcu_fail ("attention backward: head dim %d (at most 256)", D);
+      oftcu_set_error ("attention backward: head dim %d (at most 256)", D);
       return;
     }
   if (causal && Tq != Tk)
     {
-      oftcu_fail ("attention backward: causal attention needs Tq == Tk (%d, %d)", Tq, Tk);
+      oftcu_set_error ("attention backward: causal attention needs Tq == Tk (%d, %d)", Tq, Tk);
       return;
     }
   AttDims a;
@@ -904,7 +941,7 @@ k_upsample2x_backward (T *dinp, const T *dout, int64_t BC, int H, int W)
       const int64_t cy = e / W;           /* c·H + y */
       const int x = (int) (e - cy * W);
       const T *d0 = dout + 2 * cy * W2, *d1 = d0 + W2;   /* rows 2y and 2y+1 of channel c */
-      const float s = (oftcu_ld (d0[2 * x]) + oftcu_ld (d0[2 * x + 1])) + (oftcu_ld (d1[2 * x]) + oftcu_ld (d1[2 * x + 1]));
+      const float s = (oftcu_f (d0[2 * x]) + oftcu_f (d0[2 * x + 1])) + (oftcu_f (d1[2 * x]) + oftcu_f (d1[2 * x + 1]));
       oftcu_add_to (dinp, e, s);
     }
 }
@@ -914,9 +951,9 @@ oftcu_upsample2x_backward (OftCuDtype dt, void *dinp, const void *dout, int64_t 
 {
   if (!dinp || BC <= 0 || H <= 0 || W <= 0)
     return;
-  OFTCU_DISPATCH (dt, T, k_upsample2x_backward<T><<<oftcu_grid_1d (BC * H * W), 256, 0, OFTCU_STREAM>>> (
-                             (T *) dinp, (const T *) dout, BC, H, W));
-  OFTCU_LAUNCHED ("upsample2x backward");
+  OFTCU_DISPATCH (dt, "upsample2x backward", { k_upsample2x_backward<T><<<oftcu_grid256 (BC * H * W), 256, 0, oftcu_stream ()>>> (
+                             (T *) dinp, (const T *) dout, BC, H, W); });
+  OFTCU_CHECK_LAUNCH ("upsample2x backward");
 }
 
 template <typename T>
@@ -930,10 +967,10 @@ k_concat_backward (T *da, T *db, const T *dout, int B, int64_t na, int64_t nb)
       if (r < na)
         {
           if (da)
-            oftcu_add_to (da, b * na + r, oftcu_ld (dout[e]));
+            oftcu_add_to (da, b * na + r, oftcu_f (dout[e]));
         }
       else if (db)
-        oftcu_add_to (db, b * nb + (r - na), oftcu_ld (dout[e]));
+        oftcu_add_to (db, b * nb + (r - na), oftcu_f (dout[e]));
     }
 }
 
@@ -943,9 +980,9 @@ oftcu_concat_backward (OftCuDtype dt, void *da, void *db, const void *dout, int 
   if ((!da && !db) || B <= 0 || HW <= 0)
     return;
   const int64_t na = (int64_t) Ca * HW, nb = (int64_t) Cb * HW;
-  OFTCU_DISPATCH (dt, T, k_concat_backward<T><<<oftcu_grid_1d (B * (na + nb)), 256, 0, OFTCU_STREAM>>> (
-                             (T *) da, (T *) db, (const T *) dout, B, na, nb));
-  OFTCU_LAUNCHED ("concat backward");
+  OFTCU_DISPATCH (dt, "concat backward", { k_concat_backward<T><<<oftcu_grid256 (B * (na + nb)), 256, 0, oftcu_stream ()>>> (
+                             (T *) da, (T *) db, (const T *) dout, B, na, nb); });
+  OFTCU_CHECK_LAUNCH ("concat backward");
 }
 
 extern "C" void

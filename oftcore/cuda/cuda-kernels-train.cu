@@ -46,7 +46,7 @@ k_block_gemm (TC *C, int ldc, int64_t sC, const TA *A, int lda, int64_t sA, cons
           const int gm = m0 + m, gk = k0 + kk;
           float x = 0.0f;
           if (gm < M && gk < K)
-            x = oftcu_ld (TRA ? A[(int64_t) gk * lda + gm] : A[(int64_t) gm * lda + gk]);
+            x = oftcu_f (TRA ? A[(int64_t) gk * lda + gm] : A[(int64_t) gm * lda + gk]);
           As[kk][m] = x;
         }
       for (int e = tid; e < RG_BK * BN; e += 256)
@@ -57,7 +57,7 @@ k_block_gemm (TC *C, int ldc, int64_t sC, const TA *A, int lda, int64_t sA, cons
           const int gn = n0 + n, gk = k0 + kk;
           float x = 0.0f;
           if (gn < N && gk < K)
-            x = oftcu_ld (TRB ? B[(int64_t) gn * ldb + gk] : B[(int64_t) gk * ldb + gn]);
+            x = oftcu_f (TRB ? B[(int64_t) gn * ldb + gk] : B[(int64_t) gk * ldb + gn]);
           Bs[kk][n] = x;
         }
       __syncthreads ();
@@ -92,7 +92,7 @@ k_block_gemm (TC *C, int ldc, int64_t sC, const TA *A, int lda, int64_t sA, cons
           if (gn >= N)
             continue;
           const int64_t o = (int64_t) gm * ldc + gn;
-          C[o] = oftcu_st<TC> (accumulate ? oftcu_ld (C[o]) + acc[i][j] : acc[i][j]);
+          C[o] = oftcu_to<TC> (accumulate ? oftcu_f (C[o]) + acc[i][j] : acc[i][j]);
         }
     }
 }
@@ -108,7 +108,7 @@ block_gemm (TC *C, int ldc, int64_t sC, const TA *A, int lda, int64_t sA, const 
 #define RG_LAUNCH(BM, BN)                                                                          \
   do {                                                                                             \
     dim3 grid ((N + (BN) - 1) / (BN), (M + (BM) - 1) / (BM), batch);                               \
-    k_block_gemm<TA, TB, TC, TRA, TRB, BM, BN><<<grid, block, 0, OFTCU_STREAM>>> (                 \
+    k_block_gemm<TA, TB, TC, TRA, TRB, BM, BN><<<grid, block, 0, oftcu_stream ()>>> (                 \
         C, ldc, sC, A, lda, sA, B, ldb, sB, M, N, K, accumulate);                                  \
   } while (0)
   if (nm && nn)
@@ -120,7 +120,7 @@ block_gemm (TC *C, int ldc, int64_t sC, const TA *A, int lda, int64_t sA, const 
   else
     RG_LAUNCH (64, 64);
 #undef RG_LAUNCH
-  OFTCU_LAUNCHED ("block rotation");
+  OFTCU_CHECK_LAUNCH ("block rotation");
 }
 
 static bool
@@ -130,7 +130,7 @@ rotate_args_ok (int64_t N, int nb, int b)
     return false;
   if (N > INT32_MAX || (int64_t) nb * b > INT32_MAX || nb > 65535)
     {
-      oftcu_fail ("block rotation: %lld rows of %d blocks of %d out of range", (long long) N, nb, b);
+      oftcu_set_error ("block rotation: %lld rows of %d blocks of %d out of range", (long long) N, nb, b);
       return false;
     }
   return true;
@@ -143,8 +143,8 @@ oftcu_block_rotate_forward (OftCuDtype dt, void *out, const void *inp, const flo
   if (!rotate_args_ok (N, nb, b))
     return;
   const int d = nb * b;
-  OFTCU_DISPATCH (dt, T, (block_gemm<T, float, T, false, false> ((T *) out, d, b, (const T *) inp, d, b, R, b,
-                                                                 (int64_t) b * b, (int) N, b, b, nb, false)));
+  OFTCU_DISPATCH (dt, "block rotation", { (block_gemm<T, float, T, false, false> ((T *) out, d, b, (const T *) inp, d, b, R, b,
+                                                                 (int64_t) b * b, (int) N, b, b, nb, false)); });
 }
 
 /* dinp_k += dout_k · R_kᵀ;  dR_k += inp_kᵀ · dout_k */
@@ -156,11 +156,11 @@ oftcu_block_rotate_backward (OftCuDtype dt, void *dinp, float *dR, const void *d
     return;
   const int d = nb * b;
   if (dinp)
-    OFTCU_DISPATCH (dt, T, (block_gemm<T, float, T, false, true> ((T *) dinp, d, b, (const T *) dout, d, b, R, b,
-                                                                  (int64_t) b * b, (int) N, b, b, nb, true)));
+    OFTCU_DISPATCH (dt, "block rotation", { (block_gemm<T, float, T, false, true> ((T *) dinp, d, b, (const T *) dout, d, b, R, b,
+                                                                  (int64_t) b * b, (int) N, b, b, nb, true)); });
   if (dR)
-    OFTCU_DISPATCH (dt, T, (block_gemm<T, T, float, true, false> (dR, b, (int64_t) b * b, (const T *) inp, d, b,
-                                                                  (const T *) dout, d, b, b, b, (int) N, nb, true)));
+    OFTCU_DISPATCH (dt, "block rotation", { (block_gemm<T, T, float, true, false> (dR, b, (int64_t) b * b, (const T *) inp, d, b,
+                                                                  (const T *) dout, d, b, b, b, (int) N, nb, true)); });
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -196,8 +196,8 @@ oftcu_coft_project (float *packed, int64_t rows, int b, double eps)
   const int64_t ne = (int64_t) b * (b - 1) / 2;
   const double radius = eps / sqrt ((double) rows);
   const unsigned grid = rows < 65535 ? (unsigned) rows : 65535u;
-  k_coft_project<<<grid, 256, 0, OFTCU_STREAM>>> (packed, rows, ne, radius);
-  OFTCU_LAUNCHED ("coft projection");
+  k_coft_project<<<grid, 256, 0, oftcu_stream ()>>> (packed, rows, ne, radius);
+  OFTCU_CHECK_LAUNCH ("coft projection");
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -212,7 +212,7 @@ k_mse_forward (float *loss, const T *pred, const T *target, int64_t n)
   double s = 0.0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
     {
-      const double d = (double) oftcu_ld (pred[i]) - (double) oftcu_ld (target[i]);
+      const double d = (double) oftcu_f (pred[i]) - (double) oftcu_f (target[i]);
       s += d * d;
     }
   s = oftcu_block_sum (s, sh);
@@ -225,12 +225,12 @@ oftcu_mse_forward (OftCuDtype dt, float *loss, const void *pred, const void *tar
 {
   if (n <= 0)
     {
-      oftcu_fail ("mse forward: %lld elements", (long long) n);
+      oftcu_set_error ("mse forward: %lld elements", (long long) n);
       return;
     }
-  OFTCU_DISPATCH (dt, T, k_mse_forward<T><<<1, 1024, 0, OFTCU_STREAM>>> (loss, (const T *) pred,
-                                                                           (const T *) target, n));
-  OFTCU_LAUNCHED ("mse forward");
+  OFTCU_DISPATCH (dt, "mse forward", { k_mse_forward<T><<<1, 1024, 0, oftcu_stream ()>>> (loss, (const T *) pred,
+                                                                           (const T *) target, n); });
+  OFTCU_CHECK_LAUNCH ("mse forward");
 }
 
 /* dpred += k·(pred − target), k = 2·dloss/n formed in double as the CPU; _rn operations so that nothing
@@ -241,8 +241,8 @@ k_mse_backward (T *dpred, const T *pred, const T *target, int64_t n, float k)
 {
   for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < n; i += (int64_t) gridDim.x * blockDim.x)
     {
-      const float g = __fmul_rn (k, __fsub_rn (oftcu_ld (pred[i]), oftcu_ld (target[i])));
-      dpred[i] = oftcu_st<T> (__fadd_rn (oftcu_ld (dpred[i]), g));
+      const float g = __fmul_rn (k, __fsub_rn (oftcu_f (pred[i]), oftcu_f (target[i])));
+      dpred[i] = oftcu_to<T> (__fadd_rn (oftcu_f (dpred[i]), g));
     }
 }
 
@@ -252,9 +252,9 @@ oftcu_mse_backward (OftCuDtype dt, void *dpred, const void *pred, const void *ta
   if (n <= 0 || !dpred)
     return;
   const float k = (float) (2.0 * (double) dloss / (double) n);
-  OFTCU_DISPATCH (dt, T, k_mse_backward<T><<<oftcu_grid_1d (n), 256, 0, OFTCU_STREAM>>> (
-                             (T *) dpred, (const T *) pred, (const T *) target, n, k));
-  OFTCU_LAUNCHED ("mse backward");
+  OFTCU_DISPATCH (dt, "mse backward", { k_mse_backward<T><<<oftcu_grid256 (n), 256, 0, oftcu_stream ()>>> (
+                             (T *) dpred, (const T *) pred, (const T *) target, n, k); });
+  OFTCU_CHECK_LAUNCH ("mse backward");
 }
 
 __global__ void __launch_bounds__ (1024)
@@ -274,8 +274,8 @@ oftcu_sumsq (float *acc, const float *x, int64_t n)
 {
   if (n <= 0)
     return;
-  k_sumsq<<<1, 1024, 0, OFTCU_STREAM>>> (acc, x, n);
-  OFTCU_LAUNCHED ("sum of squares");
+  k_sumsq<<<1, 1024, 0, oftcu_stream ()>>> (acc, x, n);
+  OFTCU_CHECK_LAUNCH ("sum of squares");
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -308,7 +308,7 @@ oftcu_adamw_step (float *param, float *m, float *v, const float *grad, int64_t n
     return;
   if (k < 1)
     {
-      oftcu_fail ("adamw: step %lld (steps count from 1)", (long long) k);
+      oftcu_set_error ("adamw: step %lld (steps count from 1)", (long long) k);
       return;
     }
   /* the scalars torch forms in double before each tensor op (as oft_adamw_step) */
@@ -317,7 +317,7 @@ oftcu_adamw_step (float *param, float *m, float *v, const float *grad, int64_t n
   const float b2 = (float) beta2, a2 = (float) (1.0 - beta2);
   const double bc1 = 1.0 - pow (beta1, (double) k), bc2 = 1.0 - pow (beta2, (double) k);
   const float step_size = (float) (lr / bc1), bc2_sqrt = (float) sqrt (bc2), feps = (float) eps;
-  k_adamw<<<oftcu_grid_1d (n), 256, 0, OFTCU_STREAM>>> (param, m, v, grad, n, decay, b1, a1, b2, a2, step_size,
+  k_adamw<<<oftcu_grid256 (n), 256, 0, oftcu_stream ()>>> (param, m, v, grad, n, decay, b1, a1, b2, a2, step_size,
                                                          bc2_sqrt, feps);
-  OFTCU_LAUNCHED ("adamw step");
+  OFTCU_CHECK_LAUNCH ("adamw step");
 }
