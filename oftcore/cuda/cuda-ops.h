@@ -10,7 +10,7 @@ G_BEGIN_DECLS
 
 #define OFT_CUDA_OPS_ABI 1
 
-typedef struct {
+typedef struct OftCudaOps {
   int abi;                                  /* OFT_CUDA_OPS_ABI of the module's build */
   /* Initialises the first device; its name (g_free) on success. */
   gboolean (*init) (char **device_name, GError **error);

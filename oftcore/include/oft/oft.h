@@ -22,5 +22,6 @@
 #include "oft/faces.h"
 #include "oft/train.h"
 #include "oft/scenes.h"
+#include "oft/backend.h"
 
 const char *oft_version (void);
