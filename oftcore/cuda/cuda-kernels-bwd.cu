@@ -3,6 +3,7 @@
  * and skips NULL ones. Reductions run in a fixed order (no atomics), so results are bitwise reproducible
  * from run to run. GEMMs go through oftcu_gemm (cuBLAS). */
 #include "cuda-bwd-common.cuh"
+#include "cuda-bwd-mma.cuh"
 
 /* ------------------------------------------------------------------------------------------------ */
 /* reductions shared by several launchers                                                            */
@@ -574,15 +575,15 @@ att_load_tile (float *s, const T *g, int b, int h, int row0, int T_, int rows, c
     }
 }
 
-/* D_i = Σ_d dO[i,d]·O[i,d] and lse_i for the rows of a query tile: a warp per row (8 warps). Rows past
+/* D_i = Σ_d dO[i,d]·O[i,d] and lse_i for the rows of a query tile: warps take rows in turn. Rows past
  * Tq get D = 0, lse = 0 (their P is masked to 0). */
-template <typename T, int BR>
+template <typename T, int BR, int NWARPS>
 __device__ __forceinline__ void
 att_row_stats (float *sDi, float *sLse, const T *dout, const T *out, const float *lse, int b, int h, int i0,
                const AttDims &a)
 {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, HD = a.H * a.D;
-  for (int r = warp; r < BR; r += ATT_THREADS / 32)
+  for (int r = warp; r < BR; r += NWARPS)
     {
       const int i = i0 + r;
       float s = 0.0f;
@@ -758,7 +759,7 @@ k_attention_backward_dkdv (T *dk, T *dv, const T *dout, const T *out, const floa
     {
       att_load_tile (sQ, q, b, h, i0, a.Tq, BR, a);
       att_load_tile (sdO, dout, b, h, i0, a.Tq, BR, a);
-      att_row_stats<T, BR> (sDi, sLse, dout, out, lse, b, h, i0, a);
+      att_row_stats<T, BR, ATT_THREADS / 32> (sDi, sLse, dout, out, lse, b, h, i0, a);
       __syncthreads ();
 
       float p[BR / 16][BC / 16], dp[BR / 16][BC / 16];
@@ -805,7 +806,7 @@ k_attention_backward_dq (T *dq, const T *dout, const T *out, const float *lse, c
 
   att_load_tile (sQ, q, b, h, i0, a.Tq, BR, a);
   att_load_tile (sdO, dout, b, h, i0, a.Tq, BR, a);
-  att_row_stats<T, BR> (sDi, sLse, dout, out, lse, b, h, i0, a);
+  att_row_stats<T, BR, ATT_THREADS / 32> (sDi, sLse, dout, out, lse, b, h, i0, a);
   float acc[BR / 16][DMAX / 16];
 #pragma unroll
   for (int i = 0; i < BR / 16; i++)
@@ -838,13 +839,11 @@ k_attention_backward_dq (T *dq, const T *dout, const T *out, const float *lse, c
   att_store_add<T, BR / 16, DMAX> (dq, acc, a.scale, b, h, i0, a.Tq, a);
 }
 
-template <typename T, int DMAX, int BR, int BC>
-static void
-attention_backward_launch (T *dq, T *dk, T *dv, const T *dout, const T *out, const float *lse, const T *q,
-                           const T *k, const T *v, int B, const AttDims &a)
+/* the device's opt-in limit of shared memory per block */
+static int
+att_smem_optin (void)
 {
-  const size_t smem = att_smem_floats (BR, BC, a.LD) * sizeof (float);
-  static int optin = -1;   /* the device's opt-in limit of shared memory per block */
+  static int optin = -1;
   if (optin < 0)
     {
       int dev = 0, val = 0;
@@ -853,6 +852,16 @@ attention_backward_launch (T *dq, T *dk, T *dv, const T *dout, const T *out, con
         val = 48 * 1024;
       optin = val;
     }
+  return optin;
+}
+
+template <typename T, int DMAX, int BR, int BC>
+static void
+attention_backward_launch (T *dq, T *dk, T *dv, const T *dout, const T *out, const float *lse, const T *q,
+                           const T *k, const T *v, int B, const AttDims &a)
+{
+  const size_t smem = att_smem_floats (BR, BC, a.LD) * sizeof (float);
+  const int optin = att_smem_optin ();
   if (smem > (size_t) optin)
     {
       oftcu_set_error ("attention backward: head dim %d needs %zu bytes of shared memory per block, the device has %d",
@@ -876,6 +885,312 @@ attention_backward_launch (T *dq, T *dk, T *dv, const T *dout, const T *out, con
       k_attention_backward_dq<T, DMAX, BR, BC><<<grid, ATT_THREADS, smem, oftcu_stream ()>>> (dq, dout, out, lse, q,
                                                                                           k, v, a);
       OFTCU_CHECK_LAUNCH ("attention backward (dq)");
+    }
+}
+
+
+/* ------------------------------------------------------------------------------------------------ */
+/* bf16 tensor-core attention backward (mma.sync m16n8k16, fp32 accumulation): the same two kernels and */
+/* formulas as above, for bf16 with D a multiple of 8 up to 128 (SD1.5's 40 and 80, CLIP's 64). Blocks   */
+/* of 4 warps own 64 rows (keys for dk/dv, queries for dq), 16 per warp, and stream 64-row tiles of the  */
+/* other side through shared memory (bf16, head dim zero-padded to DP, a multiple of 16; row stride      */
+/* DP + 8 elements: 16-byte rows whose ldmatrix addresses hit distinct banks). The dk/dv kernel computes */
+/* the scores transposed, Sᵀ = K·Qᵀ, so that Pᵀ and dSᵀ come out of the accumulators already as the A    */
+/* operands of dV += Pᵀ·dO and dK += dSᵀ·Q (an m16n8 accumulator pair is an m16k16 A fragment). P and dS */
+/* are rounded to bf16 for those products, as in FlashAttention.                                         */
+
+#define AMMA_WARPS 4
+#define AMMA_ROWS  64     /* rows per block and per streamed tile */
+#define AMMA_LOG2E 1.44269504088896340736f
+
+static inline bool
+att_mma_supports (int D, const void *const *ptrs, int n)
+{
+  if (D % 8 != 0 || D > 128)
+    return false;
+  for (int i = 0; i < n; i++)   /* 16-byte row loads */
+    if (ptrs[i] && ((uintptr_t) ptrs[i] & 15))
+      return false;
+  return true;
+}
+
+/* rows [row0, row0 + 64) of a [T, H·D] head slice (base at its row 0, column h·D) into s[64][DP + 8],
+ * zero past T rows and D columns */
+template <int DP>
+__device__ __forceinline__ void
+amma_load (__nv_bfloat16 *s, const __nv_bfloat16 *base, int row0, int T_, int D, int HD)
+{
+  constexpr int LDS = DP + 8, CH = DP / 8;
+  for (int i = threadIdx.x; i < AMMA_ROWS * CH; i += AMMA_WARPS * 32)
+    {
+      const int r = i / CH, c = i - r * CH;
+      uint4 v = make_uint4 (0u, 0u, 0u, 0u);
+      if (row0 + r < T_ && c * 8 < D)
+        v = *(const uint4 *) (base + (int64_t) (row0 + r) * HD + c * 8);
+      *(uint4 *) (s + r * LDS + c * 8) = v;
+    }
+}
+
+/* A fragment: rows r0..r0+15, columns k0..k0+15 of a row-major tile */
+template <int LDS>
+__device__ __forceinline__ void
+amma_frag_a (unsigned a[4], const __nv_bfloat16 *s, int r0, int k0)
+{
+  const int lane = threadIdx.x & 31;
+  oftcu_ldsm_x4 (a, s + (r0 + (lane & 15)) * LDS + k0 + (lane >> 4) * 8);
+}
+
+/* B fragments of two n-blocks (n0, n0 + 8) at k0..k0+15 from a tile stored n-major (rows n, columns k):
+ * b[0], b[1] for n-block n0, b[2], b[3] for n0 + 8 */
+template <int LDS>
+__device__ __forceinline__ void
+amma_frag_b_nmajor (unsigned b[4], const __nv_bfloat16 *s, int n0, int k0)
+{
+  const int lane = threadIdx.x & 31, j = lane >> 3;
+  oftcu_ldsm_x4 (b, s + (n0 + (j >> 1) * 8 + (lane & 7)) * LDS + k0 + (j & 1) * 8);
+}
+
+/* the same from a tile stored k-major (rows k, columns n), through ldmatrix.trans */
+template <int LDS>
+__device__ __forceinline__ void
+amma_frag_b_kmajor (unsigned b[4], const __nv_bfloat16 *s, int n0, int k0)
+{
+  const int lane = threadIdx.x & 31, j = lane >> 3;
+  oftcu_ldsm_x4_trans (b, s + (k0 + (j & 1) * 8 + (lane & 7)) * LDS + n0 + (j >> 1) * 8);
+}
+
+/* acc[8][4] = X[r0..r0+15] · Y[0..63]ᵀ over DP columns (X, Y row-major [rows][LDS]) */
+template <int DP>
+__device__ __forceinline__ void
+amma_scores (float (&acc)[8][4], const __nv_bfloat16 *X, int r0, const __nv_bfloat16 *Y)
+{
+  constexpr int LDS = DP + 8;
+#pragma unroll
+  for (int n = 0; n < 8; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      acc[n][e] = 0.0f;
+#pragma unroll
+  for (int k0 = 0; k0 < DP; k0 += 16)
+    {
+      unsigned a[4];
+      amma_frag_a<LDS> (a, X, r0, k0);
+#pragma unroll
+      for (int n2 = 0; n2 < 4; n2++)
+        {
+          unsigned b[4];
+          amma_frag_b_nmajor<LDS> (b, Y, n2 * 16, k0);
+          oftcu_mma_bf16 (acc[2 * n2], a, b[0], b[1]);
+          oftcu_mma_bf16 (acc[2 * n2 + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+/* acc[DP/8][4] += M · Y, M the warp's 16×64 matrix in accumulator layout (rounded to bf16), Y [64][LDS]
+ * row-major (rows = the 64 of M's columns) */
+template <int DP>
+__device__ __forceinline__ void
+amma_accumulate (float (&acc)[DP / 8][4], const float (&m)[8][4], const __nv_bfloat16 *Y)
+{
+  constexpr int LDS = DP + 8;
+#pragma unroll
+  for (int kk = 0; kk < 4; kk++)
+    {
+      const unsigned a[4] = { oftcu_pack_bf16 (m[2 * kk][0], m[2 * kk][1]),
+                              oftcu_pack_bf16 (m[2 * kk][2], m[2 * kk][3]),
+                              oftcu_pack_bf16 (m[2 * kk + 1][0], m[2 * kk + 1][1]),
+                              oftcu_pack_bf16 (m[2 * kk + 1][2], m[2 * kk + 1][3]) };
+#pragma unroll
+      for (int n2 = 0; n2 < DP / 16; n2++)
+        {
+          unsigned b[4];
+          amma_frag_b_kmajor<LDS> (b, Y, n2 * 16, kk * 16);
+          oftcu_mma_bf16 (acc[2 * n2], a, b[0], b[1]);
+          oftcu_mma_bf16 (acc[2 * n2 + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+/* g[row][d] += scale·acc for the warp's rows row0 + g (+8), d = 8n + 2t (+1) < D, rows < T */
+template <int DP>
+__device__ __forceinline__ void
+amma_store_add (__nv_bfloat16 *gbase, const float (&acc)[DP / 8][4], float scale, int row0, int T_, int D, int HD)
+{
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int n = 0; n < DP / 8; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      {
+        const int row = row0 + g + (e >> 1) * 8, d = n * 8 + 2 * t + (e & 1);
+        if (row < T_ && d < D)
+          oftcu_add_to (gbase, (int64_t) row * HD + d, scale * acc[n][e]);
+      }
+}
+
+template <int DP>
+__global__ void __launch_bounds__ (AMMA_WARPS * 32)
+k_attention_backward_dkdv_mma (__nv_bfloat16 *dk, __nv_bfloat16 *dv, const __nv_bfloat16 *dout,
+                               const __nv_bfloat16 *out, const float *lse, const __nv_bfloat16 *q,
+                               const __nv_bfloat16 *k, const __nv_bfloat16 *v, AttDims a)
+{
+  constexpr int LDS = DP + 8;
+  OFTCU_DYNAMIC_SMEM (uint4, amma_sm_kv);
+  __nv_bfloat16 *sK = (__nv_bfloat16 *) amma_sm_kv, *sV = sK + AMMA_ROWS * LDS, *sQ = sV + AMMA_ROWS * LDS,
+                *sdO = sQ + AMMA_ROWS * LDS;
+  float *sLse = (float *) (sdO + AMMA_ROWS * LDS), *sDi = sLse + AMMA_ROWS;
+  const int j0 = blockIdx.x * AMMA_ROWS, b = blockIdx.y / a.H, h = blockIdx.y % a.H, HD = a.H * a.D;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int64_t qoff = (int64_t) b * a.Tq * HD + (int64_t) h * a.D, koff = (int64_t) b * a.Tk * HD + (int64_t) h * a.D;
+  const float scale_log2 = a.scale * AMMA_LOG2E;
+
+  amma_load<DP> (sK, k + koff, j0, a.Tk, a.D, HD);
+  amma_load<DP> (sV, v + koff, j0, a.Tk, a.D, HD);
+  float acc_k[DP / 8][4], acc_v[DP / 8][4];
+#pragma unroll
+  for (int n = 0; n < DP / 8; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      acc_k[n][e] = acc_v[n][e] = 0.0f;
+
+  const int i_start = a.causal ? (j0 / AMMA_ROWS) * AMMA_ROWS : 0;
+  for (int i0 = i_start; i0 < a.Tq; i0 += AMMA_ROWS)
+    {
+      __syncthreads ();   /* the previous tile is consumed */
+      amma_load<DP> (sQ, q + qoff, i0, a.Tq, a.D, HD);
+      amma_load<DP> (sdO, dout + qoff, i0, a.Tq, a.D, HD);
+      att_row_stats<__nv_bfloat16, AMMA_ROWS, AMMA_WARPS> (sDi, sLse, dout, out, lse, b, h, i0, a);
+      __syncthreads ();
+
+      /* Pᵀ (16 keys × 64 queries) */
+      float p[8][4], dp[8][4];
+      amma_scores<DP> (p, sK, warp * 16, sQ);
+#pragma unroll
+      for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+          {
+            const int kj = j0 + warp * 16 + g + (e >> 1) * 8, r = n * 8 + 2 * t + (e & 1), qi = i0 + r;
+            const bool valid = qi < a.Tq && kj < a.Tk && (!a.causal || kj <= qi);
+            p[n][e] = valid ? exp2f (p[n][e] * scale_log2 - sLse[r] * AMMA_LOG2E) : 0.0f;
+          }
+      amma_accumulate<DP> (acc_v, p, sdO);                 /* dV += Pᵀ·dO */
+      amma_scores<DP> (dp, sV, warp * 16, sdO);            /* dPᵀ = V·dOᵀ */
+#pragma unroll
+      for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+          dp[n][e] = p[n][e] * (dp[n][e] - sDi[n * 8 + 2 * t + (e & 1)]);   /* dSᵀ */
+      amma_accumulate<DP> (acc_k, dp, sQ);                 /* dK += dSᵀ·Q (× scale below) */
+    }
+  if (dk)
+    amma_store_add<DP> (dk + koff, acc_k, a.scale, j0 + warp * 16, a.Tk, a.D, HD);
+  if (dv)
+    amma_store_add<DP> (dv + koff, acc_v, 1.0f, j0 + warp * 16, a.Tk, a.D, HD);
+}
+
+template <int DP>
+__global__ void __launch_bounds__ (AMMA_WARPS * 32)
+k_attention_backward_dq_mma (__nv_bfloat16 *dq, const __nv_bfloat16 *dout, const __nv_bfloat16 *out,
+                             const float *lse, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+                             const __nv_bfloat16 *v, AttDims a)
+{
+  constexpr int LDS = DP + 8;
+  OFTCU_DYNAMIC_SMEM (uint4, amma_sm_q);
+  __nv_bfloat16 *sQ = (__nv_bfloat16 *) amma_sm_q, *sdO = sQ + AMMA_ROWS * LDS, *sK = sdO + AMMA_ROWS * LDS,
+                *sV = sK + AMMA_ROWS * LDS;
+  float *sLse = (float *) (sV + AMMA_ROWS * LDS), *sDi = sLse + AMMA_ROWS;
+  const int i0 = blockIdx.x * AMMA_ROWS, b = blockIdx.y / a.H, h = blockIdx.y % a.H, HD = a.H * a.D;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int64_t qoff = (int64_t) b * a.Tq * HD + (int64_t) h * a.D, koff = (int64_t) b * a.Tk * HD + (int64_t) h * a.D;
+  const float scale_log2 = a.scale * AMMA_LOG2E;
+
+  amma_load<DP> (sQ, q + qoff, i0, a.Tq, a.D, HD);
+  amma_load<DP> (sdO, dout + qoff, i0, a.Tq, a.D, HD);
+  att_row_stats<__nv_bfloat16, AMMA_ROWS, AMMA_WARPS> (sDi, sLse, dout, out, lse, b, h, i0, a);
+  float acc[DP / 8][4];
+#pragma unroll
+  for (int n = 0; n < DP / 8; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      acc[n][e] = 0.0f;
+
+  const int j_end = a.causal ? min (a.Tk, i0 + AMMA_ROWS) : a.Tk;
+  for (int j0 = 0; j0 < j_end; j0 += AMMA_ROWS)
+    {
+      __syncthreads ();   /* the previous tile is consumed */
+      amma_load<DP> (sK, k + koff, j0, a.Tk, a.D, HD);
+      amma_load<DP> (sV, v + koff, j0, a.Tk, a.D, HD);
+      __syncthreads ();
+
+      float p[8][4], dp[8][4];
+      amma_scores<DP> (p, sQ, warp * 16, sK);              /* S = Q·Kᵀ (16 queries × 64 keys) */
+      amma_scores<DP> (dp, sdO, warp * 16, sV);            /* dP = dO·Vᵀ */
+#pragma unroll
+      for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+          {
+            const int r = warp * 16 + g + (e >> 1) * 8, qi = i0 + r, kj = j0 + n * 8 + 2 * t + (e & 1);
+            const bool valid = qi < a.Tq && kj < a.Tk && (!a.causal || kj <= qi);
+            const float pv = valid ? exp2f (p[n][e] * scale_log2 - sLse[r] * AMMA_LOG2E) : 0.0f;
+            dp[n][e] = pv * (dp[n][e] - sDi[r]);                                  /* dS */
+          }
+      amma_accumulate<DP> (acc, dp, sK);                   /* dQ += dS·K (× scale below) */
+    }
+  amma_store_add<DP> (dq + qoff, acc, a.scale, i0 + warp * 16, a.Tq, a.D, HD);
+}
+
+template <int DP>
+static void
+attention_backward_mma_launch (__nv_bfloat16 *dq, __nv_bfloat16 *dk, __nv_bfloat16 *dv, const __nv_bfloat16 *dout,
+                               const __nv_bfloat16 *out, const float *lse, const __nv_bfloat16 *q,
+                               const __nv_bfloat16 *k, const __nv_bfloat16 *v, int B, const AttDims &a)
+{
+  const size_t smem = (size_t) 4 * AMMA_ROWS * (DP + 8) * sizeof (__nv_bfloat16) + 2 * AMMA_ROWS * sizeof (float);
+  if (smem > (size_t) att_smem_optin ())
+    {
+      oftcu_set_error ("attention backward: head dim %d needs %zu bytes of shared memory per block", a.D, smem);
+      return;
+    }
+  if (dk || dv)
+    {
+      cudaFuncSetAttribute (k_attention_backward_dkdv_mma<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                            (int) smem);
+      dim3 grid ((a.Tk + AMMA_ROWS - 1) / AMMA_ROWS, B * a.H);
+      k_attention_backward_dkdv_mma<DP><<<grid, AMMA_WARPS * 32, smem, oftcu_stream ()>>> (dk, dv, dout, out, lse,
+                                                                                          q, k, v, a);
+      OFTCU_CHECK_LAUNCH ("attention backward (dk, dv; tensor cores)");
+    }
+  if (dq)
+    {
+      cudaFuncSetAttribute (k_attention_backward_dq_mma<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                            (int) smem);
+      dim3 grid ((a.Tq + AMMA_ROWS - 1) / AMMA_ROWS, B * a.H);
+      k_attention_backward_dq_mma<DP><<<grid, AMMA_WARPS * 32, smem, oftcu_stream ()>>> (dq, dout, out, lse, q, k,
+                                                                                        v, a);
+      OFTCU_CHECK_LAUNCH ("attention backward (dq; tensor cores)");
+    }
+}
+
+static void
+attention_backward_mma (void *dq, void *dk, void *dv, const void *dout, const void *out, const float *lse,
+                        const void *q, const void *k, const void *v, int B, const AttDims &a)
+{
+  typedef __nv_bfloat16 bf;
+  bf *dq_ = (bf *) dq, *dk_ = (bf *) dk, *dv_ = (bf *) dv;
+  const bf *do_ = (const bf *) dout, *o_ = (const bf *) out, *q_ = (const bf *) q, *k_ = (const bf *) k,
+           *v_ = (const bf *) v;
+  switch ((a.D + 15) / 16)
+    {
+    case 1: attention_backward_mma_launch<16> (dq_, dk_, dv_, do_, o_, lse, q_, k_, v_, B, a); break;
+    case 2: attention_backward_mma_launch<32> (dq_, dk_, dv_, do_, o_, lse, q_, k_, v_, B, a); break;
+    case 3: attention_backward_mma_launch<48> (dq_, dk_, dv_, do_, o_, lse, q_, k_, v_, B, a); break;
+    case 4: attention_backward_mma_launch<64> (dq_, dk_, dv_, do_, o_, lse, q_, k_, v_, B, a); break;
+    case 5: attention_backward_mma_launch<80> (dq_, dk_, dv_, do_, o_, lse, q_, k_, v_, B, a); break;
+    case 6: attention_backward_mma_launch<96> (dq_, dk_, dv_, do_, o_, lse, q_, k_, v_, B, a); break;
+    case 7: attention_backward_mma_launch<112> (dq_, dk_, dv_, do_, o_, lse, q_, k_, v_, B, a); break;
+    default: attention_backward_mma_launch<128> (dq_, dk_, dv_, do_, o_, lse, q_, k_, v_, B, a); break;
     }
 }
 
@@ -921,7 +1236,10 @@ oftcu_attention_backward (OftCuDtype dt, void *dq, void *dk, void *dv, const voi
   a.LD = D % 2 == 0 ? D + 1 : D;
   a.causal = causal;
   a.scale = 1.0f / sqrtf ((float) D);
-  if (dt == OFTCU_BF16)
+  const void *ptrs[8] = { dq, dk, dv, dout, out, q, k, v };
+  if (dt == OFTCU_BF16 && att_mma_supports (D, ptrs, 8))
+    attention_backward_mma (dq, dk, dv, dout, out, lse, q, k, v, B, a);
+  else if (dt == OFTCU_BF16)
     attention_backward_typed<__nv_bfloat16> (dq, dk, dv, dout, out, lse, q, k, v, B, a);
   else
     attention_backward_typed<float> (dq, dk, dv, dout, out, lse, q, k, v, B, a);
