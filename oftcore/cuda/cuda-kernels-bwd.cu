@@ -90,6 +90,11 @@ oftcu_linear_backward (OftCuDtype dt, void *dinp, void *dweight, void *dbias, co
 {
   if (N <= 0)
     return;
+  if (N > INT32_MAX)
+    {
+      oftcu_set_error ("linear backward: N = %lld rows is over the GEMM limit", (long long) N);
+      return;
+    }
   if (dinp)    /* dinp[N,C] += dout[N,OC] · W[OC,C] */
     oftcu_gemm (dt, false, false, (int) N, C, OC, 1.0f, dout, OC, 0, weight, C, 0, 1.0f, dinp, C, 0, 1);
   if (dweight) /* dW[OC,C] += doutᵀ · inp */
@@ -252,44 +257,66 @@ oftcu_conv2d_backward (OftCuDtype dt, void *dinp, void *dweight, void *dbias, co
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* group norm: one block per group, looping over the batch inside, so each channel's dweight/dbias is   */
-/* owned by one block and summed over the batch in order (as the CPU does)                           */
+/* group norm. A block takes one group of one or more images (one image per block unless dweight/dbias */
+/* are asked for with B > 1: then the block loops over the batch, so each channel's dweight/dbias is   */
+/* owned by one block and summed over the images in order, as the CPU does). Warps split the group's   */
+/* channels (wpc warps per channel), so the whole group is read at once; their partial sums are        */
+/* combined in a fixed order.                                                                          */
+
+#define GN_THREADS 1024
 
 template <typename T>
-__global__ void __launch_bounds__ (512)
+__global__ void __launch_bounds__ (GN_THREADS)
 k_groupnorm_backward (T *dinp, float *dweight, float *dbias, const T *dout, const T *inp, const float *mean,
                       const float *rstd, const float *weight, int B, int C, int64_t HW, int G)
 {
-  OFTCU_DYNAMIC_SMEM (float, gn_sm);  /* per channel of the group: Σ dout, Σ dout·x̂ */
-  __shared__ float red[32];
+  /* part[2][cg·wpc] (Σ dout, Σ dout·x̂ per warp), then cs[cg], csx[cg] */
+  OFTCU_DYNAMIC_SMEM (float, gn_sm);
   const int g = blockIdx.x, cg = C / G, c0 = g * cg;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  const int wpc = cg < nw ? nw / cg : 1, slots = nw / wpc;   /* warps per channel, channels at once */
   const int64_t M = (int64_t) cg * HW;
-  float *s_cs = gn_sm, *s_csx = gn_sm + cg;
-  for (int b = 0; b < B; b++)
+  float *part = gn_sm, *s_cs = part + 2 * cg * wpc, *s_csx = s_cs + cg;
+  for (int b = blockIdx.y; b < B; b += gridDim.y)
     {
       const int64_t off = ((int64_t) b * G + g) * M;
       const float m = mean[b * G + g], r = rstd[b * G + g];
-      for (int c = 0; c < cg; c++)
+      if (warp < slots * wpc)
+        for (int c = warp / wpc; c < cg; c += slots)
+          {
+            const int sub = warp % wpc;
+            const T *xc = inp + off + c * HW, *dc = dout + off + c * HW;
+            float cs = 0.0f, csx = 0.0f;
+#pragma unroll 4
+            for (int64_t i = (int64_t) sub * 32 + lane; i < HW; i += (int64_t) wpc * 32)
+              {
+                const float d = oftcu_f (dc[i]), xh = (oftcu_f (xc[i]) - m) * r;
+                cs += d;
+                csx += d * xh;
+              }
+            cs = oftcu_warp_sum (cs);
+            csx = oftcu_warp_sum (csx);
+            if (lane == 0)
+              {
+                part[c * wpc + sub] = cs;
+                part[cg * wpc + c * wpc + sub] = csx;
+              }
+          }
+      __syncthreads ();
+      for (int c = threadIdx.x; c < cg; c += blockDim.x)
         {
-          const T *xc = inp + off + c * HW, *dc = dout + off + c * HW;
           float cs = 0.0f, csx = 0.0f;
-          for (int64_t i = threadIdx.x; i < HW; i += blockDim.x)
+          for (int sub = 0; sub < wpc; sub++)
             {
-              const float d = oftcu_f (dc[i]), xh = (oftcu_f (xc[i]) - m) * r;
-              cs += d;
-              csx += d * xh;
+              cs += part[c * wpc + sub];
+              csx += part[cg * wpc + c * wpc + sub];
             }
-          cs = oftcu_block_sum (cs, red);
-          csx = oftcu_block_sum (csx, red);
-          if (threadIdx.x == 0)
-            {
-              s_cs[c] = cs;
-              s_csx[c] = csx;
-              if (dbias)
-                dbias[c0 + c] += cs;
-              if (dweight)
-                dweight[c0 + c] += csx;
-            }
+          s_cs[c] = cs;
+          s_csx[c] = csx;
+          if (dbias)
+            dbias[c0 + c] += cs;
+          if (dweight)
+            dweight[c0 + c] += csx;
         }
       __syncthreads ();
       if (dinp)
@@ -308,6 +335,7 @@ k_groupnorm_backward (T *dinp, float *dweight, float *dbias, const T *dout, cons
               const float w = weight ? weight[c0 + c] : 1.0f;
               const T *xc = inp + off + c * HW, *dc = dout + off + c * HW;
               T *dxc = dinp + off + c * HW;
+#pragma unroll 4
               for (int64_t i = threadIdx.x; i < HW; i += blockDim.x)
                 {
                   const float xh = (oftcu_f (xc[i]) - m) * r;
@@ -315,7 +343,7 @@ k_groupnorm_backward (T *dinp, float *dweight, float *dbias, const T *dout, cons
                 }
             }
         }
-      __syncthreads ();  /* s_cs/s_csx are rewritten for the next image */
+      __syncthreads ();  /* part, s_cs, s_csx are rewritten for the next image */
     }
 }
 
@@ -326,13 +354,22 @@ oftcu_groupnorm_backward (OftCuDtype dt, void *dinp, float *dweight, float *dbia
 {
   if (B <= 0 || G <= 0 || HW <= 0 || (!dinp && !dweight && !dbias))
     return;
-  const size_t sm = 2 * sizeof (float) * (size_t) (C / G);
-  if (sm > 48 * 1024)
+  if (C % G != 0 || B > 65535)
     {
-      oftcu_set_error ("groupnorm backward: %d channels per group (at most %d)", C / G, 48 * 1024 / 8);
+      oftcu_set_error ("groupnorm backward: %d channels do not split into %d groups (or batch %d too large)", C,
+                       G, B);
       return;
     }
-  OFTCU_DISPATCH (dt, "groupnorm backward", { k_groupnorm_backward<T><<<G, 512, sm, oftcu_stream ()>>> (
+  const int cg = C / G, nw = GN_THREADS / 32, wpc = cg < nw ? nw / cg : 1;
+  const size_t sm = sizeof (float) * (2 * (size_t) cg * wpc + 2 * (size_t) cg);
+  if (sm > 48 * 1024)
+    {
+      oftcu_set_error ("groupnorm backward: %d channels per group (at most %d)", cg, 48 * 1024 / 16);
+      return;
+    }
+  /* a block per (group, image) unless per-channel sums must run over the images in one block */
+  dim3 grid (G, (dweight || dbias) ? 1 : B);
+  OFTCU_DISPATCH (dt, "groupnorm backward", { k_groupnorm_backward<T><<<grid, GN_THREADS, sm, oftcu_stream ()>>> (
                              (T *) dinp, dweight, dbias, (const T *) dout, (const T *) inp, mean, rstd, weight, B, C,
                              HW, G); });
   OFTCU_CHECK_LAUNCH ("groupnorm backward");
@@ -1226,6 +1263,11 @@ oftcu_attention_backward (OftCuDtype dt, void *dq, void *dk, void *dv, const voi
   if (causal && Tq != Tk)
     {
       oftcu_set_error ("attention backward: causal attention needs Tq == Tk (%d, %d)", Tq, Tk);
+      return;
+    }
+  if ((int64_t) B * H > 65535)
+    {
+      oftcu_set_error ("attention backward: B·H = %lld is over the grid limit 65535", (long long) B * H);
       return;
     }
   AttDims a;

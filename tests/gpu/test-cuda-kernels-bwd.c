@@ -421,6 +421,7 @@ test_groupnorm (void)
       if (!small_only) groupnorm_case (dtypes[t], 2, 320, 64 * 64, 32, true, 100);
       if (!small_only) groupnorm_case (dtypes[t], 1, 1280, 8 * 8, 32, true, 110);
       groupnorm_case (dtypes[t], 2, 64, 15, 8, false, 120);
+      groupnorm_case (dtypes[t], 3, 80, 9, 2, true, 130);   /* 40 channels per group: more than a block's warps */
     }
 }
 
@@ -652,6 +653,8 @@ test_attention (void)
       attention_case (dtypes[t], 1, 70, 70, 2, 8, true, 650);         /* causal over two query tiles */
       attention_case (dtypes[t], 1, 65, 33, 1, 256, false, 660);      /* largest head dim */
       attention_case (dtypes[t], 1, 20, 77, 2, 80, false, 670);       /* head dims 65..128 */
+      attention_case (dtypes[t], 2, 130, 150, 2, 40, false, 680);     /* several full and partial tiles */
+      attention_case (dtypes[t], 1, 150, 150, 2, 64, true, 690);      /* causal over three tiles */
     }
 }
 
