@@ -38,7 +38,9 @@ col_sums_add (OftCuDtype dt, void *y, const void *a, int64_t rows, int cols)
   if (rows <= 0 || cols <= 0)
     return;
   dim3 grid ((cols + 31) / 32), block (32, 32);
-  OFTCU_DISPATCH (dt, "column sums", { k_col_sums_add<T><<<grid, block, 0, oftcu_stream ()>>> ((T *) y, (const T *) a, rows, cols); });
+  OFTCU_DISPATCH (dt, "column sums", {
+    k_col_sums_add<T><<<grid, block, 0, oftcu_stream ()>>> ((T *) y, (const T *) a, rows, cols);
+  });
   OFTCU_CHECK_LAUNCH ("column sums");
 }
 
@@ -70,8 +72,9 @@ row_sums_add (OftCuDtype dt, void *y, const void *a, int rows, int64_t len, int 
   if (rows <= 0 || len <= 0 || nb <= 0)
     return;
   unsigned grid = rows < 65535 ? (unsigned) rows : 65535u;
-  OFTCU_DISPATCH (dt, "row sums", { k_row_sums_add<T><<<grid, 256, 0, oftcu_stream ()>>> ((T *) y, (const T *) a, rows, len,
-                                                                             nb, bstride); });
+  OFTCU_DISPATCH (dt, "row sums", {
+    k_row_sums_add<T><<<grid, 256, 0, oftcu_stream ()>>> ((T *) y, (const T *) a, rows, len, nb, bstride);
+  });
   OFTCU_CHECK_LAUNCH ("row sums");
 }
 
@@ -369,9 +372,10 @@ oftcu_groupnorm_backward (OftCuDtype dt, void *dinp, float *dweight, float *dbia
     }
   /* a block per (group, image) unless per-channel sums must run over the images in one block */
   dim3 grid (G, (dweight || dbias) ? 1 : B);
-  OFTCU_DISPATCH (dt, "groupnorm backward", { k_groupnorm_backward<T><<<grid, GN_THREADS, sm, oftcu_stream ()>>> (
-                             (T *) dinp, dweight, dbias, (const T *) dout, (const T *) inp, mean, rstd, weight, B, C,
-                             HW, G); });
+  OFTCU_DISPATCH (dt, "groupnorm backward", {
+    k_groupnorm_backward<T><<<grid, GN_THREADS, sm, oftcu_stream ()>>> ((T *) dinp, dweight, dbias,
+        (const T *) dout, (const T *) inp, mean, rstd, weight, B, C, HW, G);
+  });
   OFTCU_CHECK_LAUNCH ("groupnorm backward");
 }
 
@@ -452,15 +456,19 @@ oftcu_layernorm_backward (OftCuDtype dt, void *dinp, float *dweight, float *dbia
   if (dinp)
     {
       const unsigned grid = (unsigned) ((N + 7) / 8);
-      OFTCU_DISPATCH (dt, "layernorm backward (dinp)", { k_layernorm_backward_dx<T><<<grid, 256, 0, oftcu_stream ()>>> (
-                                 (T *) dinp, (const T *) dout, (const T *) inp, mean, rstd, weight, N, C); });
+      OFTCU_DISPATCH (dt, "layernorm backward (dinp)", {
+        k_layernorm_backward_dx<T><<<grid, 256, 0, oftcu_stream ()>>> ((T *) dinp, (const T *) dout,
+            (const T *) inp, mean, rstd, weight, N, C);
+      });
       OFTCU_CHECK_LAUNCH ("layernorm backward (dinp)");
     }
   if (dweight || dbias)
     {
       dim3 grid ((C + 31) / 32), block (32, 32);
-      OFTCU_DISPATCH (dt, "layernorm backward (dweight, dbias)", { k_layernorm_backward_dwb<T><<<grid, block, 0, oftcu_stream ()>>> (
-                                 dweight, dbias, (const T *) dout, (const T *) inp, mean, rstd, N, C); });
+      OFTCU_DISPATCH (dt, "layernorm backward (dweight, dbias)", {
+        k_layernorm_backward_dwb<T><<<grid, block, 0, oftcu_stream ()>>> (dweight, dbias, (const T *) dout,
+            (const T *) inp, mean, rstd, N, C);
+      });
       OFTCU_CHECK_LAUNCH ("layernorm backward (dweight, dbias)");
     }
 }
@@ -525,8 +533,10 @@ oftcu_silu_backward (OftCuDtype dt, void *dinp, const void *dout, const void *in
 {
   if (n <= 0 || !dinp)
     return;
-  OFTCU_DISPATCH (dt, "silu backward", { k_silu_backward<T><<<oftcu_grid256 (n), 256, 0, oftcu_stream ()>>> (
-                             (T *) dinp, (const T *) dout, (const T *) inp, n); });
+  OFTCU_DISPATCH (dt, "silu backward", {
+    k_silu_backward<T><<<oftcu_grid256 (n), 256, 0, oftcu_stream ()>>> ((T *) dinp, (const T *) dout,
+        (const T *) inp, n);
+  });
   OFTCU_CHECK_LAUNCH ("silu backward");
 }
 
@@ -535,8 +545,10 @@ oftcu_gelu_backward (OftCuDtype dt, void *dinp, const void *dout, const void *in
 {
   if (n <= 0 || !dinp)
     return;
-  OFTCU_DISPATCH (dt, "gelu backward", { k_gelu_backward<T><<<oftcu_grid256 (n), 256, 0, oftcu_stream ()>>> (
-                             (T *) dinp, (const T *) dout, (const T *) inp, n); });
+  OFTCU_DISPATCH (dt, "gelu backward", {
+    k_gelu_backward<T><<<oftcu_grid256 (n), 256, 0, oftcu_stream ()>>> ((T *) dinp, (const T *) dout,
+        (const T *) inp, n);
+  });
   OFTCU_CHECK_LAUNCH ("gelu backward");
 }
 
@@ -545,8 +557,10 @@ oftcu_geglu_backward (OftCuDtype dt, void *dinp, const void *dout, const void *i
 {
   if (N <= 0 || C <= 0 || !dinp)
     return;
-  OFTCU_DISPATCH (dt, "geglu backward", { k_geglu_backward<T><<<oftcu_grid256 (N * C), 256, 0, oftcu_stream ()>>> (
-                             (T *) dinp, (const T *) dout, (const T *) inp, N, C); });
+  OFTCU_DISPATCH (dt, "geglu backward", {
+    k_geglu_backward<T><<<oftcu_grid256 (N * C), 256, 0, oftcu_stream ()>>> ((T *) dinp, (const T *) dout,
+        (const T *) inp, N, C);
+  });
   OFTCU_CHECK_LAUNCH ("geglu backward");
 }
 
@@ -577,8 +591,10 @@ oftcu_softmax_backward (OftCuDtype dt, void *dinp, const void *dout, const void 
   if (N <= 0 || C <= 0 || !dinp)
     return;
   const unsigned grid = (unsigned) ((N + 7) / 8);
-  OFTCU_DISPATCH (dt, "softmax backward", { k_softmax_backward<T><<<grid, 256, 0, oftcu_stream ()>>> (
-                             (T *) dinp, (const T *) dout, (const T *) out, N, C); });
+  OFTCU_DISPATCH (dt, "softmax backward", {
+    k_softmax_backward<T><<<grid, 256, 0, oftcu_stream ()>>> ((T *) dinp, (const T *) dout, (const T *) out, N,
+        C);
+  });
   OFTCU_CHECK_LAUNCH ("softmax backward");
 }
 
@@ -1311,8 +1327,10 @@ oftcu_upsample2x_backward (OftCuDtype dt, void *dinp, const void *dout, int64_t 
 {
   if (!dinp || BC <= 0 || H <= 0 || W <= 0)
     return;
-  OFTCU_DISPATCH (dt, "upsample2x backward", { k_upsample2x_backward<T><<<oftcu_grid256 (BC * H * W), 256, 0, oftcu_stream ()>>> (
-                             (T *) dinp, (const T *) dout, BC, H, W); });
+  OFTCU_DISPATCH (dt, "upsample2x backward", {
+    k_upsample2x_backward<T><<<oftcu_grid256 (BC * H * W), 256, 0, oftcu_stream ()>>> ((T *) dinp,
+        (const T *) dout, BC, H, W);
+  });
   OFTCU_CHECK_LAUNCH ("upsample2x backward");
 }
 
@@ -1340,8 +1358,10 @@ oftcu_concat_backward (OftCuDtype dt, void *da, void *db, const void *dout, int 
   if ((!da && !db) || B <= 0 || HW <= 0)
     return;
   const int64_t na = (int64_t) Ca * HW, nb = (int64_t) Cb * HW;
-  OFTCU_DISPATCH (dt, "concat backward", { k_concat_backward<T><<<oftcu_grid256 (B * (na + nb)), 256, 0, oftcu_stream ()>>> (
-                             (T *) da, (T *) db, (const T *) dout, B, na, nb); });
+  OFTCU_DISPATCH (dt, "concat backward", {
+    k_concat_backward<T><<<oftcu_grid256 (B * (na + nb)), 256, 0, oftcu_stream ()>>> ((T *) da, (T *) db,
+        (const T *) dout, B, na, nb);
+  });
   OFTCU_CHECK_LAUNCH ("concat backward");
 }
 

@@ -123,6 +123,75 @@ block_gemm (TC *C, int ldc, int64_t sC, const TA *A, int lda, int64_t sA, const 
   OFTCU_CHECK_LAUNCH ("block rotation");
 }
 
+/* dR_k[b, b] += inp_kᵀ·dout_k, a sum over all N rows into a small tile: a plain tiled GEMM would run one
+ * block per tile through all rows. Here the rows are split over SPLIT groups of 256 threads (group s takes
+ * the 16-row steps s, s + SPLIT, ...), each with its own shared tiles, and the groups' partial tiles are
+ * added in group order at the end (deterministic). BT·SPLIT = 128 keeps the shared memory under 48 KiB. */
+template <typename T, int BT, int SPLIT>
+__global__ void __launch_bounds__ (256 * SPLIT)
+k_block_dR (float *dR, const T *inp, const T *dout, int N, int d, int b)
+{
+  constexpr int TILES = SPLIT * 2 * RG_BK * (BT + 1), RED = SPLIT * BT * (BT + 1);
+  __shared__ float sm[TILES > RED ? TILES : RED];
+  const int tid = threadIdx.x, grp = tid >> 8, tg = tid & 255, tx = tg & 15, ty = tg >> 4;
+  float *As = sm + grp * 2 * RG_BK * (BT + 1), *Bs = As + RG_BK * (BT + 1);   /* [RG_BK][BT + 1] each */
+  const int i0 = blockIdx.y * BT, j0 = blockIdx.x * BT, k = blockIdx.z;
+  const T *A = inp + (int64_t) k * b, *Bm = dout + (int64_t) k * b;
+  float acc[BT / 16][BT / 16];
+#pragma unroll
+  for (int i = 0; i < BT / 16; i++)
+#pragma unroll
+    for (int j = 0; j < BT / 16; j++)
+      acc[i][j] = 0.0f;
+
+  const int steps = (N + RG_BK - 1) / RG_BK, rounds = (steps + SPLIT - 1) / SPLIT;
+  for (int it = 0; it < rounds; it++)
+    {
+      const int n0 = (it * SPLIT + grp) * RG_BK;   /* past N in the last round: zeros */
+      for (int e = tg; e < RG_BK * BT; e += 256)
+        {
+          const int c = e % BT, kk = e / BT, n = n0 + kk;
+          As[kk * (BT + 1) + c] = n < N && i0 + c < b ? oftcu_f (A[(int64_t) n * d + i0 + c]) : 0.0f;
+          Bs[kk * (BT + 1) + c] = n < N && j0 + c < b ? oftcu_f (Bm[(int64_t) n * d + j0 + c]) : 0.0f;
+        }
+      __syncthreads ();
+#pragma unroll
+      for (int kk = 0; kk < RG_BK; kk++)
+        {
+          float av[BT / 16], bv[BT / 16];
+#pragma unroll
+          for (int i = 0; i < BT / 16; i++)
+            av[i] = As[kk * (BT + 1) + ty + 16 * i];
+#pragma unroll
+          for (int j = 0; j < BT / 16; j++)
+            bv[j] = Bs[kk * (BT + 1) + tx + 16 * j];
+#pragma unroll
+          for (int i = 0; i < BT / 16; i++)
+#pragma unroll
+            for (int j = 0; j < BT / 16; j++)
+              acc[i][j] += av[i] * bv[j];
+        }
+      __syncthreads ();
+    }
+  /* the tiles' memory now holds the groups' partial results [SPLIT][BT][BT + 1] */
+#pragma unroll
+  for (int i = 0; i < BT / 16; i++)
+#pragma unroll
+    for (int j = 0; j < BT / 16; j++)
+      sm[(grp * BT + ty + 16 * i) * (BT + 1) + tx + 16 * j] = acc[i][j];
+  __syncthreads ();
+  for (int e = tid; e < BT * BT; e += 256 * SPLIT)
+    {
+      const int r = e / BT, c = e % BT;
+      if (i0 + r >= b || j0 + c >= b)
+        continue;
+      float sum = 0.0f;
+      for (int g = 0; g < SPLIT; g++)
+        sum += sm[(g * BT + r) * (BT + 1) + c];
+      dR[(int64_t) k * b * b + (int64_t) (i0 + r) * b + j0 + c] += sum;
+    }
+}
+
 static bool
 rotate_args_ok (int64_t N, int nb, int b)
 {
@@ -143,8 +212,10 @@ oftcu_block_rotate_forward (OftCuDtype dt, void *out, const void *inp, const flo
   if (!rotate_args_ok (N, nb, b))
     return;
   const int d = nb * b;
-  OFTCU_DISPATCH (dt, "block rotation", { (block_gemm<T, float, T, false, false> ((T *) out, d, b, (const T *) inp, d, b, R, b,
-                                                                 (int64_t) b * b, (int) N, b, b, nb, false)); });
+  OFTCU_DISPATCH (dt, "block rotation", {
+    block_gemm<T, float, T, false, false> ((T *) out, d, b, (const T *) inp, d, b, R, b, (int64_t) b * b, (int) N, b,
+                                           b, nb, false);
+  });
 }
 
 /* dinp_k += dout_k · R_kᵀ;  dR_k += inp_kᵀ · dout_k */
@@ -156,11 +227,25 @@ oftcu_block_rotate_backward (OftCuDtype dt, void *dinp, float *dR, const void *d
     return;
   const int d = nb * b;
   if (dinp)
-    OFTCU_DISPATCH (dt, "block rotation", { (block_gemm<T, float, T, false, true> ((T *) dinp, d, b, (const T *) dout, d, b, R, b,
-                                                                  (int64_t) b * b, (int) N, b, b, nb, true)); });
+    OFTCU_DISPATCH (dt, "block rotation", {
+      block_gemm<T, float, T, false, true> ((T *) dinp, d, b, (const T *) dout, d, b, R, b, (int64_t) b * b, (int) N,
+                                            b, b, nb, true);
+    });
   if (dR)
-    OFTCU_DISPATCH (dt, "block rotation", { (block_gemm<T, T, float, true, false> (dR, b, (int64_t) b * b, (const T *) inp, d, b,
-                                                                  (const T *) dout, d, b, b, b, (int) N, nb, true)); });
+    {
+      if (b <= 32)
+        OFTCU_DISPATCH (dt, "block rotation dR", {
+          k_block_dR<T, 32, 4><<<dim3 (1, 1, nb), 1024, 0, oftcu_stream ()>>> (dR, (const T *) inp, (const T *) dout,
+                                                                               (int) N, d, b);
+        });
+      else
+        OFTCU_DISPATCH (dt, "block rotation dR", {
+          dim3 grid ((b + 63) / 64, (b + 63) / 64, nb);
+          k_block_dR<T, 64, 2><<<grid, 512, 0, oftcu_stream ()>>> (dR, (const T *) inp, (const T *) dout, (int) N,
+                                                                   d, b);
+        });
+      OFTCU_CHECK_LAUNCH ("block rotation dR");
+    }
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -228,8 +313,9 @@ oftcu_mse_forward (OftCuDtype dt, float *loss, const void *pred, const void *tar
       oftcu_set_error ("mse forward: %lld elements", (long long) n);
       return;
     }
-  OFTCU_DISPATCH (dt, "mse forward", { k_mse_forward<T><<<1, 1024, 0, oftcu_stream ()>>> (loss, (const T *) pred,
-                                                                           (const T *) target, n); });
+  OFTCU_DISPATCH (dt, "mse forward", {
+    k_mse_forward<T><<<1, 1024, 0, oftcu_stream ()>>> (loss, (const T *) pred, (const T *) target, n);
+  });
   OFTCU_CHECK_LAUNCH ("mse forward");
 }
 
@@ -252,8 +338,10 @@ oftcu_mse_backward (OftCuDtype dt, void *dpred, const void *pred, const void *ta
   if (n <= 0 || !dpred)
     return;
   const float k = (float) (2.0 * (double) dloss / (double) n);
-  OFTCU_DISPATCH (dt, "mse backward", { k_mse_backward<T><<<oftcu_grid256 (n), 256, 0, oftcu_stream ()>>> (
-                             (T *) dpred, (const T *) pred, (const T *) target, n, k); });
+  OFTCU_DISPATCH (dt, "mse backward", {
+    k_mse_backward<T><<<oftcu_grid256 (n), 256, 0, oftcu_stream ()>>> ((T *) dpred, (const T *) pred,
+                                                                       (const T *) target, n, k);
+  });
   OFTCU_CHECK_LAUNCH ("mse backward");
 }
 

@@ -829,6 +829,7 @@ test_block_rotate (void)
       if (!small_only) rotate_case (dtypes[t], 154, 24, 32, 910);    /* to_k on the 768-wide context */
       if (!small_only) rotate_case (dtypes[t], 256, 20, 64, 920);    /* 1280 wide, block size 64 */
       rotate_case (dtypes[t], 50, 3, 20, 930);      /* partial tiles */
+      rotate_case (dtypes[t], 70, 2, 40, 940);      /* blocks over 32: 64-wide dR tiles */
     }
 }
 
