@@ -119,15 +119,18 @@ void oftcu_add_channel_backward (OftCuDtype dt, void *dv, const void *dx, int B,
 void oftcu_block_rotate_forward (OftCuDtype dt, void *out, const void *inp, const float *R, int64_t N, int nb, int b);
 void oftcu_block_rotate_backward (OftCuDtype dt, void *dinp, float *dR, const void *dout, const void *inp,
                                   const float *R, int64_t N, int nb, int b);
-/* COFT on packed fp32 parameters [rows, b(b−1)/2] in place: as oft_coft_project (oft/adapters.h) */
-void oftcu_coft_project (float *packed, int64_t rows, int b, float eps);
+/* COFT on packed fp32 parameters [rows, b(b−1)/2] in place: as oft_coft_project (oft/adapters.h);
+ * eps is double like OftSpec.eps, so the radius eps/√rows is the CPU's to the last bit */
+void oftcu_coft_project (float *packed, int64_t rows, int b, double eps);
 /* mean squared error of pred against target (n elements), written to loss[0] (device fp32);
  * dpred += 2·(pred − target)·dloss / n */
 void oftcu_mse_forward (OftCuDtype dt, float *loss, const void *pred, const void *target, int64_t n);
 void oftcu_mse_backward (OftCuDtype dt, void *dpred, const void *pred, const void *target, int64_t n, float dloss);
-/* torch.optim.AdamW on fp32 param/grad/m/v (step k ≥ 1): as oft_adamw_step in oft/train.h */
-void oftcu_adamw_step (float *param, float *m, float *v, const float *grad, int64_t n, int64_t k, float lr,
-                       float beta1, float beta2, float eps, float weight_decay);
+/* torch.optim.AdamW on fp32 param/grad/m/v (step k ≥ 1): as oft_adamw_step in oft/train.h, bit for bit.
+ * The scalars are double as in OftAdamW and torch (0.9 and 1e-3 are not floats: rounding them first would
+ * change the bias corrections in the last bits). */
+void oftcu_adamw_step (float *param, float *m, float *v, const float *grad, int64_t n, int64_t k, double lr,
+                       double beta1, double beta2, double eps, double weight_decay);
 /* sum of squares of x[n] (fp32) added to acc[0] (device), for gradient-norm clipping */
 void oftcu_sumsq (float *acc, const float *x, int64_t n);
 
