@@ -1,6 +1,7 @@
 /* The GPU bench on SD1.5 shapes with random weights made in-process (data/sd15-config):
  *   bench-gpu [--quick] [--reps N] [--fp32]
- * UNet CFG step (one batch-2 forward: 64×64 latent, 77×768 context) and VAE decode of a 64×64 latent to
+ * UNet CFG step (one batch-2 forward: 64×64 latent, 77×768 context; replayed as a CUDA graph, and eager
+ * with OFT_CUDA_GRAPHS=0) and VAE decode of a 64×64 latent to
  * 512², in bf16 (--fp32 adds the UNet in fp32), through oft_*_set_device and the CUDA module: the same path
  * oft generate takes, host buffers in and out included. Warm-up, then the median of N; milliseconds, it/s,
  * peak GPU memory (weights + activations) and the UNet's rate against the GPU's dense bf16 peak
@@ -73,11 +74,15 @@ typedef struct {
   gboolean ok;
 } Result;
 
+/* graphs: FALSE sets OFT_CUDA_GRAPHS=0 (every forward eager); TRUE replays the forward's CUDA graph, which
+ * the module captures on the second forward of a shape (so at least 3 warm-up forwards) */
 static Result
-bench_unet (const OftCudaOps *ops, OftUnet *u, OftDType dt, int warmup, int reps)
+bench_unet (const OftCudaOps *ops, OftUnet *u, OftDType dt, gboolean graphs, int warmup, int reps)
 {
   Result r = { 0 };
   GError *error = NULL;
+  g_setenv ("OFT_CUDA_GRAPHS", graphs ? "1" : "0", TRUE);
+  warmup = MAX (warmup, 3);
   const char *dts = dt == OFT_DTYPE_F32 ? "fp32" : "bf16";
   double t0 = now ();
   if (!oft_unet_set_device (u, OFT_DEVICE_CUDA, dt, &error))
@@ -85,7 +90,7 @@ bench_unet (const OftCudaOps *ops, OftUnet *u, OftDType dt, int warmup, int reps
       fail ("UNet upload", error);
       return r;
     }
-  printf ("UNet %s upload: %.2f s\n", dts, now () - t0);
+  printf ("UNet %s upload: %.2f s (CUDA graphs %s)\n", dts, now () - t0, graphs ? "on" : "off");
   const int B = 2, h = 64, w = 64, T = 77, ctx_dim = oft_unet_context_dim (u), C = oft_unet_in_channels (u);
   int64_t n = (int64_t) B * C * h * w;
   float *x = g_new (float, n), *ctx = g_new (float, (int64_t) B * T * ctx_dim), *out = g_new (float, n);
@@ -118,6 +123,7 @@ bench_unet (const OftCudaOps *ops, OftUnet *u, OftDType dt, int warmup, int reps
   r.ok = TRUE;
 out:
   oft_unet_set_device (u, OFT_DEVICE_CPU, dt, NULL);
+  g_unsetenv ("OFT_CUDA_GRAPHS");
   g_free (times);
   g_free (x);
   g_free (ctx);
@@ -210,9 +216,10 @@ main (int argc, char **argv)
       return 1;
     }
   printf ("SD1.5 UNet, random weights: %.1f s on the host\n", now () - t0);
-  Result ub = bench_unet (ops, u, OFT_DTYPE_BF16, warmup, reps), uf = { 0 };
+  Result ub = bench_unet (ops, u, OFT_DTYPE_BF16, TRUE, warmup, reps), uf = { 0 };
+  Result ue = bench_unet (ops, u, OFT_DTYPE_BF16, FALSE, warmup, reps);
   if (fp32)
-    uf = bench_unet (ops, u, OFT_DTYPE_F32, warmup, reps);
+    uf = bench_unet (ops, u, OFT_DTYPE_F32, TRUE, warmup, reps);
   double gflop = oft_unet_forward_flops (u, 2, 64, 64, 77) / 1e9;
   oft_unet_free (u);
 
@@ -233,12 +240,20 @@ main (int argc, char **argv)
   if (peak > 0)
     g_snprintf (share, sizeof share, " = %.1f%% of the bf16 peak", 100 * ub.tflops / peak);
   if (ub.ok)
-    printf ("summary: UNet CFG step bf16 (batch 2, 64x64, 77x768, %.0f GFLOP): %.2f ms median (min %.2f), "
+    printf ("summary: UNet CFG step bf16 (batch 2, 64x64, 77x768, %.0f GFLOP, CUDA graph): %.2f ms median (min %.2f), "
             "%.1f it/s, %.1f TFLOP/s%s, peak GPU memory %.2f GiB\n", gflop, ub.ms_median, ub.ms_min,
             1e3 / ub.ms_median, ub.tflops, share, ub.peak_gib);
   else
     {
       printf ("summary: UNet CFG step bf16: FAILED\n");
+      rc = 1;
+    }
+  if (ue.ok)
+    printf ("summary: UNet CFG step bf16 eager (OFT_CUDA_GRAPHS=0): %.2f ms median (min %.2f), %.1f TFLOP/s; "
+            "the graph saves %.2f ms\n", ue.ms_median, ue.ms_min, ue.tflops, ue.ms_median - ub.ms_median);
+  else
+    {
+      printf ("summary: UNet CFG step bf16 eager: FAILED\n");
       rc = 1;
     }
   if (fp32)

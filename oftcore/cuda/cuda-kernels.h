@@ -48,6 +48,17 @@ void  oftcu_convert (void *dst, OftCuDtype dd, const void *src, OftCuDtype sd, i
 size_t oftcu_peak_bytes (void);
 void   oftcu_reset_peak (void);
 
+/* ---- CUDA graphs: what body enqueues on the stream, recorded once and replayed with one launch ----
+ * Capture runs body on the host but launches nothing; the graph keeps the device addresses body used, so
+ * inputs and outputs live at fixed addresses, written and read outside the graph. While body runs,
+ * oftcu_alloc, oftcu_upload, oftcu_download and oftcu_sync refuse (error) instead of breaking the capture.
+ * NULL with oftcu_error() set when capture or instantiation fails (the caller then runs body eagerly). */
+typedef struct OftCuGraph OftCuGraph;
+OftCuGraph *oftcu_graph_capture (void (*body) (void *data), void *data);
+/* asynchronous on the stream; 0, or -1 with oftcu_error() */
+int         oftcu_graph_launch (OftCuGraph *g);
+void        oftcu_graph_destroy (OftCuGraph *g);
+
 /* ---- GEMM (row-major): C[M,N] = alpha·op(A)·op(B) + beta·C, op = transpose when ta/tb; batched over
  * `batch` with element strides sA, sB, sC. A, B, C all of type dt; fp32 accumulation. ---- */
 void oftcu_gemm (OftCuDtype dt, bool ta, bool tb, int M, int N, int K, float alpha,

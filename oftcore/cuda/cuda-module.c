@@ -93,6 +93,30 @@ cu_arena_reset (CuArena *a, CuMark m)
   a->used = m.used;
 }
 
+static gint
+chunk_cmp (gconstpointer a, gconstpointer b)
+{
+  uintptr_t x = (uintptr_t) (*(CuChunk *const *) a)->base, y = (uintptr_t) (*(CuChunk *const *) b)->base;
+  return x < y ? -1 : x > y;
+}
+
+void
+cu_arena_sort_spare (CuArena *a)
+{
+  GPtrArray *v = g_ptr_array_new ();
+  for (CuChunk *c = a->spare; c; c = c->prev)
+    g_ptr_array_add (v, c);
+  g_ptr_array_sort (v, chunk_cmp);
+  a->spare = NULL;
+  for (guint i = v->len; i-- > 0;)
+    {
+      CuChunk *c = g_ptr_array_index (v, i);
+      c->prev = a->spare;
+      a->spare = c;
+    }
+  g_ptr_array_free (v, TRUE);
+}
+
 static void
 free_chain (CuArena *a, CuChunk *c)
 {

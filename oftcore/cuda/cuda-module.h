@@ -29,6 +29,9 @@ void  *cu_arena_take (CuArena *a, size_t bytes, GError **error);
 CuMark cu_arena_mark (const CuArena *a);
 void   cu_arena_reset (CuArena *a, CuMark m);
 void   cu_arena_release (CuArena *a);
+/* Puts the spare chunks in address order: two runs of the same allocation sequence from an arena reset
+ * to empty then take the same chunks (a graph captured after an eager run allocates nothing). */
+void   cu_arena_sort_spare (CuArena *a);
 
 /* ---- a host parameter arena on the device, in storage type dt ----
  * Every chunk of the host arena is copied whole (converted to bf16 on the device when asked), so a host

@@ -22,6 +22,18 @@ static std::mutex g_error_lock;
 static char g_error[1024];
 static bool g_has_error;
 
+/* true while oftcu_graph_capture runs its body: host round trips and allocations are refused then */
+static bool g_capturing;
+
+static bool
+refuse_in_capture (const char *what)
+{
+  if (!g_capturing)
+    return false;
+  oftcu_set_error ("%s inside a CUDA graph capture (not capturable)", what);
+  return true;
+}
+
 static std::mutex g_mem_lock;
 static std::unordered_map<void *, size_t> *g_sizes;
 static size_t g_live, g_peak;
@@ -146,6 +158,8 @@ oftcu_sync (void)
       oftcu_set_error ("oftcu_sync: oftcu_init has not succeeded");
       return -1;
     }
+  if (refuse_in_capture ("oftcu_sync"))
+    return -1;
   OFTCU_CHECK (cudaStreamSynchronize (g_stream));
   OFTCU_CHECK (cudaGetLastError ());
   return oftcu_error () ? -1 : 0;
@@ -173,6 +187,8 @@ oftcu_alloc (size_t bytes)
       oftcu_set_error ("oftcu_alloc: oftcu_init has not succeeded");
       return NULL;
     }
+  if (refuse_in_capture ("oftcu_alloc"))
+    return NULL;
   void *p = NULL;
   /* a zero-byte request still gets a distinct pointer, so NULL always means failure */
   cudaError_t e = cudaMallocAsync (&p, bytes ? bytes : 1, g_stream);
@@ -232,6 +248,8 @@ oftcu_upload (void *dst, const void *src, size_t bytes)
 {
   if (!bytes)
     return 0;
+  if (refuse_in_capture ("oftcu_upload"))
+    return -1;
   if (!OFTCU_CHECK (cudaMemcpyAsync (dst, src, bytes, cudaMemcpyHostToDevice, g_stream)) ||
       !OFTCU_CHECK (cudaStreamSynchronize (g_stream)))
     return -1;
@@ -243,6 +261,8 @@ oftcu_download (void *dst, const void *src, size_t bytes)
 {
   if (!bytes)
     return 0;
+  if (refuse_in_capture ("oftcu_download"))
+    return -1;
   if (!OFTCU_CHECK (cudaMemcpyAsync (dst, src, bytes, cudaMemcpyDeviceToHost, g_stream)) ||
       !OFTCU_CHECK (cudaStreamSynchronize (g_stream)))
     return -1;
@@ -288,6 +308,73 @@ oftcu_convert (void *dst, OftCuDtype dd, const void *src, OftCuDtype sd, int64_t
   else
     oftcu_set_error ("oftcu_convert: unknown dtypes %d → %d", (int) sd, (int) dd);
   OFTCU_CHECK_LAUNCH ("oftcu_convert");
+}
+
+/* ---- CUDA graphs ----
+ * Thread-local capture mode: only calls from this thread that would break the capture fail; cuBLAS is
+ * capturable since it has a workspace of its own (cublasSetWorkspace), so it never allocates inside. */
+struct OftCuGraph {
+  cudaGraphExec_t exec;
+};
+
+extern "C" OftCuGraph *
+oftcu_graph_capture (void (*body) (void *data), void *data)
+{
+  if (g_device < 0)
+    {
+      oftcu_set_error ("oftcu_graph_capture: oftcu_init has not succeeded");
+      return NULL;
+    }
+  if (!OFTCU_CHECK (cudaStreamBeginCapture (g_stream, cudaStreamCaptureModeThreadLocal)))
+    return NULL;
+  g_capturing = true;
+  body (data);
+  g_capturing = false;
+  cudaGraph_t graph = NULL;
+  cudaError_t e = cudaStreamEndCapture (g_stream, &graph);
+  if (e != cudaSuccess || !graph)
+    {
+      cudaGetLastError ();  /* capture errors are not sticky; clear them so later launches check clean */
+      oftcu_set_error ("CUDA graph capture failed: %s (%s)", cudaGetErrorName (e), cudaGetErrorString (e));
+      if (graph)
+        cudaGraphDestroy (graph);
+      return NULL;
+    }
+  if (oftcu_error ())
+    {
+      cudaGraphDestroy (graph);
+      return NULL;
+    }
+  cudaGraphExec_t exec;
+  e = cudaGraphInstantiate (&exec, graph, 0);
+  cudaGraphDestroy (graph);
+  if (!OFTCU_CHECK (e))
+    return NULL;
+  OftCuGraph *g = new OftCuGraph;
+  g->exec = exec;
+  return g;
+}
+
+extern "C" int
+oftcu_graph_launch (OftCuGraph *g)
+{
+  if (!g)
+    {
+      oftcu_set_error ("oftcu_graph_launch: no graph");
+      return -1;
+    }
+  return OFTCU_CHECK (cudaGraphLaunch (g->exec, g_stream)) ? 0 : -1;
+}
+
+extern "C" void
+oftcu_graph_destroy (OftCuGraph *g)
+{
+  if (!g)
+    return;
+  /* replays still queued finish first: the stream is drained before the executable goes */
+  cudaStreamSynchronize (g_stream);
+  cudaGraphExecDestroy (g->exec);
+  delete g;
 }
 
 /* ---- GEMM ----

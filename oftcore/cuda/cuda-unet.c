@@ -11,12 +11,40 @@
 #include "oft/error.h"
 #include <string.h>
 
+typedef struct _CuUnet CuUnet;
+
+/* One forward's shapes and its inputs/output on the device at fixed addresses (fp32, as the host has them),
+ * so that a captured graph can be replayed with new inputs; the Cx is the body's. */
 typedef struct {
+  CuUnet *d;
+  Cx c;
+  int B, h, w, T;
+  float *sample, *ts, *ctx, *out;
+  OftCuGraph *graph;  /* the body captured for these shapes, or NULL */
+  gboolean warm;      /* the last eager run could be captured and allocated nothing */
+  int failed_captures;
+} Fwd;
+
+struct _CuUnet {
   OftUnet *u;
   CuWeights w;
   CuArena acts;
   GHashTable *rots;   /* LinRot* → device R [n_blocks, b, b] fp32 */
-} CuUnet;
+  Fwd fwd;
+};
+
+static void
+fwd_release (Fwd *f)
+{
+  oftcu_graph_destroy (f->graph);
+  oftcu_free (f->sample);
+  oftcu_free (f->ts);
+  oftcu_free (f->ctx);
+  oftcu_free (f->out);
+  CuUnet *d = f->d;
+  memset (f, 0, sizeof *f);
+  f->d = d;
+}
 
 static void
 free_rot (gpointer p)
@@ -64,6 +92,7 @@ cu_unet_release (gpointer dev)
   CuUnet *d = dev;
   if (!d)
     return;
+  fwd_release (&d->fwd);
   cu_weights_release (&d->w);
   cu_arena_release (&d->acts);
   if (d->rots)
@@ -95,6 +124,7 @@ cu_unet_upload (OftUnet *u, int dtype, GError **error)
     }
   CuUnet *d = g_new0 (CuUnet, 1);
   d->u = u;
+  d->fwd.d = d;
   d->rots = g_hash_table_new_full (NULL, NULL, NULL, free_rot);
   cu_arena_init (&d->acts, "UNet activations", 0);
   if (!cu_weights_upload (&d->w, &u->params, (OftCuDtype) dtype, "UNet weights", error) ||
@@ -108,10 +138,7 @@ cu_unet_upload (OftUnet *u, int dtype, GError **error)
 
 /* ---- forward ---- */
 
-typedef struct {
-  Cx c;
-  CuUnet *d;
-} Run;
+typedef Fwd Run;
 
 /* out[N, lin->out] = (x·R_1⋯R_n)·Wᵀ + b (oft_unet_lin_forward) */
 static void
@@ -207,37 +234,46 @@ tap (Run *r, const char *name, const void *dev, int64_t n)
   cx_tap (&r->c, r->d->u->tap, r->d->u->tap_data, name, dev, n);
 }
 
-gboolean
-cu_unet_forward (gpointer dev, const float *sample, const float *timesteps, const float *context,
-                 int B, int h, int w, int T, float *out, GError **error)
+/* The whole forward on the device, from f's input buffers to f->out: nothing here synchronizes, allocates
+ * beyond the warmed arena, or copies to or from the host, unless taps or a control residual are set (those
+ * runs are never captured). Failures land in f->c.error. */
+static void
+unet_body (void *data)
 {
-  CuUnet *d = dev;
+  Fwd *f = data;
+  Run *run = f;
+  CuUnet *d = f->d;
   OftUnet *u = d->u;
-  if (!check_inference_only (u, error))
-    return FALSE;
+  const int B = f->B, h = f->h, w = f->w, T = f->T;
   int L = u->n_levels;
-  Run run = { .d = d };
-  Cx *c = &run.c;
+  Cx *c = &f->c;
   cx_begin (c, &d->acts, &d->w);
   CuMark mark = cx_mark (c);
   char name[64];
 
-  void *xs = cx_upload (c, sample, (int64_t) B * u->in_ch * h * w);
-  float *ts = cx_upload_f32 (c, timesteps, B);
-  void *ctx = cx_upload (c, context, (int64_t) B * T * u->ctx_dim);
+  /* the inputs in the storage type (fp32 is used in place: the forward only reads them) */
+  const void *xs = f->sample, *ctx = f->ctx;
+  const float *ts = f->ts;
+  if (c->dt != OFTCU_F32)
+    {
+      int64_t ns = (int64_t) B * u->in_ch * h * w, nc = (int64_t) B * T * u->ctx_dim;
+      void *xb = cx_take (c, ns), *cb = cx_take (c, nc);
+      k_convert (c, xb, c->dt, f->sample, OFTCU_F32, ns);
+      k_convert (c, cb, c->dt, f->ctx, OFTCU_F32, nc);
+      xs = xb, ctx = cb;
+    }
 
   /* time embedding; every resnet consumes SiLU(temb) */
   void *tp = cx_take (c, (int64_t) B * u->tproj), *t1 = cx_take (c, (int64_t) B * u->temb);
   void *temb = cx_take (c, (int64_t) B * u->temb);
   k_timestep_embedding (c, tp, ts, B, u->tproj, u->flip, u->freq_shift);
-  tap (&run, "time_proj", tp, (int64_t) B * u->tproj);
+  tap (run, "time_proj", tp, (int64_t) B * u->tproj);
   k_linear (c, t1, tp, cx_w (c, u->t1w), cx_w (c, u->t1b), B, u->tproj, u->temb);
   k_silu (c, t1, t1, (int64_t) B * u->temb);
   k_linear (c, temb, t1, cx_w (c, u->t2w), cx_w (c, u->t2b), B, u->temb, u->temb);
-  tap (&run, "time_embedding", temb, (int64_t) B * u->temb);
+  tap (run, "time_embedding", temb, (int64_t) B * u->temb);
   k_silu (c, t1, temb, (int64_t) B * u->temb);
   const void *temb_act = t1;
-
   /* skip connections, largest first */
   void *skips[1 + MAX_LEVELS * (MAX_LAYERS + 1)];
   int skip_ch[G_N_ELEMENTS (skips)], n_skips = 0;
@@ -248,7 +284,7 @@ cu_unet_forward (gpointer dev, const float *sample, const float *timesteps, cons
   void *x = cx_take (c, big), *y = cx_take (c, big), *cat = cx_take (c, big);
 
   k_conv (c, x, xs, cx_w (c, u->cin_w), cx_w (c, u->cin_b), B, u->in_ch, h, w, u->ch[0], 3, 1, 1);
-  tap (&run, "conv_in", x, (int64_t) B * u->ch[0] * h * w);
+  tap (run, "conv_in", x, (int64_t) B * u->ch[0] * h * w);
   if (u->control)
     {
       CuMark cm = cx_mark (c);
@@ -273,7 +309,7 @@ cu_unet_forward (gpointer dev, const float *sample, const float *timesteps, cons
           void *t = x; x = y; y = t;
           C = dl->out_ch;
           if (dl->has_attn)
-            transformer (&run, x, ctx, &dl->attn[j], B, H, W, T);
+            transformer (run, x, ctx, &dl->attn[j], B, H, W, T);
           PUSH ();
         }
       if (dl->has_sample)
@@ -284,13 +320,13 @@ cu_unet_forward (gpointer dev, const float *sample, const float *timesteps, cons
           PUSH ();
         }
       g_snprintf (name, sizeof name, "down_blocks.%d", i);
-      tap (&run, name, x, (int64_t) B * C * H * W);
+      tap (run, name, x, (int64_t) B * C * H * W);
     }
 
   cu_resnet (c, y, x, temb_act, &u->mid_r0, B, H, W);
-  transformer (&run, y, ctx, &u->mid_attn, B, H, W, T);
+  transformer (run, y, ctx, &u->mid_attn, B, H, W, T);
   cu_resnet (c, x, y, temb_act, &u->mid_r1, B, H, W);
-  tap (&run, "mid_block", x, (int64_t) B * C * H * W);
+  tap (run, "mid_block", x, (int64_t) B * C * H * W);
 
   for (int i = 0; i < L; i++)
     {
@@ -302,7 +338,7 @@ cu_unet_forward (gpointer dev, const float *sample, const float *timesteps, cons
           cu_resnet (c, x, cat, temb_act, &up->res[j], B, H, W);
           C = up->out_ch;
           if (up->has_attn)
-            transformer (&run, x, ctx, &up->attn[j], B, H, W, T);
+            transformer (run, x, ctx, &up->attn[j], B, H, W, T);
         }
       if (up->has_sample)
         {
@@ -311,7 +347,7 @@ cu_unet_forward (gpointer dev, const float *sample, const float *timesteps, cons
           void *t = x; x = y; y = t;
         }
       g_snprintf (name, sizeof name, "up_blocks.%d", i);
-      tap (&run, name, x, (int64_t) B * C * H * W);
+      tap (run, name, x, (int64_t) B * C * H * W);
     }
 #undef PUSH
 
@@ -321,15 +357,109 @@ cu_unet_forward (gpointer dev, const float *sample, const float *timesteps, cons
       float *mean = cx_f32 (c, (int64_t) B * u->groups), *rstd = cx_f32 (c, (int64_t) B * u->groups);
       k_groupnorm (c, y, mean, rstd, x, cx_norm (c, u->nout_w, C), cx_norm (c, u->nout_b, C), B, C, (int64_t) H * W,
                    u->groups, u->norm_eps);
-      tap (&run, "conv_norm_out", y, (int64_t) B * C * H * W);
+      tap (run, "conv_norm_out", y, (int64_t) B * C * H * W);
       k_silu (c, y, y, (int64_t) B * C * H * W);
       k_conv (c, x, y, cx_w (c, u->cout_w), cx_w (c, u->cout_b), B, C, H, W, u->out_ch, 3, 1, 1);
     }
   else
     cu_norm_silu_conv (c, y, x, u->nout_w, u->nout_b, u->groups, u->norm_eps, u->cout_w, u->cout_b, B, C, H, W,
                        u->out_ch);
-  cx_download (c, out, u->tap ? x : y, (int64_t) B * u->out_ch * H * W);
-  gboolean ok = cx_end (c, "UNet forward", error);
+  k_convert (c, f->out, OFTCU_F32, u->tap ? x : y, c->dt, (int64_t) B * u->out_ch * H * W);
   cx_reset (c, mark);
-  return ok;
+}
+
+/* OFT_CUDA_GRAPHS=0 turns graph replay off (read at every forward, so a bench can compare both) */
+static gboolean
+graphs_enabled (void)
+{
+  const char *e = g_getenv ("OFT_CUDA_GRAPHS");
+  return !e || !g_str_equal (e, "0");
+}
+
+/* The input and output buffers for these shapes; a change of shapes drops the graph. */
+static gboolean
+fwd_prepare (Fwd *f, int B, int h, int w, int T, GError **error)
+{
+  const OftUnet *u = f->d->u;
+  if (f->out && f->B == B && f->h == h && f->w == w && f->T == T)
+    return TRUE;
+  fwd_release (f);
+  f->B = B, f->h = h, f->w = w, f->T = T;
+  f->sample = oftcu_alloc ((size_t) B * u->in_ch * h * w * sizeof (float));
+  f->ts = f->sample ? oftcu_alloc ((size_t) B * sizeof (float)) : NULL;
+  f->ctx = f->ts ? oftcu_alloc ((size_t) B * T * u->ctx_dim * sizeof (float)) : NULL;
+  f->out = f->ctx ? oftcu_alloc ((size_t) B * u->out_ch * h * w * sizeof (float)) : NULL;
+  if (!f->out)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "UNet forward on the GPU: cannot allocate the input "
+                   "and output buffers: %s", oftcu_error () ? oftcu_error () : "out of memory");
+      oftcu_clear_error ();
+      fwd_release (f);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+cu_unet_forward (gpointer dev, const float *sample, const float *timesteps, const float *context,
+                 int B, int h, int w, int T, float *out, GError **error)
+{
+  CuUnet *d = dev;
+  OftUnet *u = d->u;
+  Fwd *f = &d->fwd;
+  if (!check_inference_only (u, error))
+    return FALSE;
+  oftcu_clear_error ();  /* a failure left over from an earlier call belongs to it */
+  if (!fwd_prepare (f, B, h, w, T, error))
+    return FALSE;
+  int64_t n_out = (int64_t) B * u->out_ch * h * w;
+  if (oftcu_upload (f->sample, sample, (size_t) B * u->in_ch * h * w * sizeof (float)) != 0 ||
+      oftcu_upload (f->ts, timesteps, (size_t) B * sizeof (float)) != 0 ||
+      oftcu_upload (f->ctx, context, (size_t) B * T * u->ctx_dim * sizeof (float)) != 0)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "UNet forward on the GPU: uploading the inputs: %s",
+                   oftcu_error () ? oftcu_error () : "?");
+      oftcu_clear_error ();
+      return FALSE;
+    }
+  /* taps and the control residual copy to and from the host mid-forward: those runs stay eager */
+  gboolean graphs = graphs_enabled () && !u->tap && !u->control;
+  /* capture once an eager run with these shapes allocated nothing (arena and fp32 norm copies warm), so
+   * the capture, from the same arena state, allocates nothing either; a failed capture is retried once,
+   * then these shapes stay eager */
+  cu_arena_sort_spare (&d->acts);
+  if (graphs && !f->graph && f->warm && f->failed_captures < 2)
+    {
+      f->graph = oftcu_graph_capture (unet_body, f);
+      if (!f->graph || f->c.error)
+        {
+          g_message ("UNet forward: CUDA graph capture failed (%s); running eagerly",
+                   f->c.error ? f->c.error->message : oftcu_error () ? oftcu_error () : "?");
+          g_clear_error (&f->c.error);
+          oftcu_graph_destroy (f->graph);
+          f->graph = NULL;
+          f->failed_captures++;
+          oftcu_sync ();
+          oftcu_clear_error ();
+          cu_arena_sort_spare (&d->acts);
+        }
+      else
+        g_debug ("UNet forward: captured a CUDA graph for batch %d, %dx%d, %d tokens", B, h, w, T);
+    }
+  if (graphs && f->graph)
+    {
+      f->c.error = NULL;
+      oftcu_graph_launch (f->graph);
+    }
+  else
+    {
+      size_t before = d->acts.reserved + d->w.f32_store.reserved;
+      unet_body (f);
+      f->warm = graphs && cx_ok (&f->c) && d->acts.reserved + d->w.f32_store.reserved == before;
+    }
+  Cx *c = &f->c;
+  if (cx_ok (c) && !oftcu_error () && oftcu_download (out, f->out, (size_t) n_out * sizeof (float)) != 0)
+    g_set_error (&c->error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "downloading the result: %s",
+                 oftcu_error () ? oftcu_error () : "?");
+  return cx_end (c, "UNet forward", error);
 }

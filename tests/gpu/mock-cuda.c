@@ -21,6 +21,7 @@ static char err_msg[512];
 static gboolean has_err;
 static GHashTable *sizes;   /* pointer → bytes */
 static size_t in_use, peak;
+static gboolean in_graph;   /* a graph body is running (oftcu_graph_launch) */
 
 static void
 fail (const char *msg)
@@ -41,7 +42,18 @@ oftcu_init (int ordinal, char *name, size_t name_len)
 
 const char *oftcu_error (void) { return has_err ? err_msg : NULL; }
 void oftcu_clear_error (void) { has_err = FALSE; }
-int oftcu_sync (void) { return has_err ? -1 : 0; }
+static gboolean
+refuse_in_graph (const char *what)
+{
+  if (!in_graph)
+    return FALSE;
+  char *m = g_strdup_printf ("%s inside a CUDA graph capture (not capturable)", what);
+  fail (m);
+  g_free (m);
+  return TRUE;
+}
+
+int oftcu_sync (void) { return refuse_in_graph ("oftcu_sync") || has_err ? -1 : 0; }
 size_t oftcu_dtype_size (OftCuDtype dt) { return dt == OFTCU_BF16 ? 2 : 4; }
 void oftcu_set_tf32 (bool on) { }
 size_t oftcu_peak_bytes (void) { return peak; }
@@ -51,6 +63,8 @@ void *
 oftcu_alloc (size_t bytes)
 {
   /* read at every allocation, so that a test can lower and lift it */
+  if (refuse_in_graph ("oftcu_alloc"))
+    return NULL;
   const char *lim = g_getenv ("OFT_CUDA_MOCK_MEMORY");
   size_t limit = lim ? g_ascii_strtoull (lim, NULL, 10) : 0;
   if (limit && in_use + bytes > limit)
@@ -81,8 +95,51 @@ oftcu_free (void *p)
   free (p);
 }
 
-int oftcu_upload (void *dst, const void *src, size_t bytes) { memcpy (dst, src, bytes); return has_err ? -1 : 0; }
-int oftcu_download (void *dst, const void *src, size_t bytes) { memcpy (dst, src, bytes); return has_err ? -1 : 0; }
+/* Graphs: the stand-in keeps the body and runs it at every launch (capture launches nothing, as on the
+ * GPU), so the model code's graph path, fixed input/output buffers included, is exercised on the CPU.
+ * While it runs, allocations and host round trips fail as they would inside a real capture. */
+struct OftCuGraph {
+  void (*body) (void *);
+  void *data;
+};
+
+OftCuGraph *
+oftcu_graph_capture (void (*body) (void *data), void *data)
+{
+  OftCuGraph *g = g_new (OftCuGraph, 1);
+  g->body = body;
+  g->data = data;
+  return g;
+}
+
+int
+oftcu_graph_launch (OftCuGraph *g)
+{
+  in_graph = TRUE;
+  g->body (g->data);
+  in_graph = FALSE;
+  return has_err ? -1 : 0;
+}
+
+void oftcu_graph_destroy (OftCuGraph *g) { g_free (g); }
+
+int
+oftcu_upload (void *dst, const void *src, size_t bytes)
+{
+  if (refuse_in_graph ("oftcu_upload"))
+    return -1;
+  memcpy (dst, src, bytes);
+  return has_err ? -1 : 0;
+}
+
+int
+oftcu_download (void *dst, const void *src, size_t bytes)
+{
+  if (refuse_in_graph ("oftcu_download"))
+    return -1;
+  memcpy (dst, src, bytes);
+  return has_err ? -1 : 0;
+}
 void oftcu_memset0 (void *p, size_t bytes) { memset (p, 0, bytes); }
 void oftcu_copy (void *dst, const void *src, size_t bytes) { memmove (dst, src, bytes); }
 

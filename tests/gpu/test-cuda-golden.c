@@ -84,6 +84,60 @@ to_device (OftUnet *u, OftDType dt)
   g_assert_cmpint (oft_unet_device (u), ==, OFT_DEVICE_CUDA);
 }
 
+/* max |a − b| over n (NaN counts as infinite) */
+static double
+max_diff (const float *a, const float *b, int64_t n)
+{
+  double m = 0;
+  for (int64_t i = 0; i < n; i++)
+    {
+      double e = fabs ((double) a[i] - b[i]);
+      m = isnan (e) ? INFINITY : fmax (m, e);
+    }
+  return m;
+}
+
+/* CUDA graph replay (cuda-unet.c): the forwards after the first untapped one are captured once and
+ * replayed; they must give the eager forward's output to the last bit (the same kernels on the same
+ * inputs; only the launching differs), also after the inputs change between replays. `eager` is the
+ * output of an eager forward of (sample, t, context). */
+static void
+graph_replay_check (OftUnet *u, const float *sample, const float *t, const float *context, const float *eager)
+{
+  GError *error = NULL;
+  float *got = g_new (float, N_UNET), *want = g_new (float, N_UNET), *s2 = g_new (float, N_UNET);
+  for (int i = 0; i < 3; i++)  /* warm eager run, capture, replay */
+    {
+      g_assert_true (oft_unet_forward (u, sample, t, context, 2, 16, 16, 77, got, &error));
+      g_assert_no_error (error);
+      double d = max_diff (got, eager, N_UNET);
+      g_test_message ("graph forward %d vs eager: max abs diff %.3g (asserted 0)", i, d);
+      g_assert_cmpfloat (d, ==, 0);
+    }
+  /* new inputs into the same buffers: the replay reads them (an eager run with graphs off is the reference) */
+  float t2[2] = { t[1] * 0.5f + 3, t[0] + 7 };
+  for (int64_t i = 0; i < N_UNET; i++)
+    s2[i] = 0.8f * sample[i] + 0.1f;
+  g_assert_true (oft_unet_forward (u, s2, t2, context, 2, 16, 16, 77, got, &error));
+  g_assert_no_error (error);
+  g_setenv ("OFT_CUDA_GRAPHS", "0", TRUE);
+  g_assert_true (oft_unet_forward (u, s2, t2, context, 2, 16, 16, 77, want, &error));
+  g_unsetenv ("OFT_CUDA_GRAPHS");
+  g_assert_no_error (error);
+  double d = max_diff (got, want, N_UNET), moved = max_diff (got, eager, N_UNET);
+  g_test_message ("graph replay on new inputs vs eager: max abs diff %.3g (asserted 0); moved %.3g from the "
+                  "first inputs' output", d, moved);
+  g_assert_cmpfloat (d, ==, 0);
+  g_assert_cmpfloat (moved, >, 0);  /* the replay did not return a stale output */
+  /* and back to the first inputs */
+  g_assert_true (oft_unet_forward (u, sample, t, context, 2, 16, 16, 77, got, &error));
+  g_assert_no_error (error);
+  g_assert_cmpfloat (max_diff (got, eager, N_UNET), ==, 0);
+  g_free (got);
+  g_free (want);
+  g_free (s2);
+}
+
 static void
 unet_golden (OftDType dt, double tol, double tap_tol)
 {
@@ -105,6 +159,7 @@ unet_golden (OftDType dt, double tol, double tap_tol)
   g_assert_true (oft_unet_forward (u, sample, t, context, 2, 16, 16, 77, out2, &error));
   g_assert_no_error (error);
   report ("second forward vs first", out2, out, N_UNET, tol);
+  graph_replay_check (u, sample, t, context, out2);
   /* a bad size is refused before the device is touched */
   g_assert_false (oft_unet_forward (u, sample, t, context, 2, 12, 16, 77, out, &error));
   g_assert_error (error, OFT_MODEL_ERROR, OFT_ERROR_SHAPE);
