@@ -144,27 +144,36 @@ oftcu_conv2d_scratch_bytes (OftCuDtype dt, const OftCuConvShape *s)
   return (size_t) p.images * (size_t) p.K * (size_t) p.pixels * esize (dt);
 }
 
-/* col rows are indexed r = i·K + kk over the chunk's images i; blockIdx.y strides over rows (there can be
- * more than 65535), x over the row's pixels. 32-bit index math (64-bit division is emulated and would cost
- * more than the copy): the plan keeps a chunk's col under 2³¹ elements and pixels under 2³¹. */
+/* col rows are indexed r = i·K + kk over the chunk's images i, kk = c·kh·kw + ki·kw + kj, so the kh·kw rows
+ * of image i's channel c are the rows of plane q = i·C + c: r = q·kh·kw + ki·kw + kj. blockIdx.y strides
+ * over planes, x over the row's pixels; each thread divides once for its pixel and walks the kernel window
+ * without division (integer division is emulated, and doing it per element made this kernel compute-bound,
+ * several times slower than its memory traffic). 32-bit pixel math: the plan keeps pixels under 2³¹. */
 template <typename T>
 __global__ void
-im2col_kernel (T *col, const T *img, int C, int H, int W, int kh, int kw, int stride, int pad, int OW, int K,
-               int rows, int p0, int np)
+im2col_kernel (T *col, const T *img, int H, int W, int kh, int kw, int stride, int pad, int OW, int planes, int p0,
+               int np)
 {
   const int t = blockIdx.x * blockDim.x + threadIdx.x;
   if (t >= np)
     return;
-  const int p = p0 + t, oy = p / OW, ox = p % OW;
-  for (int r = blockIdx.y; r < rows; r += gridDim.y)
+  const int p = p0 + t, oy = p / OW, ox = p - oy * OW;
+  const int y0 = oy * stride - pad, x0 = ox * stride - pad, khw = kh * kw;
+  const T zero = oftcu_to<T> (0.0f);
+  for (int q = blockIdx.y; q < planes; q += gridDim.y)
     {
-      const int i = r / K, kk = r % K;
-      const int c = kk / (kh * kw), ki = (kk / kw) % kh, kj = kk % kw;
-      const int y = oy * stride - pad + ki, x = ox * stride - pad + kj;
-      T v = oftcu_to<T> (0.0f);
-      if (y >= 0 && y < H && x >= 0 && x < W)
-        v = img[(((int64_t) i * C + c) * H + y) * (int64_t) W + x];
-      col[(int64_t) r * np + t] = v;
+      const T *src = img + (int64_t) q * H * W;
+      T *dst = col + (int64_t) q * khw * np + t;
+      for (int ki = 0; ki < kh; ki++)
+        {
+          const int y = y0 + ki;
+          const bool row_in = y >= 0 && y < H;
+          for (int kj = 0; kj < kw; kj++)
+            {
+              const int x = x0 + kj;
+              dst[(int64_t) (ki * kw + kj) * np] = row_in && x >= 0 && x < W ? src[(int64_t) y * W + x] : zero;
+            }
+        }
     }
 }
 
@@ -172,7 +181,7 @@ void
 oftcu_im2col (OftCuDtype dt, void *col, const void *img, const OftCuConvShape *s, const OftCuConvPlan *pl,
               int nimg, int64_t p0, int64_t np)
 {
-  const int64_t rows = (int64_t) nimg * pl->K;
+  const int64_t rows = (int64_t) nimg * pl->K, planes = (int64_t) nimg * s->C;
   if (rows <= 0 || np <= 0)
     return;
   if (rows > INT32_MAX || p0 + np > INT32_MAX)
@@ -181,11 +190,11 @@ oftcu_im2col (OftCuDtype dt, void *col, const void *img, const OftCuConvShape *s
                        (long long) (p0 + np));
       return;
     }
-  dim3 grid ((unsigned) ((np + BLOCK - 1) / BLOCK), (unsigned) (rows < 65535 ? rows : 65535));
+  dim3 grid ((unsigned) ((np + BLOCK - 1) / BLOCK), (unsigned) (planes < 65535 ? planes : 65535));
   OFTCU_DISPATCH (dt, "oftcu_im2col", {
-    im2col_kernel<T><<<grid, BLOCK, 0, oftcu_stream ()>>> ((T *) col, (const T *) img, s->C, s->H, s->W, s->kh,
-                                                          s->kw, s->stride, s->pad, pl->OW, (int) pl->K, (int) rows,
-                                                          (int) p0, (int) np);
+    im2col_kernel<T><<<grid, BLOCK, 0, oftcu_stream ()>>> ((T *) col, (const T *) img, s->H, s->W, s->kh, s->kw,
+                                                          s->stride, s->pad, pl->OW, (int) planes, (int) p0,
+                                                          (int) np);
   });
   OFTCU_CHECK_LAUNCH ("oftcu_im2col");
 }
