@@ -257,7 +257,15 @@ oftcu_conv2d_forward (OftCuDtype dt, void *out, const void *inp, const void *wei
 #define GN_CLUSTER 8
 #define GN_THREADS 512
 
-template <typename T>
+/* SiLU as activation_kernel computes it (x·sigmoid(x), the sigmoid as 1/(1+e^−x)) */
+__device__ __forceinline__ float
+silu_f (float x)
+{
+  return x * (1.0f / (1.0f + expf (-x)));
+}
+
+/* SILU: the output is silu(groupnorm(x)), from the fp32 value (one rounding to T instead of two) */
+template <typename T, bool SILU>
 __global__ void __cluster_dims__ (GN_CLUSTER, 1, 1)
 groupnorm_kernel (T *out, float *mean, float *rstd, const T *inp, const float *weight, const float *bias,
                   int C, int64_t HW, int G, float eps)
@@ -315,13 +323,17 @@ groupnorm_kernel (T *out, float *mean, float *rstd, const T *inp, const float *w
       const int64_t from = c * HW > lo ? c * HW : lo, to = (c + 1) * HW < hi ? (c + 1) * HW : hi;
 #pragma unroll 4
       for (int64_t i = from + threadIdx.x; i < to; i += blockDim.x)
-        y[i] = oftcu_to<T> ((oftcu_f (x[i]) - m) * rs * w + b);   /* the CPU's order: no cancellation */
+        {
+          const float v = (oftcu_f (x[i]) - m) * rs * w + b;   /* the CPU's order: no cancellation */
+          y[i] = oftcu_to<T> (SILU ? silu_f (v) : v);
+        }
     }
 }
 
-extern "C" void
-oftcu_groupnorm_forward (OftCuDtype dt, void *out, float *mean, float *rstd, const void *inp,
-                         const float *weight, const float *bias, int B, int C, int64_t HW, int G, float eps)
+template <bool SILU>
+static void
+groupnorm (OftCuDtype dt, void *out, float *mean, float *rstd, const void *inp, const float *weight,
+           const float *bias, int B, int C, int64_t HW, int G, float eps)
 {
   if (G <= 0 || C % G)
     {
@@ -336,10 +348,24 @@ oftcu_groupnorm_forward (OftCuDtype dt, void *out, float *mean, float *rstd, con
       return;
     }
   OFTCU_DISPATCH (dt, "oftcu_groupnorm_forward", {
-    groupnorm_kernel<T><<<dim3 (GN_CLUSTER, B * G), GN_THREADS, 0, oftcu_stream ()>>> (
+    groupnorm_kernel<T, SILU><<<dim3 (GN_CLUSTER, B * G), GN_THREADS, 0, oftcu_stream ()>>> (
         (T *) out, mean, rstd, (const T *) inp, weight, bias, C, HW, G, eps);
   });
-  OFTCU_CHECK_LAUNCH ("oftcu_groupnorm_forward");
+  OFTCU_CHECK_LAUNCH (SILU ? "oftcu_groupnorm_silu_forward" : "oftcu_groupnorm_forward");
+}
+
+extern "C" void
+oftcu_groupnorm_forward (OftCuDtype dt, void *out, float *mean, float *rstd, const void *inp,
+                         const float *weight, const float *bias, int B, int C, int64_t HW, int G, float eps)
+{
+  groupnorm<false> (dt, out, mean, rstd, inp, weight, bias, B, C, HW, G, eps);
+}
+
+extern "C" void
+oftcu_groupnorm_silu_forward (OftCuDtype dt, void *out, float *mean, float *rstd, const void *inp,
+                              const float *weight, const float *bias, int B, int C, int64_t HW, int G, float eps)
+{
+  groupnorm<true> (dt, out, mean, rstd, inp, weight, bias, B, C, HW, G, eps);
 }
 
 /* ---- layer norm: one warp per row ---- */

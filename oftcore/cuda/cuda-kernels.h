@@ -79,6 +79,10 @@ void oftcu_conv2d_forward (OftCuDtype dt, void *out, const void *inp, const void
                            const OftCuConvShape *s, void *scratch);
 void oftcu_groupnorm_forward (OftCuDtype dt, void *out, float *mean, float *rstd, const void *inp,
                               const float *weight, const float *bias, int B, int C, int64_t HW, int G, float eps);
+/* out = silu(groupnorm(inp)) in one pass (ResNet blocks, the models' last step); mean/rstd as groupnorm's.
+ * Reference: oft_groupnorm_forward then oft_silu_forward; in bf16 one rounding fewer. */
+void oftcu_groupnorm_silu_forward (OftCuDtype dt, void *out, float *mean, float *rstd, const void *inp,
+                                   const float *weight, const float *bias, int B, int C, int64_t HW, int G, float eps);
 void oftcu_layernorm_forward (OftCuDtype dt, void *out, float *mean, float *rstd, const void *inp,
                               const float *weight, const float *bias, int64_t N, int C, float eps);
 void oftcu_silu_forward (OftCuDtype dt, void *out, const void *inp, int64_t n);

@@ -452,6 +452,14 @@ k_groupnorm (Cx *c, void *out, float *mean, float *rstd, const void *inp, const 
 }
 
 void
+k_groupnorm_silu (Cx *c, void *out, float *mean, float *rstd, const void *inp, const float *w, const float *b,
+                  int B, int C, int64_t HW, int G, float eps)
+{
+  GO;
+  oftcu_groupnorm_silu_forward (c->dt, out, mean, rstd, inp, w, b, B, C, HW, G, eps);
+}
+
+void
 k_layernorm (Cx *c, void *out, float *mean, float *rstd, const void *inp, const float *w, const float *b,
              int64_t N, int C, float eps)
 {
@@ -569,15 +577,14 @@ k_gemm (Cx *c, OftCuDtype dt, bool ta, bool tb, int M, int N, int K, float alpha
 void
 cu_resnet (Cx *c, void *out, const void *x, const void *temb_act, const OftResnet *r, int B, int H, int W)
 {
-  /* as oft_resnet_forward_save without saving: c1 lives in out until conv2 overwrites it */
+  /* as oft_resnet_forward_save without saving: c1 lives in out until conv2 overwrites it; each norm and its
+   * SiLU are one kernel */
   int64_t HW = (int64_t) H * W, G = (int64_t) B * r->groups;
   CuMark m = cx_mark (c);
-  void *a1 = cx_take (c, (int64_t) B * MAX (r->cin, r->cout) * HW);
-  void *h1 = cx_take (c, (int64_t) B * r->cin * HW), *c1 = out, *h2 = h1;
+  void *a1 = cx_take (c, (int64_t) B * MAX (r->cin, r->cout) * HW), *c1 = out;
   float *mean = cx_f32 (c, G), *rstd = cx_f32 (c, G);
-  k_groupnorm (c, h1, mean, rstd, x, cx_norm (c, r->n1w, r->cin), cx_norm (c, r->n1b, r->cin), B, r->cin, HW,
-               r->groups, r->eps);
-  k_silu (c, a1, h1, B * r->cin * HW);
+  k_groupnorm_silu (c, a1, mean, rstd, x, cx_norm (c, r->n1w, r->cin), cx_norm (c, r->n1b, r->cin), B, r->cin, HW,
+                    r->groups, r->eps);
   k_conv (c, c1, a1, cx_w (c, r->c1w), cx_w (c, r->c1b), B, r->cin, H, W, r->cout, 3, 1, 1);
   if (r->tw && temb_act)
     {
@@ -585,11 +592,8 @@ cu_resnet (Cx *c, void *out, const void *x, const void *temb_act, const OftResne
       k_linear (c, t, temb_act, cx_w (c, r->tw), cx_w (c, r->tb), B, r->temb, r->cout);
       k_add_channel (c, c1, t, B, r->cout, HW);
     }
-  if (r->cout > r->cin)
-    h2 = cx_take (c, (int64_t) B * r->cout * HW);
-  k_groupnorm (c, h2, mean, rstd, c1, cx_norm (c, r->n2w, r->cout), cx_norm (c, r->n2b, r->cout), B, r->cout, HW,
-               r->groups, r->eps);
-  k_silu (c, a1, h2, B * r->cout * HW);
+  k_groupnorm_silu (c, a1, mean, rstd, c1, cx_norm (c, r->n2w, r->cout), cx_norm (c, r->n2b, r->cout), B, r->cout,
+                    HW, r->groups, r->eps);
   k_conv (c, out, a1, cx_w (c, r->c2w), cx_w (c, r->c2b), B, r->cout, H, W, r->cout, 3, 1, 1);
   if (r->scw)
     {
@@ -619,8 +623,7 @@ cu_norm_silu_conv (Cx *c, void *out, const void *x, const float *nw, const float
   CuMark m = cx_mark (c);
   void *h = cx_take (c, (int64_t) B * C * HW);
   float *mean = cx_f32 (c, (int64_t) B * groups), *rstd = cx_f32 (c, (int64_t) B * groups);
-  k_groupnorm (c, h, mean, rstd, x, cx_norm (c, nw, C), cx_norm (c, nb, C), B, C, HW, groups, eps);
-  k_silu (c, h, h, B * C * HW);
+  k_groupnorm_silu (c, h, mean, rstd, x, cx_norm (c, nw, C), cx_norm (c, nb, C), B, C, HW, groups, eps);
   k_conv (c, out, h, cx_w (c, cw), cx_w (c, cb), B, C, H, W, OC, 3, 1, 1);
   cx_reset (c, m);
 }

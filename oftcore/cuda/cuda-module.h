@@ -95,6 +95,9 @@ void k_conv (Cx *c, void *out, const void *inp, const void *w, const void *b, in
              int k, int stride, int pad);
 void k_groupnorm (Cx *c, void *out, float *mean, float *rstd, const void *inp, const float *w, const float *b,
                   int B, int C, int64_t HW, int G, float eps);
+/* out = silu(groupnorm(inp)), one kernel */
+void k_groupnorm_silu (Cx *c, void *out, float *mean, float *rstd, const void *inp, const float *w, const float *b,
+                       int B, int C, int64_t HW, int G, float eps);
 void k_layernorm (Cx *c, void *out, float *mean, float *rstd, const void *inp, const float *w, const float *b,
                   int64_t N, int C, float eps);
 void k_silu (Cx *c, void *out, const void *inp, int64_t n);

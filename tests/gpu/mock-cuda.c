@@ -261,6 +261,18 @@ oftcu_groupnorm_forward (OftCuDtype dt, void *out, float *mean, float *rstd, con
 }
 
 void
+oftcu_groupnorm_silu_forward (OftCuDtype dt, void *out, float *mean, float *rstd, const void *inp,
+                              const float *weight, const float *bias, int B, int C, int64_t HW, int G, float eps)
+{
+  int64_t n = (int64_t) B * C * HW;
+  float *x = rd (dt, inp, n), *y = g_new (float, n);
+  oft_groupnorm_forward (y, mean, rstd, x, weight, bias, B, C, HW, G, eps);
+  oft_silu_forward (y, y, n);  /* in place, one rounding to dt as the device kernel */
+  wr (dt, out, y, n);
+  g_free (x);
+}
+
+void
 oftcu_layernorm_forward (OftCuDtype dt, void *out, float *mean, float *rstd, const void *inp, const float *weight,
                          const float *bias, int64_t N, int C, float eps)
 {

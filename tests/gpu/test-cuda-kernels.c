@@ -392,6 +392,15 @@ test_groupnorm (void)
         report ("groupnorm", dt_name (dt), shape, got, want, n, dt_tol (dt));
         report ("groupnorm mean", dt_name (dt), shape, gm, wm, B * G, TOL_F32);
         report ("groupnorm rstd", dt_name (dt), shape, gr, wr, B * G, TOL_F32);
+        /* the fused silu(groupnorm(x)) against the two CPU kernels (mean and rstd as above) */
+        oft_silu_forward (want, want, n);
+        oftcu_memset0 (dm, (size_t) B * G * sizeof (float));
+        oftcu_groupnorm_silu_forward (dt, dy, dm, dr, dx, dwt, dbs, B, C, HW, G, 1e-5f);
+        float *got2 = down (dy, n, dt), *gm2 = down (dm, B * G, OFTCU_F32);
+        report ("groupnorm+silu", dt_name (dt), shape, got2, want, n, dt_tol (dt));
+        report ("groupnorm+silu mean", dt_name (dt), shape, gm2, wm, B * G, TOL_F32);
+        g_free (got2);
+        g_free (gm2);
         g_free (x);
         g_free (w);
         g_free (b);
