@@ -20,6 +20,7 @@ typedef struct {
   Cx c;
   int B, h, w, T;
   float *sample, *ts, *ctx, *out;
+  float *ctx_host;    /* what f->ctx holds: the context rarely changes between sampling steps */
   OftCuGraph *graph;  /* the body captured for these shapes, or NULL */
   gboolean warm;      /* the last eager run could be captured and allocated nothing */
   int failed_captures;
@@ -41,6 +42,7 @@ fwd_release (Fwd *f)
   oftcu_free (f->ts);
   oftcu_free (f->ctx);
   oftcu_free (f->out);
+  g_free (f->ctx_host);
   CuUnet *d = f->d;
   memset (f, 0, sizeof *f);
   f->d = d;
@@ -413,15 +415,21 @@ cu_unet_forward (gpointer dev, const float *sample, const float *timesteps, cons
   if (!fwd_prepare (f, B, h, w, T, error))
     return FALSE;
   int64_t n_out = (int64_t) B * u->out_ch * h * w;
+  const size_t ctx_bytes = (size_t) B * T * u->ctx_dim * sizeof (float);
+  gboolean same_ctx = f->ctx_host && memcmp (f->ctx_host, context, ctx_bytes) == 0;
+  if (!same_ctx)
+    g_clear_pointer (&f->ctx_host, g_free);
   if (oftcu_upload (f->sample, sample, (size_t) B * u->in_ch * h * w * sizeof (float)) != 0 ||
       oftcu_upload (f->ts, timesteps, (size_t) B * sizeof (float)) != 0 ||
-      oftcu_upload (f->ctx, context, (size_t) B * T * u->ctx_dim * sizeof (float)) != 0)
+      (!same_ctx && oftcu_upload (f->ctx, context, ctx_bytes) != 0))
     {
       g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "UNet forward on the GPU: uploading the inputs: %s",
                    oftcu_error () ? oftcu_error () : "?");
       oftcu_clear_error ();
       return FALSE;
     }
+  if (!same_ctx)
+    f->ctx_host = g_memdup2 (context, ctx_bytes);
   /* taps and the control residual copy to and from the host mid-forward: those runs stay eager */
   gboolean graphs = graphs_enabled () && !u->tap && !u->control;
   /* capture once an eager run with these shapes allocated nothing (arena and fp32 norm copies warm), so

@@ -114,14 +114,18 @@ graph_replay_check (OftUnet *u, const float *sample, const float *t, const float
       g_test_message ("graph forward %d vs eager: max abs diff %.3g (asserted 0)", i, d);
       g_assert_cmpfloat (d, ==, 0);
     }
-  /* new inputs into the same buffers: the replay reads them (an eager run with graphs off is the reference) */
-  float t2[2] = { t[1] * 0.5f + 3, t[0] + 7 };
+  /* new inputs into the same buffers: the replay reads them (an eager run with graphs off is the reference);
+   * a new context too (the module skips uploading an unchanged one) */
+  const int64_t n_ctx = 2 * 77 * (int64_t) oft_unet_context_dim (u);
+  float t2[2] = { t[1] * 0.5f + 3, t[0] + 7 }, *c2 = g_new (float, n_ctx);
   for (int64_t i = 0; i < N_UNET; i++)
     s2[i] = 0.8f * sample[i] + 0.1f;
-  g_assert_true (oft_unet_forward (u, s2, t2, context, 2, 16, 16, 77, got, &error));
+  for (int64_t i = 0; i < n_ctx; i++)
+    c2[i] = 0.9f * context[i];
+  g_assert_true (oft_unet_forward (u, s2, t2, c2, 2, 16, 16, 77, got, &error));
   g_assert_no_error (error);
   g_setenv ("OFT_CUDA_GRAPHS", "0", TRUE);
-  g_assert_true (oft_unet_forward (u, s2, t2, context, 2, 16, 16, 77, want, &error));
+  g_assert_true (oft_unet_forward (u, s2, t2, c2, 2, 16, 16, 77, want, &error));
   g_unsetenv ("OFT_CUDA_GRAPHS");
   g_assert_no_error (error);
   double d = max_diff (got, want, N_UNET), moved = max_diff (got, eager, N_UNET);
@@ -136,6 +140,7 @@ graph_replay_check (OftUnet *u, const float *sample, const float *t, const float
   g_free (got);
   g_free (want);
   g_free (s2);
+  g_free (c2);
 }
 
 static void
