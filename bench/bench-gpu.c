@@ -110,6 +110,19 @@ bench_unet (const OftCudaOps *ops, OftUnet *u, OftDType dt, gboolean graphs, int
       if (i >= warmup)
         times[i - warmup] = (now () - s) * 1e3;
     }
+  if (!graphs)
+    {
+      /* one more eager forward with OFT_CUDA_PROFILE=1: the module prints "profile:" lines, GPU time per kind
+       * of kernel (events around each launch, so a little slower than the timed runs) */
+      g_setenv ("OFT_CUDA_PROFILE", "1", TRUE);
+      gboolean ok = oft_unet_forward (u, x, t, ctx, B, h, w, T, out, &error);
+      g_unsetenv ("OFT_CUDA_PROFILE");
+      if (!ok)
+        {
+          fail ("UNet forward (profiled)", error);
+          goto out;
+        }
+    }
   for (int64_t i = 0; i < n; i++)
     if (!isfinite (out[i]))
       {
@@ -157,6 +170,15 @@ bench_vae (const OftCudaOps *ops, OftVae *v, OftDType dt, int warmup, int reps)
       if (i >= warmup)
         times[i - warmup] = (now () - s) * 1e3;
     }
+  /* one more decode with OFT_CUDA_PROFILE=1: "profile:" lines, GPU time per kind of kernel */
+  g_setenv ("OFT_CUDA_PROFILE", "1", TRUE);
+  if (!oft_vae_decode (v, z, 1, h, w, img, &error))
+    {
+      g_unsetenv ("OFT_CUDA_PROFILE");
+      fail ("VAE decode (profiled)", error);
+      goto out;
+    }
+  g_unsetenv ("OFT_CUDA_PROFILE");
   r.ms_median = median (times, reps);
   r.ms_min = times[0];
   r.peak_gib = ops->peak_bytes () / (double) (1 << 30);

@@ -59,6 +59,15 @@ OftCuGraph *oftcu_graph_capture (void (*body) (void *data), void *data);
 int         oftcu_graph_launch (OftCuGraph *g);
 void        oftcu_graph_destroy (OftCuGraph *g);
 
+/* ---- profiling (opt-in, for benches): GPU time between begin and end on the stream, summed per label ----
+ * No-ops unless enabled, and inside a graph capture. `label` must outlive the report (a string literal). */
+void oftcu_prof_enable (bool on);
+void oftcu_prof_begin (const char *label);
+void oftcu_prof_end (void);
+/* Waits for the stream, writes one "label ms calls" line per label (most time first) and the total into buf,
+ * and starts over. 0, or -1 with oftcu_error(). */
+int  oftcu_prof_report (char *buf, size_t len);
+
 /* ---- GEMM (row-major): C[M,N] = alpha·op(A)·op(B) + beta·C, op = transpose when ta/tb; batched over
  * `batch` with element strides sA, sB, sC. A, B, C all of type dt; fp32 accumulation. ---- */
 void oftcu_gemm (OftCuDtype dt, bool ta, bool tb, int M, int N, int K, float alpha,

@@ -421,12 +421,14 @@ cx_tap (Cx *c, CxTapFunc tap, gpointer data, const char *name, const void *dev, 
 /* ---- launch wrappers ---- */
 
 #define GO if (c->error) return
+/* GPU time per kind of kernel when profiling (oftcu_prof_enable: OFT_CUDA_PROFILE=1, eager forwards only) */
+#define PROF(label, ...) do { oftcu_prof_begin (label); __VA_ARGS__; oftcu_prof_end (); } while (0)
 
 void
 k_linear (Cx *c, void *out, const void *inp, const void *w, const void *b, int64_t N, int C, int OC)
 {
   GO;
-  oftcu_linear_forward (c->dt, out, inp, w, b, N, C, OC);
+  PROF ("linear", oftcu_linear_forward (c->dt, out, inp, w, b, N, C, OC));
 }
 
 void
@@ -439,7 +441,8 @@ k_conv (Cx *c, void *out, const void *inp, const void *w, const void *b, int B, 
   CuMark m = cx_mark (c);
   void *scratch = n ? cu_arena_take (c->a, n, &c->error) : NULL;
   if (!c->error)
-    oftcu_conv2d_forward (c->dt, out, inp, w, b, &s, scratch);
+    PROF (k == 1 ? "conv1x1" : stride == 1 ? "conv3x3" : "conv3x3 s2",
+          oftcu_conv2d_forward (c->dt, out, inp, w, b, &s, scratch));
   cx_reset (c, m);
 }
 
@@ -448,7 +451,7 @@ k_groupnorm (Cx *c, void *out, float *mean, float *rstd, const void *inp, const 
              int B, int C, int64_t HW, int G, float eps)
 {
   GO;
-  oftcu_groupnorm_forward (c->dt, out, mean, rstd, inp, w, b, B, C, HW, G, eps);
+  PROF ("groupnorm", oftcu_groupnorm_forward (c->dt, out, mean, rstd, inp, w, b, B, C, HW, G, eps));
 }
 
 void
@@ -456,7 +459,7 @@ k_groupnorm_silu (Cx *c, void *out, float *mean, float *rstd, const void *inp, c
                   int B, int C, int64_t HW, int G, float eps)
 {
   GO;
-  oftcu_groupnorm_silu_forward (c->dt, out, mean, rstd, inp, w, b, B, C, HW, G, eps);
+  PROF ("groupnorm+silu", oftcu_groupnorm_silu_forward (c->dt, out, mean, rstd, inp, w, b, B, C, HW, G, eps));
 }
 
 void
@@ -464,63 +467,64 @@ k_layernorm (Cx *c, void *out, float *mean, float *rstd, const void *inp, const 
              int64_t N, int C, float eps)
 {
   GO;
-  oftcu_layernorm_forward (c->dt, out, mean, rstd, inp, w, b, N, C, eps);
+  PROF ("layernorm", oftcu_layernorm_forward (c->dt, out, mean, rstd, inp, w, b, N, C, eps));
 }
 
 void
 k_silu (Cx *c, void *out, const void *inp, int64_t n)
 {
   GO;
-  oftcu_silu_forward (c->dt, out, inp, n);
+  PROF ("silu", oftcu_silu_forward (c->dt, out, inp, n));
 }
 
 void
 k_geglu (Cx *c, void *out, const void *inp, int64_t N, int C)
 {
   GO;
-  oftcu_geglu_forward (c->dt, out, inp, N, C);
+  PROF ("geglu", oftcu_geglu_forward (c->dt, out, inp, N, C));
 }
 
 void
 k_softmax (Cx *c, void *out, const void *inp, int64_t N, int C)
 {
   GO;
-  oftcu_softmax_forward (c->dt, out, inp, N, C);
+  PROF ("softmax", oftcu_softmax_forward (c->dt, out, inp, N, C));
 }
 
 void
 k_attention (Cx *c, void *out, const void *q, const void *k, const void *v, int B, int Tq, int Tk, int H, int D)
 {
   GO;
-  oftcu_attention_forward (c->dt, out, NULL, q, k, v, B, Tq, Tk, H, D, false);
+  PROF (Tq == Tk ? "self-attention" : "cross-attention",
+        oftcu_attention_forward (c->dt, out, NULL, q, k, v, B, Tq, Tk, H, D, false));
 }
 
 void
 k_upsample2x (Cx *c, void *out, const void *inp, int64_t BC, int H, int W)
 {
   GO;
-  oftcu_upsample2x_forward (c->dt, out, inp, BC, H, W);
+  PROF ("upsample2x", oftcu_upsample2x_forward (c->dt, out, inp, BC, H, W));
 }
 
 void
 k_concat (Cx *c, void *out, const void *a, const void *b, int B, int Ca, int Cb, int64_t HW)
 {
   GO;
-  oftcu_concat_forward (c->dt, out, a, b, B, Ca, Cb, HW);
+  PROF ("concat", oftcu_concat_forward (c->dt, out, a, b, B, Ca, Cb, HW));
 }
 
 void
 k_add (Cx *c, void *out, const void *a, const void *b, int64_t n)
 {
   GO;
-  oftcu_add_forward (c->dt, out, a, b, n);
+  PROF ("add", oftcu_add_forward (c->dt, out, a, b, n));
 }
 
 void
 k_add_channel (Cx *c, void *x, const void *v, int B, int C, int64_t HW)
 {
   GO;
-  oftcu_add_channel_forward (c->dt, x, v, B, C, HW);
+  PROF ("add_channel", oftcu_add_channel_forward (c->dt, x, v, B, C, HW));
 }
 
 void
@@ -533,14 +537,14 @@ k_transpose (Cx *c, void *out, const void *inp, int B, int64_t C, int64_t HW)
                    C);
       return;
     }
-  oftcu_transpose_forward (c->dt, out, inp, B, (int) C, HW);
+  PROF ("transpose", oftcu_transpose_forward (c->dt, out, inp, B, (int) C, HW));
 }
 
 void
 k_copy (Cx *c, void *dst, const void *src, int64_t n)
 {
   GO;
-  oftcu_copy (dst, src, (size_t) n * c->es);
+  PROF ("copy", oftcu_copy (dst, src, (size_t) n * c->es));
 }
 
 void
@@ -554,14 +558,14 @@ void
 k_block_rotate (Cx *c, void *out, const void *inp, const float *R, int64_t N, int nb, int b)
 {
   GO;
-  oftcu_block_rotate_forward (c->dt, out, inp, R, N, nb, b);
+  PROF ("block_rotate", oftcu_block_rotate_forward (c->dt, out, inp, R, N, nb, b));
 }
 
 void
 k_convert (Cx *c, void *dst, OftCuDtype dd, const void *src, OftCuDtype sd, int64_t n)
 {
   GO;
-  oftcu_convert (dst, dd, src, sd, n);
+  PROF ("convert", oftcu_convert (dst, dd, src, sd, n));
 }
 
 void
@@ -569,7 +573,7 @@ k_gemm (Cx *c, OftCuDtype dt, bool ta, bool tb, int M, int N, int K, float alpha
         int64_t sA, const void *B, int ldb, int64_t sB, float beta, void *C, int ldc, int64_t sC, int batch)
 {
   GO;
-  oftcu_gemm (dt, ta, tb, M, N, K, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC, batch);
+  PROF ("gemm", oftcu_gemm (dt, ta, tb, M, N, K, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC, batch));
 }
 
 /* ---- blocks ---- */

@@ -6,6 +6,10 @@
 #include <cublas_v2.h>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
+#include <map>
+#include <string>
+#include <algorithm>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -375,6 +379,89 @@ oftcu_graph_destroy (OftCuGraph *g)
   cudaStreamSynchronize (g_stream);
   cudaGraphExecDestroy (g->exec);
   delete g;
+}
+
+/* ---- profiling: event pairs on the stream, read back at the report ---- */
+static bool g_prof;
+static std::vector<cudaEvent_t> g_prof_events;   /* created on demand, reused after each report */
+static std::vector<const char *> g_prof_labels;  /* one per begin */
+static size_t g_prof_used;                       /* events recorded since the last report */
+
+static cudaEvent_t
+prof_event (void)
+{
+  if (g_prof_used == g_prof_events.size ())
+    {
+      cudaEvent_t e;
+      if (!OFTCU_CHECK (cudaEventCreate (&e)))
+        return NULL;
+      g_prof_events.push_back (e);
+    }
+  return g_prof_events[g_prof_used++];
+}
+
+extern "C" void
+oftcu_prof_enable (bool on)
+{
+  g_prof = on;
+}
+
+extern "C" void
+oftcu_prof_begin (const char *label)
+{
+  if (!g_prof || g_capturing || g_device < 0 || g_prof_used % 2)
+    return;
+  cudaEvent_t e = prof_event ();
+  if (!e)
+    return;
+  g_prof_labels.push_back (label);
+  OFTCU_CHECK (cudaEventRecord (e, g_stream));
+}
+
+extern "C" void
+oftcu_prof_end (void)
+{
+  if (!g_prof || g_capturing || g_device < 0 || g_prof_used % 2 == 0)
+    return;
+  cudaEvent_t e = prof_event ();
+  if (e)
+    OFTCU_CHECK (cudaEventRecord (e, g_stream));
+  else
+    g_prof_used--;  /* drop the unmatched begin */
+}
+
+extern "C" int
+oftcu_prof_report (char *buf, size_t len)
+{
+  if (len)
+    buf[0] = 0;
+  if (g_device < 0 || !OFTCU_CHECK (cudaStreamSynchronize (g_stream)))
+    return -1;
+  std::map<std::string, std::pair<double, int>> sum;
+  double total = 0;
+  for (size_t i = 0; i + 1 < g_prof_used; i += 2)
+    {
+      float ms = 0;
+      if (!OFTCU_CHECK (cudaEventElapsedTime (&ms, g_prof_events[i], g_prof_events[i + 1])))
+        break;
+      auto &s = sum[g_prof_labels[i / 2]];
+      s.first += ms;
+      s.second++;
+      total += ms;
+    }
+  g_prof_used = 0;
+  g_prof_labels.clear ();
+  std::vector<std::pair<std::string, std::pair<double, int>>> v (sum.begin (), sum.end ());
+  std::sort (v.begin (), v.end (), [] (const auto &a, const auto &b) { return a.second.first > b.second.first; });
+  size_t at = 0;
+  for (auto &x : v)
+    if (at < len)
+      at += snprintf (buf + at, len - at, "%-16s %8.3f ms %5d calls\n", x.first.c_str (), x.second.first,
+                      x.second.second);
+  if (at < len)
+    snprintf (buf + at, len - at, "%-16s %8.3f ms (kernels only; the rest of the wall time is gaps)\n", "total",
+              total);
+  return oftcu_error () ? -1 : 0;
 }
 
 /* ---- GEMM ----

@@ -9,6 +9,7 @@
 #include "cuda-module.h"
 #include "../models/unet-private.h"
 #include "oft/error.h"
+#include <stdio.h>
 #include <string.h>
 
 typedef struct _CuUnet CuUnet;
@@ -432,6 +433,7 @@ cu_unet_forward (gpointer dev, const float *sample, const float *timesteps, cons
     f->ctx_host = g_memdup2 (context, ctx_bytes);
   /* taps and the control residual copy to and from the host mid-forward: those runs stay eager */
   gboolean graphs = graphs_enabled () && !u->tap && !u->control;
+  gboolean profile = FALSE;
   /* capture once an eager run with these shapes allocated nothing (arena and fp32 norm copies warm), so
    * the capture, from the same arena state, allocates nothing either; a failed capture is retried once,
    * then these shapes stay eager */
@@ -462,12 +464,28 @@ cu_unet_forward (gpointer dev, const float *sample, const float *timesteps, cons
   else
     {
       size_t before = d->acts.reserved + d->w.f32_store.reserved;
+      profile = g_strcmp0 (g_getenv ("OFT_CUDA_PROFILE"), "1") == 0;
+      oftcu_prof_enable (profile);
       unet_body (f);
+      oftcu_prof_enable (false);
       f->warm = graphs && cx_ok (&f->c) && d->acts.reserved + d->w.f32_store.reserved == before;
     }
   Cx *c = &f->c;
   if (cx_ok (c) && !oftcu_error () && oftcu_download (out, f->out, (size_t) n_out * sizeof (float)) != 0)
     g_set_error (&c->error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "downloading the result: %s",
                  oftcu_error () ? oftcu_error () : "?");
+  if (profile && cx_ok (c))
+    {
+      /* OFT_CUDA_PROFILE=1: GPU time per kind of kernel of this (eager) forward, on stdout for the benches */
+      char buf[4096];
+      if (oftcu_prof_report (buf, sizeof buf) == 0)
+        {
+          char **lines = g_strsplit (buf, "\n", -1);
+          for (char **l = lines; *l; l++)
+            if (**l)
+              printf ("profile: UNet %dx%dx%d: %s\n", B, h, w, *l);
+          g_strfreev (lines);
+        }
+    }
   return cx_end (c, "UNet forward", error);
 }

@@ -6,6 +6,7 @@
  * GEMMs around a softmax rather than the fused kernel, and in fp32 whatever the storage type: bf16
  * logits of a 512-wide dot product would round by up to ~0.1, too coarse for the softmax. */
 #include "cuda-module.h"
+#include <stdio.h>
 #include "../models/vae-private.h"
 #include "oft/error.h"
 #include <math.h>
@@ -117,7 +118,11 @@ cu_vae_decode (gpointer dev, const float *z, int B, int h, int w, float *img, GE
   int f = oft_vae_factor (v), L = v->n_levels, maxc = v->ch[L - 1];
   Cx cx;
   Cx *c = &cx;
+  /* OFT_CUDA_PROFILE=1: GPU time per kind of kernel, printed as "profile:" lines for the benches */
+  gboolean profile = g_strcmp0 (g_getenv ("OFT_CUDA_PROFILE"), "1") == 0;
+  int h0 = h, w0 = w;
   cx_begin (c, &d->acts, &d->w);
+  oftcu_prof_enable (profile);
   CuMark mark = cx_mark (c);
   int cmax = 0;
   for (int i = 0; i < L; i++)
@@ -149,7 +154,17 @@ cu_vae_decode (gpointer dev, const float *z, int B, int h, int w, float *img, GE
     }
   cu_norm_silu_conv (c, y, x, v->d_nw, v->d_nb, v->groups, VAE_EPS, v->d_out_w, v->d_out_b, B, v->ch[0], h, w,
                      v->out_ch);
+  oftcu_prof_enable (false);
   cx_download (c, img, y, (int64_t) B * v->out_ch * h * w);
+  char buf[4096];
+  if (profile && cx_ok (c) && oftcu_prof_report (buf, sizeof buf) == 0)
+    {
+      char **lines = g_strsplit (buf, "\n", -1);
+      for (char **l = lines; *l; l++)
+        if (**l)
+          printf ("profile: VAE decode %dx%d: %s\n", h0 * f, w0 * f, *l);
+      g_strfreev (lines);
+    }
   gboolean ok = cx_end (c, "VAE decode", error);
   cx_reset (c, mark);
   return ok;
