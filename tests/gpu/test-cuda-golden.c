@@ -99,20 +99,36 @@ max_diff (const float *a, const float *b, int64_t n)
 
 /* CUDA graph replay (cuda-unet.c): the forwards after the first untapped one are captured once and
  * replayed; they must give the eager forward's output to the last bit (the same kernels on the same
- * inputs; only the launching differs), also after the inputs change between replays. `eager` is the
+ * inputs; only the launching differs), also after the inputs change between replays. That presumes the
+ * eager forward is itself deterministic, which is checked first (two eager forwards with graphs off); if it
+ * is not, the replays are held to the golden tolerance `tol` instead, and the test says so. `eager` is the
  * output of an eager forward of (sample, t, context). */
 static void
-graph_replay_check (OftUnet *u, const float *sample, const float *t, const float *context, const float *eager)
+graph_replay_check (OftUnet *u, const float *sample, const float *t, const float *context, const float *eager,
+                    double tol)
 {
   GError *error = NULL;
   float *got = g_new (float, N_UNET), *want = g_new (float, N_UNET), *s2 = g_new (float, N_UNET);
+  g_setenv ("OFT_CUDA_GRAPHS", "0", TRUE);
+  g_assert_true (oft_unet_forward (u, sample, t, context, 2, 16, 16, 77, want, &error));
+  g_unsetenv ("OFT_CUDA_GRAPHS");
+  g_assert_no_error (error);
+  double nondet = max_diff (want, eager, N_UNET);
+  /* bound on |replay − eager|: 0, or the golden tolerance relative to the output's scale */
+  double scale = 0;
+  for (int64_t i = 0; i < N_UNET; i++)
+    scale = fmax (scale, fabs (eager[i]));
+  const double bound = nondet == 0 ? 0 : tol * fmax (scale, 1.0);
+  g_test_message ("eager forward vs eager forward: max abs diff %.3g (%s)", nondet,
+                  nondet == 0 ? "deterministic: graph replays must match to the bit"
+                              : "NOT deterministic: graph replays held to the golden tolerance");
   for (int i = 0; i < 3; i++)  /* warm eager run, capture, replay */
     {
       g_assert_true (oft_unet_forward (u, sample, t, context, 2, 16, 16, 77, got, &error));
       g_assert_no_error (error);
       double d = max_diff (got, eager, N_UNET);
-      g_test_message ("graph forward %d vs eager: max abs diff %.3g (asserted 0)", i, d);
-      g_assert_cmpfloat (d, ==, 0);
+      g_test_message ("graph forward %d vs eager: max abs diff %.3g (bound %.3g)", i, d, bound);
+      g_assert_cmpfloat (d, <=, bound);
     }
   /* new inputs into the same buffers: the replay reads them (an eager run with graphs off is the reference);
    * a new context too (the module skips uploading an unchanged one) */
@@ -129,14 +145,14 @@ graph_replay_check (OftUnet *u, const float *sample, const float *t, const float
   g_unsetenv ("OFT_CUDA_GRAPHS");
   g_assert_no_error (error);
   double d = max_diff (got, want, N_UNET), moved = max_diff (got, eager, N_UNET);
-  g_test_message ("graph replay on new inputs vs eager: max abs diff %.3g (asserted 0); moved %.3g from the "
-                  "first inputs' output", d, moved);
-  g_assert_cmpfloat (d, ==, 0);
-  g_assert_cmpfloat (moved, >, 0);  /* the replay did not return a stale output */
+  g_test_message ("graph replay on new inputs vs eager: max abs diff %.3g (bound %.3g); moved %.3g from the "
+                  "first inputs' output", d, bound, moved);
+  g_assert_cmpfloat (d, <=, bound);
+  g_assert_cmpfloat (moved, >, 2 * bound);  /* the replay did not return a stale output */
   /* and back to the first inputs */
   g_assert_true (oft_unet_forward (u, sample, t, context, 2, 16, 16, 77, got, &error));
   g_assert_no_error (error);
-  g_assert_cmpfloat (max_diff (got, eager, N_UNET), ==, 0);
+  g_assert_cmpfloat (max_diff (got, eager, N_UNET), <=, bound);
   g_free (got);
   g_free (want);
   g_free (s2);
@@ -164,7 +180,7 @@ unet_golden (OftDType dt, double tol, double tap_tol)
   g_assert_true (oft_unet_forward (u, sample, t, context, 2, 16, 16, 77, out2, &error));
   g_assert_no_error (error);
   report ("second forward vs first", out2, out, N_UNET, tol);
-  graph_replay_check (u, sample, t, context, out2);
+  graph_replay_check (u, sample, t, context, out2, tol);
   /* a bad size is refused before the device is touched */
   g_assert_false (oft_unet_forward (u, sample, t, context, 2, 12, 16, 77, out, &error));
   g_assert_error (error, OFT_MODEL_ERROR, OFT_ERROR_SHAPE);
@@ -245,6 +261,8 @@ unet_oft (OftDType dt, double tol)
                   order == 0 ? "applied first" : "applied on the GPU");
       report (what, gpu, want, N_UNET, tol);
       report ("  vs the CPU forward", gpu, cpu, N_UNET, tol);
+      if (order == 1)  /* the rotations inside a captured graph */
+        graph_replay_check (u, x, t, ctx, gpu, tol);
       oft_unet_free (u);
     }
   g_free (cpu);
