@@ -261,7 +261,9 @@ unet_oft (OftDType dt, double tol)
                   order == 0 ? "applied first" : "applied on the GPU");
       report (what, gpu, want, N_UNET, tol);
       report ("  vs the CPU forward", gpu, cpu, N_UNET, tol);
-      if (order == 1)  /* the rotations inside a captured graph */
+      /* the rotations inside a captured graph (fp32 only: the capture does not depend on the storage type,
+       * and the bf16 stand-in is slow under the sanitizers) */
+      if (order == 1 && dt == OFT_DTYPE_F32)
         graph_replay_check (u, x, t, ctx, gpu, tol);
       oft_unet_free (u);
     }
