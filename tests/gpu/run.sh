@@ -161,11 +161,13 @@ echo "================ GPU summary ($(( $(date +%s) - start )) s) ==============
 printf '%s\n' "${results[@]}"
 if [ -f "$logs/golden.log" ]; then
   echo "-- golden GPU tests: measured errors (max abs err against the reference, and the bound)"
-  grep -E 'GPU (fp32|bf16)|vs the CPU|second forward|txt2img' "$logs/golden.log" | sed 's/^# */  /'
+  grep -E 'GPU (fp32|bf16)|vs the CPU|second forward|txt2img|graph replay|eager forward vs|graph capture|DEBUG: UNet forward: captured' "$logs/golden.log" \
+    | sed 's/^# */  /'
 fi
 if [ -f "$logs/bench.log" ]; then
   echo "-- bench"
   grep -E '^(device|summary):' "$logs/bench.log" | sed 's/^summary: */  /'
+  grep -E '^profile:' "$logs/bench.log" | sed 's/^/  /'
 fi
 if [ -f "$logs/bench-kernels.log" ]; then
   echo "-- kernel bench (bench-gpu-kernels --quick)"
