@@ -75,14 +75,14 @@ typedef struct {
 } Result;
 
 /* graphs: FALSE sets OFT_CUDA_GRAPHS=0 (every forward eager); TRUE replays the forward's CUDA graph, which
- * the module captures on the second forward of a shape (so at least 3 warm-up forwards) */
+ * the module captures once an eager forward of a shape allocated nothing (so at least 5 warm-up forwards) */
 static Result
 bench_unet (const OftCudaOps *ops, OftUnet *u, OftDType dt, gboolean graphs, int warmup, int reps)
 {
   Result r = { 0 };
   GError *error = NULL;
   g_setenv ("OFT_CUDA_GRAPHS", graphs ? "1" : "0", TRUE);
-  warmup = MAX (warmup, 3);
+  warmup = MAX (warmup, 5);
   const char *dts = dt == OFT_DTYPE_F32 ? "fp32" : "bf16";
   double t0 = now ();
   if (!oft_unet_set_device (u, OFT_DEVICE_CUDA, dt, &error))
