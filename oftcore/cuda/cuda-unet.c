@@ -444,7 +444,7 @@ cu_unet_forward (gpointer dev, const float *sample, const float *timesteps, cons
       if (!f->graph || f->c.error)
         {
           g_message ("UNet forward: CUDA graph capture failed (%s); running eagerly",
-                   f->c.error ? f->c.error->message : oftcu_error () ? oftcu_error () : "?");
+                     f->c.error ? f->c.error->message : oftcu_error () ? oftcu_error () : "?");
           g_clear_error (&f->c.error);
           oftcu_graph_destroy (f->graph);
           f->graph = NULL;
