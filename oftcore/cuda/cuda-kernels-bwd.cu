@@ -114,24 +114,47 @@ static inline int conv_oh (const OftCuConvShape *s) { return (s->H + 2 * s->pad 
 static inline int conv_ow (const OftCuConvShape *s) { return (s->W + 2 * s->pad - s->kw) / s->stride + 1; }
 
 /* col[i][(c·kh + ki)·kw + kj][pp] = img_i[c][oy·st − pad + ki][ox·st − pad + kj] (0 outside the image),
- * for the chunk's images i < nimg and output pixels p = p0 + pp, pp < np (p = oy·OW + ox) */
+ * for the chunk's images i < nimg and output pixels p = p0 + pp, pp < np (p = oy·OW + ox). The kh·kw rows of
+ * image i's channel c are those of plane q = i·C + c; x strides over pixels, y over planes, and each thread
+ * divides once per pixel, then walks the kernel window (per-element 64-bit divisions made this kernel
+ * compute-bound, as in the forward's im2col). */
 template <typename T>
 __global__ void
 k_im2col_chunk (T *col, const T *img, int nimg, int C, int H, int W, int kh, int kw, int st, int pad, int OW,
                 int64_t p0, int64_t np)
 {
-  const int64_t K = (int64_t) C * kh * kw, n = (int64_t) nimg * K * np, in_sz = (int64_t) C * H * W;
-  for (int64_t e = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; e < n; e += (int64_t) gridDim.x * blockDim.x)
+  const int khw = kh * kw;
+  const int64_t planes = (int64_t) nimg * C, HWi = (int64_t) H * W;
+  const T zero = oftcu_to<T> (0.0f);
+  for (int64_t pp = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; pp < np; pp += (int64_t) gridDim.x * blockDim.x)
     {
-      const int64_t row = e / np, pp = e - row * np;    /* row = i·K + kk */
-      const int64_t i = row / K, kk = row - i * K;
       const int64_t p = p0 + pp;
       const int oy = (int) (p / OW), ox = (int) (p - (int64_t) oy * OW);
-      const int kj = (int) (kk % kw), ki = (int) ((kk / kw) % kh), c = (int) (kk / ((int64_t) kw * kh));
-      const int y = oy * st - pad + ki, x = ox * st - pad + kj;
-      col[e] = (y >= 0 && y < H && x >= 0 && x < W) ? img[i * in_sz + ((int64_t) c * H + y) * W + x]
-                                                    : oftcu_to<T> (0.0f);
+      const int y0 = oy * st - pad, x0 = ox * st - pad;
+      for (int64_t q = blockIdx.y; q < planes; q += gridDim.y)
+        {
+          const T *src = img + q * HWi;
+          T *dst = col + q * khw * np + pp;
+          for (int ki = 0; ki < kh; ki++)
+            {
+              const int y = y0 + ki;
+              const bool row_in = y >= 0 && y < H;
+              for (int kj = 0; kj < kw; kj++)
+                {
+                  const int x = x0 + kj;
+                  dst[(int64_t) (ki * kw + kj) * np] = row_in && x >= 0 && x < W ? src[(int64_t) y * W + x] : zero;
+                }
+            }
+        }
     }
+}
+
+static dim3
+im2col_grid (int64_t planes, int64_t np)
+{
+  const int64_t gx = (np + 255) / 256;
+  return dim3 ((unsigned) (gx < (1 << 20) ? (gx > 0 ? gx : 1) : (1 << 20)),
+               (unsigned) (planes < 65535 ? (planes > 0 ? planes : 1) : 65535));
 }
 
 /* Adjoint of k_im2col_chunk as a gather: each input pixel sums the col entries of the chunk that read it
@@ -234,8 +257,9 @@ oftcu_conv2d_backward (OftCuDtype dt, void *dinp, void *dweight, void *dbias, co
           const char *d0 = offset (dout, b0 * out_sz + p0, dt);   /* dout[b0][0][p0], rows P apart */
           if (dweight) /* dW[OC, K] += dout_i[OC, np] · col_iᵀ */
             {
+              const dim3 ig = im2col_grid ((int64_t) nimg * s->C, np);
               OFTCU_DISPATCH (dt, "oftcu_conv2d_backward im2col", {
-                k_im2col_chunk<T><<<oftcu_grid256 (nimg * K * np), 256, 0, oftcu_stream ()>>> (
+                k_im2col_chunk<T><<<ig, 256, 0, oftcu_stream ()>>> (
                     (T *) scratch, (const T *) offset (inp, b0 * in_sz, dt), nimg, s->C, s->H, s->W, s->kh, s->kw,
                     s->stride, s->pad, OW, p0, np);
               });
