@@ -164,39 +164,42 @@ __global__ void
 k_col2im_chunk_add (T *img, const T *col, int nimg, int C, int H, int W, int kh, int kw, int st, int pad,
                     int OH, int OW, int64_t p0, int64_t np)
 {
-  const int64_t K = (int64_t) C * kh * kw, HWi = (int64_t) H * W, n = (int64_t) nimg * C * HWi;
-  for (int64_t e = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; e < n; e += (int64_t) gridDim.x * blockDim.x)
+  /* y strides over planes q = i·C + c (whose kh·kw col rows start at row q·kh·kw), x over the plane's
+   * pixels: one division per pixel instead of five 64-bit ones */
+  const int64_t HWi = (int64_t) H * W, planes = (int64_t) nimg * C, khw = (int64_t) kh * kw;
+  for (int64_t q = blockIdx.y; q < planes; q += gridDim.y)
     {
-      const int64_t ic = e / HWi;                       /* i·C + c */
-      const int64_t i = ic / C;
-      const int c = (int) (ic - i * C);
-      const int rem = (int) (e - ic * HWi);
-      const int y = rem / W, x = rem - y * W;
-      const T *ci = col + i * K * np;
-      float s = 0.0f;
-      for (int ki = 0; ki < kh; ki++)
+      const T *cq = col + q * khw * np;
+      T *iq = img + q * HWi;
+      for (int64_t rem = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; rem < HWi;
+           rem += (int64_t) gridDim.x * blockDim.x)
         {
-          const int ty = y + pad - ki;                  /* = oy·st */
-          if (ty < 0 || ty % st != 0)
-            continue;
-          const int oy = ty / st;
-          if (oy >= OH)
-            continue;
-          for (int kj = 0; kj < kw; kj++)
+          const int y = (int) (rem / W), x = (int) (rem - (int64_t) y * W);
+          float s = 0.0f;
+          for (int ki = 0; ki < kh; ki++)
             {
-              const int tx = x + pad - kj;
-              if (tx < 0 || tx % st != 0)
+              const int ty = y + pad - ki;                  /* = oy·st */
+              if (ty < 0 || ty % st != 0)
                 continue;
-              const int ox = tx / st;
-              if (ox >= OW)
+              const int oy = ty / st;
+              if (oy >= OH)
                 continue;
-              const int64_t pp = (int64_t) oy * OW + ox - p0;
-              if (pp < 0 || pp >= np)
-                continue;
-              s += oftcu_f (ci[(((int64_t) c * kh + ki) * kw + kj) * np + pp]);
+              for (int kj = 0; kj < kw; kj++)
+                {
+                  const int tx = x + pad - kj;
+                  if (tx < 0 || tx % st != 0)
+                    continue;
+                  const int ox = tx / st;
+                  if (ox >= OW)
+                    continue;
+                  const int64_t pp = (int64_t) oy * OW + ox - p0;
+                  if (pp < 0 || pp >= np)
+                    continue;
+                  s += oftcu_f (cq[(int64_t) (ki * kw + kj) * np + pp]);
+                }
             }
+          oftcu_add_to (iq, rem, s);
         }
-      oftcu_add_to (img, e, s);
     }
 }
 
@@ -272,8 +275,9 @@ oftcu_conv2d_backward (OftCuDtype dt, void *dinp, void *dweight, void *dbias, co
             {
               oftcu_gemm (dt, true, false, (int) K, (int) np, s->OC, 1.0f, weight, (int) K, 0, d0, (int) P, out_sz,
                           0.0f, scratch, (int) np, K * np, nimg);
+              const dim3 cg2 = im2col_grid ((int64_t) nimg * s->C, (int64_t) s->H * s->W);
               OFTCU_DISPATCH (dt, "oftcu_conv2d_backward col2im", {
-                k_col2im_chunk_add<T><<<oftcu_grid256 (nimg * in_sz), 256, 0, oftcu_stream ()>>> (
+                k_col2im_chunk_add<T><<<cg2, 256, 0, oftcu_stream ()>>> (
                     (T *) offset (dinp, b0 * in_sz, dt), (const T *) scratch, nimg, s->C, s->H, s->W, s->kh, s->kw,
                     s->stride, s->pad, OH, OW, p0, np);
               });
