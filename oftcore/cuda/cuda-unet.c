@@ -11,17 +11,80 @@
 #include "oft/error.h"
 #include <string.h>
 
-typedef struct {
-  OftUnet *u;
-  CuWeights w;
-  CuArena acts;
-  GHashTable *rots;   /* LinRot* → device R [n_blocks, b, b] fp32 */
-} CuUnet;
-
 static void
 free_rot (gpointer p)
 {
   oftcu_free (p);
+}
+
+static void
+free_train (gpointer p)
+{
+  CuTrain *t = p;
+  oftcu_free (t->R);
+  oftcu_free (t->dR);
+  g_free (t);
+}
+
+gboolean
+cu_unet_sync_train (CuUnet *d, GError **error)
+{
+  GPtrArray *list = d->u->trainables;
+  for (guint i = 0; list && i < list->len; i++)
+    {
+      const Trainable *t = g_ptr_array_index (list, i);
+      if (t->kind != OFT_ADAPTER_OFT || t->s)
+        {
+          g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "UNet: the attached adapter is %s; the GPU trains "
+                       "OFT/COFT rotations without a per-output scale only (use the CPU)",
+                       t->kind != OFT_ADAPTER_OFT ? "BOFT" : "OFT with a per-output scale");
+          return FALSE;
+        }
+      const OftSpec *s = &t->spec;
+      size_t bb = (size_t) s->b * s->b, bytes = sizeof (float) * bb * s->n_blocks;
+      CuTrain *ct = g_hash_table_lookup (d->train, t);
+      if (ct && (ct->nb != s->n_blocks || ct->b != s->b))
+        {
+          /* a trainable freed and another allocated at its address: same key, other shape */
+          g_hash_table_remove (d->train, t);
+          ct = NULL;
+        }
+      if (!ct)
+        {
+          ct = g_new0 (CuTrain, 1);
+          ct->nb = s->n_blocks, ct->b = s->b;
+          ct->R = oftcu_alloc (bytes);
+          ct->dR = ct->R ? oftcu_alloc (bytes) : NULL;
+          g_hash_table_insert (d->train, (gpointer) t, ct);
+          if (!ct->dR)
+            {
+              g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "UNet: allocating %zu bytes on the GPU for a "
+                           "trained rotation: %s", 2 * bytes, oftcu_error () ? oftcu_error () : "out of memory");
+              oftcu_clear_error ();
+              g_hash_table_remove (d->train, t);
+              return FALSE;
+            }
+        }
+      const float *R = t->R;
+      float *full = NULL;
+      if (s->block_share && s->n_blocks > 1)
+        {
+          full = g_new (float, bb * s->n_blocks);
+          for (int k = 0; k < s->n_blocks; k++)
+            memcpy (full + k * bb, t->R, bb * sizeof (float));
+          R = full;
+        }
+      int rc = oftcu_upload (ct->R, R, bytes);
+      g_free (full);
+      if (rc != 0)
+        {
+          g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "UNet: uploading a trained rotation: %s",
+                       oftcu_error () ? oftcu_error () : "?");
+          oftcu_clear_error ();
+          return FALSE;
+        }
+    }
+  return TRUE;
 }
 
 static gboolean
@@ -68,16 +131,19 @@ cu_unet_release (gpointer dev)
   cu_arena_release (&d->acts);
   if (d->rots)
     g_hash_table_destroy (d->rots);
+  if (d->train)
+    g_hash_table_destroy (d->train);
   g_free (d);
 }
 
+/* Full-parameter training stays on the CPU */
 static gboolean
-check_inference_only (const OftUnet *u, GError **error)
+check_no_full_training (const OftUnet *u, GError **error)
 {
-  if (u->trainables)
+  if (oft_params_have_grads (u->params_list))
     {
       g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID,
-                   "UNet: an adapter attached for training runs on the CPU only; detach it before using the GPU");
+                   "UNet: full-parameter training runs on the CPU only; detach it before using the GPU");
       return FALSE;
     }
   return TRUE;
@@ -86,7 +152,7 @@ check_inference_only (const OftUnet *u, GError **error)
 gpointer
 cu_unet_upload (OftUnet *u, int dtype, GError **error)
 {
-  if (!check_inference_only (u, error))
+  if (!check_no_full_training (u, error))
     return NULL;
   if (dtype != OFTCU_F32 && dtype != OFTCU_BF16)
     {
@@ -96,6 +162,7 @@ cu_unet_upload (OftUnet *u, int dtype, GError **error)
   CuUnet *d = g_new0 (CuUnet, 1);
   d->u = u;
   d->rots = g_hash_table_new_full (NULL, NULL, NULL, free_rot);
+  d->train = g_hash_table_new_full (NULL, NULL, NULL, free_train);
   cu_arena_init (&d->acts, "UNet activations", 0);
   if (!cu_weights_upload (&d->w, &u->params, (OftCuDtype) dtype, "UNet weights", error) ||
       !upload_rotations (d, error))
@@ -113,13 +180,16 @@ typedef struct {
   CuUnet *d;
 } Run;
 
-/* out[N, lin->out] = (x·R_1⋯R_n)·Wᵀ + b (oft_unet_lin_forward) */
-static void
-lin (Run *r, void *out, const void *x, const Lin *l, int64_t N)
+/* out[N, lin->out] = (x·R_1⋯R_n·R_train)·Wᵀ + b (oft_unet_lin_forward; cu_unet_sync_train refused a scale) */
+void
+cu_unet_lin (Cx *c, CuUnet *d, void *out, const void *x, const void *lin_, int64_t N)
 {
-  Cx *c = &r->c;
+  const Lin *l = lin_;
   guint n_rot = l->rots ? l->rots->len : 0;
-  if (n_rot == 0)
+  const CuTrain *tr = l->train ? g_hash_table_lookup (d->train, l->train) : NULL;
+  if (l->train && !tr && cx_ok (c))
+    g_set_error (&c->error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "a trained rotation has no GPU copy");
+  if (n_rot == 0 && !tr)
     {
       k_linear (c, out, x, cx_w (c, l->w), cx_w (c, l->b), N, l->in, l->out);
       return;
@@ -130,7 +200,7 @@ lin (Run *r, void *out, const void *x, const Lin *l, int64_t N)
   for (guint i = 0; i < n_rot; i++)
     {
       const LinRot *rot = g_ptr_array_index (l->rots, i);
-      const float *R = g_hash_table_lookup (r->d->rots, rot);
+      const float *R = g_hash_table_lookup (d->rots, rot);
       if (!R && cx_ok (c))
         g_set_error (&c->error, OFT_MODEL_ERROR, OFT_ERROR_FAILED,
                      "an adapter applied after the upload has no GPU copy (set the device again)");
@@ -138,8 +208,20 @@ lin (Run *r, void *out, const void *x, const Lin *l, int64_t N)
       k_block_rotate (c, dst, src, R, N, rot->spec.n_blocks, rot->spec.b);
       src = dst;
     }
+  if (tr)
+    {
+      void *dst = src == t0 ? t1 : t0;
+      k_block_rotate (c, dst, src, tr->R, N, tr->nb, tr->b);
+      src = dst;
+    }
   k_linear (c, out, src, cx_w (c, l->w), cx_w (c, l->b), N, l->in, l->out);
   cx_reset (c, m);
+}
+
+static void
+lin (Run *r, void *out, const void *x, const Lin *l, int64_t N)
+{
+  cu_unet_lin (&r->c, r->d, out, x, l, N);
 }
 
 /* BasicTransformerBlock in place on x[B·HW, D] (oft_unet_tblock_forward without saving) */
@@ -213,7 +295,7 @@ cu_unet_forward (gpointer dev, const float *sample, const float *timesteps, cons
 {
   CuUnet *d = dev;
   OftUnet *u = d->u;
-  if (!check_inference_only (u, error))
+  if (!check_no_full_training (u, error) || !cu_unet_sync_train (d, error))
     return FALSE;
   int L = u->n_levels;
   Run run = { .d = d };
