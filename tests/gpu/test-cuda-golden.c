@@ -15,7 +15,8 @@
 
 #define BF16_UNET_TOL 5e-2
 #define BF16_VAE_TOL 1e-1
-/* bf16 training: loss relative error and each gradient tensor's error relative to its scale */
+/* bf16 training: loss relative error and each gradient tensor's error relative to its scale; the CPU
+ * stand-in measured 8e-5 on the loss and 0.128 worst over the 128 gradients; the GPU sums in other orders */
 #define BF16_TRAIN_LOSS_TOL 2e-2
 #define BF16_TRAIN_TOL 0.3
 
