@@ -299,6 +299,75 @@ static void test_unet_train_fp32_ckpt (void) { unet_train (OFT_DTYPE_F32, TRUE, 
  * UNet; BF16_TRAIN_* below are the stated bounds (see the measurements there) */
 static void test_unet_train_bf16 (void) { unet_train (OFT_DTYPE_BF16, TRUE, BF16_TRAIN_LOSS_TOL, BF16_TRAIN_TOL); }
 
+/* Replay (oft train --replay-batch with --device): 3 AdamW steps on the golden batch from the golden
+ * adapter with the UNet on the GPU, against PEFT's adamw_step3 parameters and its loss sequence. */
+static void
+replay (OftDType dt, double loss_tol, double loose_at, double loose_share)
+{
+  char *model = test_golden_path ("pipeline"), *batch = test_golden_path ("unet_oft/reference.safetensors");
+  char *init = test_golden_path ("unet_oft/adapter");
+  char *tmp = g_dir_make_tmp ("oft-replay-gpu-XXXXXX", NULL), *out = g_build_filename (tmp, "a", NULL);
+  GError *error = NULL;
+  OftPipeline *p = oft_pipeline_load (model, &error);
+  g_assert_no_error (error);
+  to_device (p->unet, dt);
+  double losses[4];
+  g_assert_true (oft_train_replay (p->unet, &p->schedule, batch, init, 3, 1e-3, 1e-2, out, losses, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (oft_unet_device (p->unet), ==, OFT_DEVICE_CUDA);
+  OftSafetensors *ref = test_open_golden ("unet_oft/reference.safetensors");
+  float *want_losses = test_load (ref, "adamw_losses", NULL);
+  OftPeftAdapter *a = oft_peft_adapter_load (out, &error);
+  g_assert_no_error (error);
+  double worst = 0;
+  int64_t total = 0, loose = 0;
+  for (size_t i = 0; i < oft_peft_adapter_n_modules (a); i++)
+    {
+      const OftAdapterModule *m = oft_peft_adapter_module (a, i);
+      char *key = g_strdup_printf ("adamw_step3.base_model.model.%s.oft_R.weight", m->module);
+      int64_t n;
+      float *want = test_load (ref, key, &n), *got = m->param.data;
+      g_assert_cmpint (n, ==, oft_tensor_numel (&m->param));
+      for (int64_t j = 0; j < n; j++)
+        {
+          double e = fabs ((double) got[j] - want[j]);
+          worst = isnan (e) ? INFINITY : fmax (worst, e);
+          loose += !(e <= loose_at);
+        }
+      total += n;
+      g_free (want);
+      g_free (key);
+    }
+  const char *name = dt == OFT_DTYPE_F32 ? "fp32" : "bf16";
+  g_test_message ("GPU %s replay 3 AdamW steps: params max abs err %.3g, %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
+                  " beyond %.g (bound %.2g%%); losses %.9g %.9g %.9g %.9g vs %.9g %.9g %.9g %.9g", name, worst, loose,
+                  total, loose_at, 100 * loose_share, losses[0], losses[1], losses[2], losses[3], want_losses[0],
+                  want_losses[1], want_losses[2], want_losses[3]);
+  /* The first Adam steps are ≈ lr·sign(g): where |g| is near Adam's eps (1e-8) the GPU's summation order
+   * moves an update by up to lr = 1e-3, so the bound is on how many values move beyond loose_at, not on
+   * the worst one; a wrong gradient moves most of them by ~1e-3. */
+  g_assert_cmpfloat ((double) loose, <=, loose_share * total);
+  for (int k = 0; k <= 3; k++)
+    if (!(fabs (losses[k] - want_losses[k]) <= loss_tol * want_losses[k]))
+      g_test_fail_printf ("GPU %s replay loss %d: %.9g vs %.9g (bound %.g relative)", name, k, losses[k],
+                          want_losses[k], loss_tol);
+  oft_peft_adapter_free (a);
+  oft_safetensors_close (ref);
+  g_free (want_losses);
+  oft_pipeline_free (p);
+  char *argv[] = { "rm", "-rf", tmp, NULL };
+  g_spawn_sync (NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
+  g_free (tmp);
+  g_free (out);
+  g_free (model);
+  g_free (batch);
+  g_free (init);
+}
+
+/* fp32 (TF32 off): at most 1 % of the values beyond 1e-5 (the CPU: 1 % beyond 1e-6, worst 1e-4), the
+ * losses within 1e-5 relative */
+static void test_replay_fp32 (void) { replay (OFT_DTYPE_F32, 1e-5, 1e-5, 0.01); }
+
 /* txt2img (golden B's DDIM call, prompt 0, its initial noise) with the UNet and VAE on the GPU, against
  * the same call on the CPU and the golden image */
 static void
@@ -384,6 +453,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cuda/unet-train/fp32", test_unet_train_fp32);
   g_test_add_func ("/cuda/unet-train/fp32-checkpointed", test_unet_train_fp32_ckpt);
   g_test_add_func ("/cuda/unet-train/bf16", test_unet_train_bf16);
+  g_test_add_func ("/cuda/unet-train/replay-fp32", test_replay_fp32);
   g_test_add_func ("/cuda/pipeline/fp32", test_pipeline_fp32);
   g_test_add_func ("/cuda/pipeline/bf16", test_pipeline_bf16);
   return g_test_run ();
