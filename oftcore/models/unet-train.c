@@ -129,10 +129,14 @@ oft_unet_attach_trainable (OftUnet *u, OftPeftAdapter *a, GError **error)
   return TRUE;
 }
 
+/* Modules in parallel (each module's rows are independent; an inner parallel loop then runs on its own
+ * thread): the many small modules of an SD adapter (10 to 40 blocks each) keep every core busy. */
 void
 oft_unet_refresh_trainable (OftUnet *u)
 {
-  for (guint i = 0; u->trainables && i < u->trainables->len; i++)
+  int n = u->trainables ? (int) u->trainables->len : 0;
+#pragma omp parallel for schedule(dynamic, 1) if (n > 1)
+  for (int i = 0; i < n; i++)
     {
       Trainable *t = g_ptr_array_index (u->trainables, i);
       if (t->kind == OFT_ADAPTER_BOFT)
@@ -318,6 +322,7 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
       /* the GPU: it reads every R and writes dR; the packed gradients follow here as on the CPU */
       gboolean ok = u->dev_ops->unet_train_loss (u->dev, sample, timesteps, context, B, h, w, T, target, checkpoint,
                                                  loss, error);
+#pragma omp parallel for schedule(dynamic, 1) if (n_train > 1)
       for (guint i = 0; i < n_train; i++)
         {
           Trainable *t = g_ptr_array_index (u->trainables, i);
@@ -520,6 +525,7 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
 #undef GR
   CHECK (TRUE);  /* the gradients reach the caller only from a complete backward */
 
+#pragma omp parallel for schedule(dynamic, 1) if (n_train > 1)
   for (guint i = 0; i < n_train; i++)
     {
       Trainable *t = g_ptr_array_index (u->trainables, i);
