@@ -572,7 +572,7 @@ cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, c
         memcpy (t->dR, all, sizeof (float) * bb * ct->nb);
       g_free (all);
     }
-  gboolean ok = cx_end (c, "UNet training step", error);
+  gboolean ok = cx_end (c, "the loss and backward", error);
   cx_reset (c, mark);
   g_ptr_array_unref (run.host);
   return ok;
