@@ -165,7 +165,7 @@ cu_unet_upload (OftUnet *u, int dtype, GError **error)
   d->train = g_hash_table_new_full (NULL, NULL, NULL, free_train);
   cu_arena_init (&d->acts, "UNet activations", 0);
   if (!cu_weights_upload (&d->w, &u->params, (OftCuDtype) dtype, "UNet weights", error) ||
-      !upload_rotations (d, error))
+      !upload_rotations (d, error) || !cu_unet_sync_train (d, error))
     {
       cu_unet_release (d);
       return NULL;

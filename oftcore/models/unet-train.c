@@ -62,8 +62,15 @@ module_scale (float **s, const OftAdapterModule *m, const Module *mod, GError **
 gboolean
 oft_unet_attach_trainable (OftUnet *u, OftPeftAdapter *a, GError **error)
 {
-  /* on the GPU (model-device.c) the training step runs there: OFT/COFT rotations only, checked by the module */
   const OftAdapterConfig *cfg = oft_peft_adapter_config (a);
+  /* on the GPU (model-device.c) the training step runs there: OFT/COFT rotations without scales only */
+  if (u->dev && (cfg->kind != OFT_ADAPTER_OFT || cfg->magnitude))
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "the UNet runs on the GPU, which trains OFT/COFT "
+                   "adapters without a magnitude only (this one is %s): move it back with oft_unet_set_device "
+                   "(…, OFT_DEVICE_CPU, …) first", cfg->kind != OFT_ADAPTER_OFT ? "BOFT" : "OFT with a magnitude");
+      return FALSE;
+    }
   size_t n = oft_peft_adapter_n_modules (a);
   GPtrArray *list = g_ptr_array_new_with_free_func (trainable_free);
   for (size_t i = 0; i < n; i++)

@@ -17,8 +17,9 @@
 #define BF16_VAE_TOL 1e-1
 /* bf16 training: the loss's relative error, each gradient tensor's max error relative to its scale, and
  * all 128 gradients' relative L2 error together. The CPU stand-in measured 8e-5, 0.128 and 0.036; the GPU
- * sums in other orders and rounds attention probabilities too, so the bounds are about 3× those. */
-#define BF16_TRAIN_LOSS_TOL 2e-2
+ * sums in other orders and rounds attention probabilities too, so the bounds are about 3× those (the
+ * loss, a mean over all outputs, 25×). */
+#define BF16_TRAIN_LOSS_TOL 2e-3
 #define BF16_TRAIN_TOL 0.4
 #define BF16_TRAIN_L2_TOL 0.1
 
@@ -222,7 +223,33 @@ test_training_refused (void)
   g_assert_true (oft_unet_attach_trainable (u, a, &error));
   g_assert_no_error (error);
   oft_unet_detach_trainable (u);
+  /* BOFT trains on the CPU only: refused when attached on the GPU, and the upload refused when attached first */
+  OftAdapterConfig cfg = { .kind = OFT_ADAPTER_BOFT, .boft_block_size = 8, .boft_n_factors = 1 };
+  OftPeftAdapter *boft = oft_peft_adapter_new (&cfg, NULL);
+  float *zeros = g_new0 (float, 32 * 8), *ones = g_new (float, 32);
+  for (int i = 0; i < 32; i++)
+    ones[i] = 1;
+  OftTensor p = { .dtype = OFT_DTYPE_F32, .ndim = 4, .shape = { 1, 4, 8, 8 }, .data = zeros };
+  OftTensor sc = { .dtype = OFT_DTYPE_F32, .ndim = 2, .shape = { 32, 1 }, .data = ones };
+  g_assert_true (oft_peft_adapter_add_module (boft, "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q", &p,
+                                              &sc, &error));
+  g_assert_no_error (error);
+  g_assert_false (oft_unet_attach_trainable (u, boft, &error));
+  g_assert_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID);
+  g_assert_nonnull (strstr (error->message, "BOFT"));
+  g_clear_error (&error);
   g_assert_true (oft_unet_set_device (u, OFT_DEVICE_CPU, OFT_DTYPE_F32, &error));
+  g_assert_true (oft_unet_attach_trainable (u, boft, &error));
+  g_assert_no_error (error);
+  g_assert_false (oft_unet_set_device (u, OFT_DEVICE_CUDA, OFT_DTYPE_F32, &error));
+  g_assert_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID);
+  g_assert_nonnull (strstr (error->message, "BOFT"));
+  g_clear_error (&error);
+  g_assert_cmpint (oft_unet_device (u), ==, OFT_DEVICE_CPU);
+  oft_unet_detach_trainable (u);
+  oft_peft_adapter_free (boft);
+  g_free (zeros);
+  g_free (ones);
   g_assert_true (oft_unet_attach_full_training (u, &error));
   g_assert_no_error (error);
   g_assert_false (oft_unet_set_device (u, OFT_DEVICE_CUDA, OFT_DTYPE_F32, &error));
@@ -308,7 +335,7 @@ unet_train (OftDType dt, gboolean checkpoint, double loss_tol, double tol, doubl
 static void test_unet_train_fp32 (void) { unet_train (OFT_DTYPE_F32, FALSE, 1e-5, 1e-4, 1e-4); }
 static void test_unet_train_fp32_ckpt (void) { unet_train (OFT_DTYPE_F32, TRUE, 1e-5, 1e-4, 1e-4); }
 /* bf16: every activation stored in bf16 (8-bit mantissa) through a forward and a backward of the whole
- * UNet; BF16_TRAIN_* below are the stated bounds (see the measurements there) */
+ * UNet; BF16_TRAIN_* at the top are the stated bounds, with the measurements */
 static void test_unet_train_bf16 (void)
 {
   unet_train (OFT_DTYPE_BF16, TRUE, BF16_TRAIN_LOSS_TOL, BF16_TRAIN_TOL, BF16_TRAIN_L2_TOL);
