@@ -130,9 +130,13 @@ typedef struct {
   CuArena acts;
   GHashTable *rots;   /* LinRot* → device R [n_blocks, b, b] fp32 */
   GHashTable *train;  /* Trainable* → CuTrain*: its R uploaded at every call, its dR */
+  float *train_slab;  /* device: R of every trainable, then dR of every trainable (train_floats each) */
+  float *train_host;  /* host staging [train_floats] */
+  size_t train_floats;
 } CuUnet;
 
-/* A trained OFT rotation on the device: R and ∂loss/∂R [nb, b, b] fp32 (a shared block repeated). */
+/* A trained OFT rotation on the device: R and ∂loss/∂R [nb, b, b] fp32 (a shared block repeated), views
+ * into the CuUnet's slab. */
 typedef struct {
   float *R, *dR;
   int nb, b;

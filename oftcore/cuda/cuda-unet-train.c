@@ -390,14 +390,8 @@ cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, c
   Cx *c = &run.c;
   cx_begin (c, &d->acts, &d->w);
   CuMark mark = cx_mark (c);
-  GHashTableIter it;
-  gpointer key, value;
-  g_hash_table_iter_init (&it, d->train);
-  while (g_hash_table_iter_next (&it, &key, &value))
-    {
-      CuTrain *ct = value;
-      L (oftcu_memset0 (ct->dR, sizeof (float) * ct->nb * ct->b * ct->b));
-    }
+  if (d->train_floats)
+    L (oftcu_memset0 (d->train_slab + d->train_floats, d->train_floats * sizeof (float)));
 
   void *xs = cx_upload (c, sample, (int64_t) B * u->in_ch * h * w);
   float *ts = cx_upload_f32 (c, timesteps, B);
@@ -486,7 +480,7 @@ cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, c
   k_silu (c, act, hn, B * C * HW);
   k_conv (c, out, act, cx_w (c, u->cout_w), cx_w (c, u->cout_b), B, C, H, W, u->out_ch, 3, 1, 1);
   L (oftcu_mse_forward (c->dt, dloss, out, tgt, n_out));
-  if (cx_ok (c) && (oftcu_sync () != 0 || oftcu_download (loss, dloss, sizeof (float)) != 0))
+  if (cx_ok (c) && d->train_floats && (oftcu_sync () != 0 || oftcu_download (loss, dloss, sizeof (float)) != 0))
     g_set_error (&c->error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "downloading the loss: %s",
                  oftcu_error () ? oftcu_error () : "?");
   if (cx_ok (c) && !isfinite (*loss))
@@ -549,19 +543,22 @@ cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, c
         }
     }
 
-  /* dR to the host, a shared block's gradient summed over the blocks */
+  /* dR to the host in one transfer, a shared block's gradient summed over the blocks */
+  if (cx_ok (c) && d->train_floats && (oftcu_sync () != 0 ||
+                    oftcu_download (d->train_host, d->train_slab + d->train_floats, d->train_floats * sizeof (float))))
+    g_set_error (&c->error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "downloading the rotations' gradients: %s",
+                 oftcu_error () ? oftcu_error () : "?");
+  size_t off = 0;
   for (guint i = 0; i < u->trainables->len && cx_ok (c); i++)
     {
       Trainable *t = g_ptr_array_index (u->trainables, i);
       const CuTrain *ct = g_hash_table_lookup (d->train, t);
-      if (!t->gR || !ct)
-        continue;
       size_t bb = (size_t) ct->b * ct->b;
-      float *all = g_new (float, bb * ct->nb);
-      if (oftcu_sync () != 0 || oftcu_download (all, ct->dR, sizeof (float) * bb * ct->nb) != 0)
-        g_set_error (&c->error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "downloading a rotation's gradient: %s",
-                     oftcu_error () ? oftcu_error () : "?");
-      else if (t->spec.block_share)
+      const float *all = d->train_host + off;
+      off += bb * ct->nb;
+      if (!t->gR)
+        continue;
+      if (t->spec.block_share)
         {
           memset (t->dR, 0, sizeof (float) * bb);
           for (int k = 0; k < ct->nb; k++)
@@ -570,7 +567,6 @@ cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, c
         }
       else
         memcpy (t->dR, all, sizeof (float) * bb * ct->nb);
-      g_free (all);
     }
   gboolean ok = cx_end (c, "the loss and backward", error);
   cx_reset (c, mark);

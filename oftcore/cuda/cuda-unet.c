@@ -17,19 +17,13 @@ free_rot (gpointer p)
   oftcu_free (p);
 }
 
-static void
-free_train (gpointer p)
-{
-  CuTrain *t = p;
-  oftcu_free (t->R);
-  oftcu_free (t->dR);
-  g_free (t);
-}
-
+/* Every trained rotation's R and dR live in one device slab ([R of all | dR of all], fp32), so that a step
+ * uploads R and downloads dR in one transfer each; the host staging buffer is kept between steps. */
 gboolean
 cu_unet_sync_train (CuUnet *d, GError **error)
 {
   GPtrArray *list = d->u->trainables;
+  size_t total = 0;
   for (guint i = 0; list && i < list->len; i++)
     {
       const Trainable *t = g_ptr_array_index (list, i);
@@ -40,49 +34,49 @@ cu_unet_sync_train (CuUnet *d, GError **error)
                        t->kind != OFT_ADAPTER_OFT ? "BOFT" : "OFT with a per-output scale");
           return FALSE;
         }
-      const OftSpec *s = &t->spec;
-      size_t bb = (size_t) s->b * s->b, bytes = sizeof (float) * bb * s->n_blocks;
-      CuTrain *ct = g_hash_table_lookup (d->train, t);
-      if (ct && (ct->nb != s->n_blocks || ct->b != s->b))
+      total += (size_t) t->spec.n_blocks * t->spec.b * t->spec.b;
+    }
+  g_hash_table_remove_all (d->train);
+  if (total != d->train_floats)
+    {
+      oftcu_free (d->train_slab);
+      d->train_slab = NULL;
+      d->train_floats = 0;
+      if (total)
         {
-          /* a trainable freed and another allocated at its address: same key, other shape */
-          g_hash_table_remove (d->train, t);
-          ct = NULL;
-        }
-      if (!ct)
-        {
-          ct = g_new0 (CuTrain, 1);
-          ct->nb = s->n_blocks, ct->b = s->b;
-          ct->R = oftcu_alloc (bytes);
-          ct->dR = ct->R ? oftcu_alloc (bytes) : NULL;
-          g_hash_table_insert (d->train, (gpointer) t, ct);
-          if (!ct->dR)
+          d->train_slab = oftcu_alloc (2 * total * sizeof (float));
+          if (!d->train_slab)
             {
-              g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "UNet: allocating %zu bytes on the GPU for a "
-                           "trained rotation: %s", 2 * bytes, oftcu_error () ? oftcu_error () : "out of memory");
+              g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "UNet: allocating %.1f MiB on the GPU for the "
+                           "trained rotations: %s", 2.0 * total * sizeof (float) / (1 << 20),
+                           oftcu_error () ? oftcu_error () : "out of memory");
               oftcu_clear_error ();
-              g_hash_table_remove (d->train, t);
               return FALSE;
             }
         }
-      const float *R = t->R;
-      float *full = NULL;
-      if (s->block_share && s->n_blocks > 1)
-        {
-          full = g_new (float, bb * s->n_blocks);
-          for (int k = 0; k < s->n_blocks; k++)
-            memcpy (full + k * bb, t->R, bb * sizeof (float));
-          R = full;
-        }
-      int rc = oftcu_upload (ct->R, R, bytes);
-      g_free (full);
-      if (rc != 0)
-        {
-          g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "UNet: uploading a trained rotation: %s",
-                       oftcu_error () ? oftcu_error () : "?");
-          oftcu_clear_error ();
-          return FALSE;
-        }
+      d->train_floats = total;
+      d->train_host = g_renew (float, d->train_host, MAX (total, 1));
+    }
+  size_t off = 0;
+  for (guint i = 0; list && i < list->len; i++)
+    {
+      const Trainable *t = g_ptr_array_index (list, i);
+      const OftSpec *s = &t->spec;
+      size_t bb = (size_t) s->b * s->b;
+      CuTrain *ct = g_new0 (CuTrain, 1);
+      *ct = (CuTrain) { .R = d->train_slab + off, .dR = d->train_slab + total + off, .nb = s->n_blocks, .b = s->b };
+      g_hash_table_insert (d->train, (gpointer) t, ct);
+      /* a shared block is repeated to every block */
+      for (int k = 0; k < s->n_blocks; k++)
+        memcpy (d->train_host + off + k * bb, t->R + (s->block_share ? 0 : k * bb), bb * sizeof (float));
+      off += bb * s->n_blocks;
+    }
+  if (total && oftcu_upload (d->train_slab, d->train_host, total * sizeof (float)) != 0)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "UNet: uploading the trained rotations: %s",
+                   oftcu_error () ? oftcu_error () : "?");
+      oftcu_clear_error ();
+      return FALSE;
     }
   return TRUE;
 }
@@ -133,6 +127,8 @@ cu_unet_release (gpointer dev)
     g_hash_table_destroy (d->rots);
   if (d->train)
     g_hash_table_destroy (d->train);
+  oftcu_free (d->train_slab);
+  g_free (d->train_host);
   g_free (d);
 }
 
@@ -162,7 +158,7 @@ cu_unet_upload (OftUnet *u, int dtype, GError **error)
   CuUnet *d = g_new0 (CuUnet, 1);
   d->u = u;
   d->rots = g_hash_table_new_full (NULL, NULL, NULL, free_rot);
-  d->train = g_hash_table_new_full (NULL, NULL, NULL, free_train);
+  d->train = g_hash_table_new_full (NULL, NULL, NULL, g_free);
   cu_arena_init (&d->acts, "UNet activations", 0);
   if (!cu_weights_upload (&d->w, &u->params, (OftCuDtype) dtype, "UNet weights", error) ||
       !upload_rotations (d, error) || !cu_unet_sync_train (d, error))
