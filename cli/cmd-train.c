@@ -254,8 +254,8 @@ cmd_train (int argc, char **argv)
     { "gradient-checkpointing", 0, 0, G_OPTION_ARG_NONE, &gc, "Recompute activations in the backward (less memory)", NULL },
     { "merged-out", 0, 0, G_OPTION_ARG_FILENAME, &merged, "Also write a pipeline folder with the adapter merged", "DIR" },
     { "replay-batch", 0, 0, G_OPTION_ARG_FILENAME, &replay_batch, "Replay mode: AdamW steps on this fixed batch (needs --init-adapter)", "FILE" },
-    { "device", 0, 0, G_OPTION_ARG_STRING, &device_name, "With --replay-batch: cpu (default), cuda or auto, where "
-      "the UNet's training step runs (OFT/COFT adapters on the GPU)", "DEV" },
+    { "device", 0, 0, G_OPTION_ARG_STRING, &device_name, "cpu (default), cuda or auto: where the UNet's training "
+      "step runs (OFT/COFT adapters on the GPU)", "DEV" },
     { "precision", 0, 0, G_OPTION_ARG_STRING, &precision, "With --device: the GPU's storage type, bf16 (default) or "
       "fp32", "P" },
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Output adapter folder (checkpoints in OUT/checkpoint)", "DIR" },
@@ -279,6 +279,15 @@ cmd_train (int argc, char **argv)
     eps = task && strcmp (task, "control") == 0 ? 1e-3 : 6e-5;
   if (lr < 0)
     lr = task && strcmp (task, "control") == 0 ? 1e-5 : 6e-5;
+  OftDevice device = OFT_DEVICE_CPU;
+  OftDType dtype = g_strcmp0 (precision, "fp32") == 0 ? OFT_DTYPE_F32 : OFT_DTYPE_BF16;
+  if (device_name && !oft_device_parse (device_name, &device, &error))
+    goto out;
+  if (precision && dtype != OFT_DTYPE_F32 && g_strcmp0 (precision, "bf16") != 0)
+    {
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--precision %s: expected bf16 or fp32", precision);
+      goto out;
+    }
   if (replay_batch)
     {
       if (!init || fit_magnitude)
@@ -287,22 +296,7 @@ cmd_train (int argc, char **argv)
                        "--replay-batch needs --init-adapter (and takes no --fit-magnitude)");
           goto out;
         }
-      OftDevice device = OFT_DEVICE_CPU;
-      OftDType dtype = g_strcmp0 (precision, "fp32") == 0 ? OFT_DTYPE_F32 : OFT_DTYPE_BF16;
-      if (device_name && !oft_device_parse (device_name, &device, &error))
-        goto out;
-      if (precision && dtype != OFT_DTYPE_F32 && g_strcmp0 (precision, "bf16") != 0)
-        {
-          g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--precision %s: expected bf16 or fp32", precision);
-          goto out;
-        }
       rc = replay (model, replay_batch, init, steps, lr, wd, out, device, dtype);
-      goto out;
-    }
-  if (device_name || precision)
-    {
-      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--device and --precision are for --replay-batch only "
-                   "(the full training loop runs on the CPU for now)");
       goto out;
     }
   OftTrainParams t;
@@ -347,6 +341,12 @@ cmd_train (int argc, char **argv)
   if (method && strcmp (method, "oft") != 0 && strcmp (method, "coft") != 0 && !boft)
     {
       g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--method %s: expected oft, coft or boft", method);
+      goto out;
+    }
+  if (device != OFT_DEVICE_CPU && (boft || fit_magnitude || (task && strcmp (task, "control") == 0)))
+    {
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--device %s: the GPU trains OFT and COFT adapters "
+                   "only (not BOFT, --fit-magnitude or --task control); use --device cpu", device_name);
       goto out;
     }
   if (boft && share)
@@ -431,6 +431,14 @@ cmd_train (int argc, char **argv)
   t.log = on_log;
   if (!(p = oft_pipeline_load (model, &error)))
     goto out;
+  /* the UNet's training step and the VAE decoder (class images) on the GPU; encoders stay on the CPU */
+  if (device != OFT_DEVICE_CPU)
+    {
+      if (!oft_pipeline_set_device (p, device, dtype, &error))
+        goto out;
+      if (oft_unet_device (p->unet) == OFT_DEVICE_CUDA)
+        fprintf (stderr, "oft train: the UNet trains on the GPU (%s)\n", dtype == OFT_DTYPE_F32 ? "fp32" : "bf16");
+    }
   struct sigaction sa = { 0 }, old;
   sa.sa_handler = on_sigint;
   sigaction (SIGINT, &sa, &old);
