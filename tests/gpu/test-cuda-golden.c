@@ -312,6 +312,14 @@ unet_train (OftDType dt, gboolean checkpoint, double loss_tol, double tol, doubl
       g_free (key);
     }
   double all = sqrt (d2 / fmax (r2, 1e-300));
+  /* the forward with the adapter attached for training runs its rotations too: PEFT's output with it */
+  float *out = g_new (float, N_UNET), *want_out = test_load (st, "unet_out_adapter", NULL);
+  g_assert_true (oft_unet_forward (u, x, t, ctx, 2, 16, 16, 77, out, &error));
+  g_assert_no_error (error);
+  g_snprintf (what, sizeof what, "GPU %s forward, adapter attached for training", name);
+  report (what, out, want_out, N_UNET, dt == OFT_DTYPE_F32 ? 1e-4 : BF16_UNET_TOL);
+  g_free (out);
+  g_free (want_out);
   g_test_message ("GPU %s training, %zu gradients%s: worst error %.3g of the tensor's scale (bound %.3g); all "
                   "gradients together: relative L2 error %.3g (bound %.3g)", name, n, checkpoint ? " (checkpointed)" : "",
                   worst, tol, all, l2_tol);
