@@ -5,7 +5,8 @@
  * 512², in bf16 (--fp32 adds the UNet in fp32), through oft_*_set_device and the CUDA module: the same path
  * oft generate takes, host buffers in and out included. Warm-up, then the median of N; milliseconds, it/s,
  * peak GPU memory (weights + activations) and the UNet's rate against the GPU's dense bf16 peak
- * (oft_unet_forward_flops; the peak from the device name, or $OFT_BF16_PEAK_TFLOPS). No pass/fail on time.
+ * (oft_unet_forward_flops; the peak from the device name, or $OFT_BF16_PEAK_TFLOPS). Then an OFT training
+ * step (bench_train), checkpointed and not. No pass/fail on time.
  * Exits 77 when no GPU can be used. PyTorch on an H200 (../shared/docs/baselines.md): 26.2 ms eager bf16,
  * 7.9 ms compiled with CUDA graphs; VAE decode 23.4 ms fp16. */
 #include "oft/oft.h"
@@ -71,6 +72,9 @@ fail (const char *what, GError *error)
 
 typedef struct {
   double ms_median, ms_min, tflops, peak_gib;
+  double ms_adamw;     /* training: the host AdamW's share of the median step */
+  double ms_cayley;    /* training: the host's Cayley transform and its backward over all modules */
+  double ms_forward;   /* training: one forward of the same batch with the rotations (inference path) */
   gboolean ok;
 } Result;
 
@@ -141,6 +145,174 @@ out:
   g_free (x);
   g_free (ctx);
   g_free (out);
+  return r;
+}
+
+/* One OFT training step as `oft train` takes it on the GPU: batch 1, 64×64 latent (512²), 77×768 context,
+ * block size 32 on every to_q/to_k/to_v/to_out.0 (attn1 and attn2), bf16 base weights, fp32 rotations
+ * (Cayley and its backward on the host, R up and dR down each step), the loss and backward on the GPU,
+ * then AdamW on the host. checkpoint: recompute each unit in the backward (oft train --gradient-checkpointing). */
+static Result
+bench_train (const OftCudaOps *ops, OftUnet *u, gboolean checkpoint, int warmup, int reps, int *n_modules)
+{
+  Result r = { 0 };
+  GError *error = NULL;
+  if (!oft_unet_set_device (u, OFT_DEVICE_CUDA, OFT_DTYPE_BF16, &error))
+    {
+      fail ("UNet upload", error);
+      return r;
+    }
+  OftAdapterConfig cfg = { .kind = OFT_ADAPTER_OFT, .oft_block_size = 32, .eps = 6e-5 };
+  const char *const targets[] = { "to_q", "to_k", "to_v", "to_out.0", NULL };
+  OftPeftAdapter *a = oft_peft_adapter_new (&cfg, targets);
+  GPtrArray *mods = oft_unet_list_linear_modules (u);
+  guint64 seed = 10;
+  for (guint i = 0; i < mods->len; i++)
+    {
+      const OftUnetLinear *l = g_ptr_array_index (mods, i);
+      gboolean hit = FALSE;
+      for (int k = 0; targets[k]; k++)
+        hit |= g_str_has_suffix (l->path, targets[k]) && l->path[strlen (l->path) - strlen (targets[k]) - 1] == '.';
+      if (!hit)
+        continue;
+      int b = 32, rows = l->in_features / b;
+      int64_t n = (int64_t) rows * b * (b - 1) / 2;
+      float *p = g_new (float, n);
+      fill_normal (p, n, seed++);
+      for (int64_t j = 0; j < n; j++)
+        p[j] *= 1e-3f;  /* a rotation near I, not I, so that nothing is skipped as trivial */
+      OftTensor t = { .dtype = OFT_DTYPE_F32, .ndim = 2, .shape = { rows, b * (b - 1) / 2 }, .data = p };
+      gboolean ok = oft_peft_adapter_add_module (a, l->path, &t, NULL, &error);
+      g_free (p);
+      if (!ok)
+        {
+          fail ("OFT adapter", error);
+          g_ptr_array_unref (mods);
+          goto out;
+        }
+    }
+  g_ptr_array_unref (mods);
+  size_t nm = oft_peft_adapter_n_modules (a);
+  *n_modules = (int) nm;
+  if (!oft_unet_attach_trainable (u, a, &error))
+    {
+      fail ("attaching the adapter for training", error);
+      goto out;
+    }
+  const int B = 1, h = 64, w = 64, T = 77, ctx_dim = oft_unet_context_dim (u), C = oft_unet_in_channels (u);
+  int64_t n = (int64_t) B * C * h * w;
+  float *x = g_new (float, n), *ctx = g_new (float, (int64_t) B * T * ctx_dim), *target = g_new (float, n);
+  float t[1] = { 500 };
+  fill_normal (x, n, 4);
+  fill_normal (ctx, (int64_t) B * T * ctx_dim, 5);
+  fill_normal (target, n, 6);
+  float **grads = g_new0 (float *, nm), **m = g_new0 (float *, nm), **v = g_new0 (float *, nm);
+  int64_t *sz = g_new (int64_t, nm);
+  for (size_t i = 0; i < nm; i++)
+    {
+      sz[i] = oft_tensor_numel (&oft_peft_adapter_module (a, i)->param);
+      grads[i] = g_new0 (float, sz[i]);
+      m[i] = g_new0 (float, sz[i]);
+      v[i] = g_new0 (float, sz[i]);
+    }
+  OftAdamW opt;
+  oft_adamw_init (&opt);
+  ops->reset_peak ();
+  double *times = g_new (double, reps);
+  gboolean ok = TRUE;
+  for (int i = 0; i < warmup + reps && ok; i++)
+    {
+      double st = now ();
+      float loss = 0;
+      for (size_t j = 0; j < nm; j++)
+        memset (grads[j], 0, sizeof (float) * sz[j]);
+      ok = oft_unet_train_loss (u, x, t, ctx, B, h, w, T, target, checkpoint, &loss, grads, &error);
+      if (!ok)
+        {
+          fail ("OFT training step", error);
+          break;
+        }
+      double sa = now ();
+      for (size_t j = 0; j < nm; j++)
+        oft_adamw_step (&opt, oft_peft_adapter_module (a, j)->param.data, m[j], v[j], grads[j], sz[j], i + 1, 1e-4);
+      if (i >= warmup)
+        {
+          times[i - warmup] = (now () - st) * 1e3;
+          r.ms_adamw += (now () - sa) * 1e3 / reps;
+        }
+      if (!isfinite (loss))
+        {
+          printf ("OFT training step: the loss is %g\n", loss);
+          ok = FALSE;
+        }
+    }
+  if (ok)
+    {
+      /* what the host does inside each step besides AdamW: R from the parameters and the parameters'
+       * gradient from dR, every module (as oft_unet_train_loss does it: modules in parallel) */
+      float **R = g_new0 (float *, nm), **cache = g_new0 (float *, nm);
+      for (size_t j = 0; j < nm; j++)
+        {
+          R[j] = g_new (float, sz[j] / (32 * 31 / 2) * 32 * 32);
+          cache[j] = g_new (float, sz[j] / (32 * 31 / 2) * 32 * 32);
+        }
+      double sc = now ();
+      for (int k = 0; k < 3; k++)
+        {
+#pragma omp parallel for schedule(dynamic, 1)
+          for (int j = 0; j < (int) nm; j++)
+            {
+              int rows = (int) (sz[j] / (32 * 31 / 2));
+              OftSpec spec = { .d = rows * 32, .b = 32, .n_blocks = rows, .eps = 6e-5 };
+              const float *p = oft_peft_adapter_module (a, j)->param.data;
+              oft_rotation_forward (R[j], cache[j], p, &spec);
+              oft_rotation_backward (grads[j], R[j], cache[j], p, &spec);
+            }
+        }
+      r.ms_cayley = (now () - sc) * 1e3 / 3;
+      /* the forward alone, same batch and rotations, for the backward's share */
+      float *out = g_new (float, n);
+      double fbest = INFINITY;
+      for (int k = 0; k < 3 && ok; k++)
+        {
+          double sf = now ();
+          ok = oft_unet_forward (u, x, t, ctx, B, h, w, T, out, &error);
+          fbest = fmin (fbest, (now () - sf) * 1e3);
+        }
+      if (!ok)
+        fail ("UNet forward with the adapter attached", error);
+      r.ms_forward = fbest;
+      g_free (out);
+      for (size_t j = 0; j < nm; j++)
+        {
+          g_free (R[j]);
+          g_free (cache[j]);
+        }
+      g_free (R);
+      g_free (cache);
+      r.ms_median = median (times, reps);
+      r.ms_min = times[0];
+      r.peak_gib = ops->peak_bytes () / (double) (1 << 30);
+      r.ok = TRUE;
+    }
+  for (size_t i = 0; i < nm; i++)
+    {
+      g_free (grads[i]);
+      g_free (m[i]);
+      g_free (v[i]);
+    }
+  g_free (grads);
+  g_free (m);
+  g_free (v);
+  g_free (sz);
+  g_free (times);
+  g_free (x);
+  g_free (ctx);
+  g_free (target);
+out:
+  oft_unet_detach_trainable (u);
+  oft_unet_set_device (u, OFT_DEVICE_CPU, OFT_DTYPE_BF16, NULL);
+  oft_peft_adapter_free (a);
   return r;
 }
 
@@ -243,7 +415,6 @@ main (int argc, char **argv)
   if (fp32)
     uf = bench_unet (ops, u, OFT_DTYPE_F32, TRUE, warmup, reps);
   double gflop = oft_unet_forward_flops (u, 2, 64, 64, 77) / 1e9;
-  oft_unet_free (u);
 
   t0 = now ();
   OftVae *v = oft_vae_new_random (vcfg, 1234, &error);
@@ -299,6 +470,27 @@ main (int argc, char **argv)
     }
   printf ("summary: PyTorch on an H200 (baselines.md): UNet CFG step bf16 26.2 ms eager, 7.9 ms compiled; "
           "VAE decode fp16 23.4 ms\n");
+  /* training last, after the inference summary is out: whatever happens here, those numbers are kept */
+  int n_mod = 0;
+  int treps = quick ? 3 : 10;
+  Result tc = bench_train (ops, u, TRUE, warmup, treps, &n_mod);
+  Result tn = bench_train (ops, u, FALSE, warmup, treps, &n_mod);
+  oft_unet_free (u);
+  for (int k = 0; k < 2; k++)
+    {
+      const Result *tr = k == 0 ? &tc : &tn;
+      const char *how = k == 0 ? "checkpointed" : "no checkpointing";
+      if (tr->ok)
+        printf ("summary: OFT train step bf16 (batch 1, 64x64, b32 on %d to_q/k/v/out.0, AdamW, %s): %.2f ms "
+                "median (min %.2f; host: AdamW %.2f, Cayley fwd+bwd %.2f; a forward alone %.2f), peak GPU memory %.2f GiB (target <= 85 ms, "
+                "<= 2.2 GiB; PyTorch+PEFT on an H200 252-280 ms, 2.85 GiB)\n", n_mod, how, tr->ms_median, tr->ms_min,
+                tr->ms_adamw, tr->ms_cayley, tr->ms_forward, tr->peak_gib);
+      else
+        {
+          printf ("summary: OFT train step bf16 (%s): FAILED\n", how);
+          rc = 1;
+        }
+    }
   g_free (ucfg);
   g_free (vcfg);
   g_free (dir);

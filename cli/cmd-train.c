@@ -166,13 +166,17 @@ read_pairs (const char *manifest, Pairs *out, GError **error)
   return ok;
 }
 
+/* device: the UNet's (the training step runs there: OFT/COFT adapters only on the GPU) */
 static int
-replay (const char *model, const char *batch, const char *init, int steps, double lr, double wd, const char *out)
+replay (const char *model, const char *batch, const char *init, int steps, double lr, double wd, const char *out,
+        OftDevice device, OftDType dtype)
 {
   GError *error = NULL;
   OftPipeline *p = oft_pipeline_load (model, &error);
   double *losses = g_new0 (double, steps + 1);
   int rc = 1;
+  if (p && device != OFT_DEVICE_CPU && !oft_unet_set_device (p->unet, device, dtype, &error))
+    g_clear_pointer (&p, oft_pipeline_free);
   if (p && oft_train_replay (p->unet, &p->schedule, batch, init, steps, lr, wd, out, losses, &error))
     {
       printf ("{\"losses\": [");
@@ -194,6 +198,7 @@ cmd_train (int argc, char **argv)
 {
   char *model = NULL, *prompt = NULL, *class_prompt = NULL, *class_dir = NULL, *method = NULL, *targets = NULL;
   char *schedule = NULL, *init = NULL, *merged = NULL, *out = NULL, *replay_batch = NULL;
+  char *device_name = NULL, *precision = NULL;
   char *task = NULL, *pairs_file = NULL, *cond_type = NULL;
   Pairs pairs = { 0 };
   char **images = NULL;
@@ -249,6 +254,10 @@ cmd_train (int argc, char **argv)
     { "gradient-checkpointing", 0, 0, G_OPTION_ARG_NONE, &gc, "Recompute activations in the backward (less memory)", NULL },
     { "merged-out", 0, 0, G_OPTION_ARG_FILENAME, &merged, "Also write a pipeline folder with the adapter merged", "DIR" },
     { "replay-batch", 0, 0, G_OPTION_ARG_FILENAME, &replay_batch, "Replay mode: AdamW steps on this fixed batch (needs --init-adapter)", "FILE" },
+    { "device", 0, 0, G_OPTION_ARG_STRING, &device_name, "cpu (default), cuda or auto: where the UNet's training "
+      "step runs (OFT/COFT adapters on the GPU)", "DEV" },
+    { "precision", 0, 0, G_OPTION_ARG_STRING, &precision, "With --device: the GPU's storage type, bf16 (default) or "
+      "fp32", "P" },
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Output adapter folder (checkpoints in OUT/checkpoint)", "DIR" },
     { NULL },
   };
@@ -270,6 +279,15 @@ cmd_train (int argc, char **argv)
     eps = task && strcmp (task, "control") == 0 ? 1e-3 : 6e-5;
   if (lr < 0)
     lr = task && strcmp (task, "control") == 0 ? 1e-5 : 6e-5;
+  OftDevice device = OFT_DEVICE_CPU;
+  OftDType dtype = g_strcmp0 (precision, "fp32") == 0 ? OFT_DTYPE_F32 : OFT_DTYPE_BF16;
+  if (device_name && !oft_device_parse (device_name, &device, &error))
+    goto out;
+  if (precision && dtype != OFT_DTYPE_F32 && g_strcmp0 (precision, "bf16") != 0)
+    {
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--precision %s: expected bf16 or fp32", precision);
+      goto out;
+    }
   if (replay_batch)
     {
       if (!init || fit_magnitude)
@@ -278,7 +296,7 @@ cmd_train (int argc, char **argv)
                        "--replay-batch needs --init-adapter (and takes no --fit-magnitude)");
           goto out;
         }
-      rc = replay (model, replay_batch, init, steps, lr, wd, out);
+      rc = replay (model, replay_batch, init, steps, lr, wd, out, device, dtype);
       goto out;
     }
   OftTrainParams t;
@@ -323,6 +341,12 @@ cmd_train (int argc, char **argv)
   if (method && strcmp (method, "oft") != 0 && strcmp (method, "coft") != 0 && !boft)
     {
       g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--method %s: expected oft, coft or boft", method);
+      goto out;
+    }
+  if (device != OFT_DEVICE_CPU && (boft || fit_magnitude || (task && strcmp (task, "control") == 0)))
+    {
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--device %s: the GPU trains OFT and COFT adapters "
+                   "only (not BOFT, --fit-magnitude or --task control); use --device cpu", device_name);
       goto out;
     }
   if (boft && share)
@@ -407,6 +431,14 @@ cmd_train (int argc, char **argv)
   t.log = on_log;
   if (!(p = oft_pipeline_load (model, &error)))
     goto out;
+  /* the UNet's training step and the VAE decoder (class images) on the GPU; encoders stay on the CPU */
+  if (device != OFT_DEVICE_CPU)
+    {
+      if (!oft_pipeline_set_device (p, device, dtype, &error))
+        goto out;
+      if (oft_unet_device (p->unet) == OFT_DEVICE_CUDA)
+        fprintf (stderr, "oft train: the UNet trains on the GPU (%s)\n", dtype == OFT_DTYPE_F32 ? "fp32" : "bf16");
+    }
   struct sigaction sa = { 0 }, old;
   sa.sa_handler = on_sigint;
   sigaction (SIGINT, &sa, &old);
@@ -445,6 +477,8 @@ out:
   g_free (merged);
   g_free (out);
   g_free (replay_batch);
+  g_free (device_name);
+  g_free (precision);
   g_free (task);
   g_free (pairs_file);
   g_free (cond_type);

@@ -678,6 +678,7 @@ static const OftCudaOps ops = {
   .unet_upload = cu_unet_upload,
   .unet_release = cu_unet_release,
   .unet_forward = cu_unet_forward,
+  .unet_train_loss = cu_unet_train_loss,
   .vae_upload = cu_vae_upload,
   .vae_release = cu_vae_release,
   .vae_decode = cu_vae_decode,

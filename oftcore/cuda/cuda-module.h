@@ -129,6 +129,49 @@ void cu_norm_silu_conv (Cx *c, void *out, const void *x, const float *nw, const 
 /* ---- the models (cuda-unet.c, cuda-vae.c), as the module's vtable calls them (cuda-ops.h) ---- */
 #include "oft/unet.h"
 #include "oft/vae.h"
+typedef struct _CuUnet CuUnet;
+
+/* One forward's shapes and its inputs/output on the device at fixed addresses (fp32, as the host has them),
+ * so that a captured graph can be replayed with new inputs; the Cx is the body's. */
+typedef struct {
+  CuUnet *d;
+  Cx c;
+  int B, h, w, T;
+  float *sample, *ts, *ctx, *out;
+  float *ctx_host;    /* what ctx holds: the context rarely changes between sampling steps */
+  OftCuGraph *graph;  /* the body captured for these shapes, or NULL */
+  gboolean warm;      /* the last eager run could be captured and allocated nothing */
+  int failed_captures;
+} CuUnetFwd;
+
+/* The UNet's device state (cuda-unet.c; the training step in cuda-unet-train.c reads it too). */
+struct _CuUnet {
+  OftUnet *u;
+  CuWeights w;
+  CuArena acts;
+  GHashTable *rots;   /* LinRot* → device R [n_blocks, b, b] fp32 */
+  GHashTable *train;  /* Trainable* → CuTrain*: its R uploaded at every call, its dR */
+  float *train_slab;  /* device: R of every trainable, then dR of every trainable (train_floats each) */
+  float *train_host;  /* host staging [train_floats] */
+  size_t train_floats;
+  CuUnetFwd fwd;      /* the inference forward (cuda-unet.c) */
+};
+
+/* A trained OFT rotation on the device: R and ∂loss/∂R [nb, b, b] fp32 (a shared block repeated), views
+ * into the CuUnet's slab. */
+typedef struct {
+  float *R, *dR;
+  int nb, b;
+} CuTrain;
+
+/* Uploads every attached trainable's R (the host's oft_unet_refresh_trainable result); an error for
+ * what the GPU does not train (BOFT, per-output scales). */
+gboolean cu_unet_sync_train (CuUnet *d, GError **error);
+/* The Linear's forward as oft_unet_lin_forward (inference rotations, then the trained one) */
+void     cu_unet_lin (Cx *c, CuUnet *d, void *out, const void *x, const void *lin, int64_t N);
+gboolean cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, const float *context,
+                             int B, int h, int w, int T, const float *target, gboolean checkpoint, float *loss,
+                             GError **error);
 gpointer cu_unet_upload (OftUnet *u, int dtype, GError **error);
 void     cu_unet_release (gpointer dev);
 gboolean cu_unet_forward (gpointer dev, const float *sample, const float *timesteps, const float *context,

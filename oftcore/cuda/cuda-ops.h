@@ -8,7 +8,7 @@
 
 G_BEGIN_DECLS
 
-#define OFT_CUDA_OPS_ABI 1
+#define OFT_CUDA_OPS_ABI 2
 
 typedef struct OftCudaOps {
   int abi;                                  /* OFT_CUDA_OPS_ABI of the module's build */
@@ -21,6 +21,13 @@ typedef struct OftCudaOps {
   /* As oft_unet_forward, on host buffers (the module uploads the inputs and downloads out). */
   gboolean (*unet_forward) (gpointer dev, const float *sample, const float *timesteps, const float *context,
                             int B, int h, int w, int T, float *out, GError **error);
+  /* The OFT training step (ABI 2): as oft_unet_train_loss with an OFT adapter attached for training, on
+   * host buffers. Reads each trainable's R (rebuilt by the caller with oft_unet_refresh_trainable) and
+   * writes its dR (∂loss/∂R) for those whose gradient is asked (gR set); the caller turns dR into the
+   * packed parameters' gradient. Refuses BOFT, per-output scales and full training. */
+  gboolean (*unet_train_loss) (gpointer dev, const float *sample, const float *timesteps, const float *context,
+                               int B, int h, int w, int T, const float *target, gboolean checkpoint, float *loss,
+                               GError **error);
   gpointer (*vae_upload) (OftVae *v, int dtype, GError **error);
   void     (*vae_release) (gpointer dev);
   /* As oft_vae_decode, on host buffers. */

@@ -12,31 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
-typedef struct _CuUnet CuUnet;
-
-/* One forward's shapes and its inputs/output on the device at fixed addresses (fp32, as the host has them),
- * so that a captured graph can be replayed with new inputs; the Cx is the body's. */
-typedef struct {
-  CuUnet *d;
-  Cx c;
-  int B, h, w, T;
-  float *sample, *ts, *ctx, *out;
-  float *ctx_host;    /* what f->ctx holds: the context rarely changes between sampling steps */
-  OftCuGraph *graph;  /* the body captured for these shapes, or NULL */
-  gboolean warm;      /* the last eager run could be captured and allocated nothing */
-  int failed_captures;
-} Fwd;
-
-struct _CuUnet {
-  OftUnet *u;
-  CuWeights w;
-  CuArena acts;
-  GHashTable *rots;   /* LinRot* → device R [n_blocks, b, b] fp32 */
-  Fwd fwd;
-};
-
 static void
-fwd_release (Fwd *f)
+fwd_release (CuUnetFwd *f)
 {
   oftcu_graph_destroy (f->graph);
   oftcu_free (f->sample);
@@ -53,6 +30,70 @@ static void
 free_rot (gpointer p)
 {
   oftcu_free (p);
+}
+
+/* Every trained rotation's R and dR live in one device slab ([R of all | dR of all], fp32), so that a step
+ * uploads R and downloads dR in one transfer each; the host staging buffer is kept between steps. */
+gboolean
+cu_unet_sync_train (CuUnet *d, GError **error)
+{
+  GPtrArray *list = d->u->trainables;
+  size_t total = 0;
+  for (guint i = 0; list && i < list->len; i++)
+    {
+      const Trainable *t = g_ptr_array_index (list, i);
+      if (t->kind != OFT_ADAPTER_OFT || t->s)
+        {
+          g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "UNet: the attached adapter is %s; the GPU trains "
+                       "OFT/COFT rotations without a per-output scale only (use the CPU)",
+                       t->kind != OFT_ADAPTER_OFT ? "BOFT" : "OFT with a per-output scale");
+          return FALSE;
+        }
+      total += (size_t) t->spec.n_blocks * t->spec.b * t->spec.b;
+    }
+  g_hash_table_remove_all (d->train);
+  if (total != d->train_floats)
+    {
+      oftcu_free (d->train_slab);
+      d->train_slab = NULL;
+      d->train_floats = 0;
+      if (total)
+        {
+          d->train_slab = oftcu_alloc (2 * total * sizeof (float));
+          if (!d->train_slab)
+            {
+              g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "UNet: allocating %.1f MiB on the GPU for the "
+                           "trained rotations: %s", 2.0 * total * sizeof (float) / (1 << 20),
+                           oftcu_error () ? oftcu_error () : "out of memory");
+              oftcu_clear_error ();
+              return FALSE;
+            }
+        }
+      d->train_floats = total;
+      d->train_host = g_renew (float, d->train_host, MAX (total, 1));
+    }
+  size_t off = 0;
+  for (guint i = 0; list && i < list->len; i++)
+    {
+      const Trainable *t = g_ptr_array_index (list, i);
+      const OftSpec *s = &t->spec;
+      size_t bb = (size_t) s->b * s->b;
+      CuTrain *ct = g_new0 (CuTrain, 1);
+      *ct = (CuTrain) { .R = d->train_slab + off, .dR = d->train_slab + total + off, .nb = s->n_blocks, .b = s->b };
+      g_hash_table_insert (d->train, (gpointer) t, ct);
+      /* a shared block is repeated to every block */
+      for (int k = 0; k < s->n_blocks; k++)
+        memcpy (d->train_host + off + k * bb, t->R + (s->block_share ? 0 : k * bb), bb * sizeof (float));
+      off += bb * s->n_blocks;
+    }
+  if (total && oftcu_upload (d->train_slab, d->train_host, total * sizeof (float)) != 0)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "UNet: uploading the trained rotations: %s",
+                   oftcu_error () ? oftcu_error () : "?");
+      oftcu_clear_error ();
+      return FALSE;
+    }
+  return TRUE;
 }
 
 static gboolean
@@ -100,16 +141,21 @@ cu_unet_release (gpointer dev)
   cu_arena_release (&d->acts);
   if (d->rots)
     g_hash_table_destroy (d->rots);
+  if (d->train)
+    g_hash_table_destroy (d->train);
+  oftcu_free (d->train_slab);
+  g_free (d->train_host);
   g_free (d);
 }
 
+/* Full-parameter training stays on the CPU */
 static gboolean
-check_inference_only (const OftUnet *u, GError **error)
+check_no_full_training (const OftUnet *u, GError **error)
 {
-  if (u->trainables)
+  if (oft_params_have_grads (u->params_list))
     {
       g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID,
-                   "UNet: an adapter attached for training runs on the CPU only; detach it before using the GPU");
+                   "UNet: full-parameter training runs on the CPU only; detach it before using the GPU");
       return FALSE;
     }
   return TRUE;
@@ -118,7 +164,7 @@ check_inference_only (const OftUnet *u, GError **error)
 gpointer
 cu_unet_upload (OftUnet *u, int dtype, GError **error)
 {
-  if (!check_inference_only (u, error))
+  if (!check_no_full_training (u, error))
     return NULL;
   if (dtype != OFTCU_F32 && dtype != OFTCU_BF16)
     {
@@ -129,9 +175,10 @@ cu_unet_upload (OftUnet *u, int dtype, GError **error)
   d->u = u;
   d->fwd.d = d;
   d->rots = g_hash_table_new_full (NULL, NULL, NULL, free_rot);
+  d->train = g_hash_table_new_full (NULL, NULL, NULL, g_free);
   cu_arena_init (&d->acts, "UNet activations", 0);
   if (!cu_weights_upload (&d->w, &u->params, (OftCuDtype) dtype, "UNet weights", error) ||
-      !upload_rotations (d, error))
+      !upload_rotations (d, error) || !cu_unet_sync_train (d, error))
     {
       cu_unet_release (d);
       return NULL;
@@ -141,15 +188,18 @@ cu_unet_upload (OftUnet *u, int dtype, GError **error)
 
 /* ---- forward ---- */
 
-typedef Fwd Run;
+typedef CuUnetFwd Run;
 
-/* out[N, lin->out] = (x·R_1⋯R_n)·Wᵀ + b (oft_unet_lin_forward) */
-static void
-lin (Run *r, void *out, const void *x, const Lin *l, int64_t N)
+/* out[N, lin->out] = (x·R_1⋯R_n·R_train)·Wᵀ + b (oft_unet_lin_forward; cu_unet_sync_train refused a scale) */
+void
+cu_unet_lin (Cx *c, CuUnet *d, void *out, const void *x, const void *lin_, int64_t N)
 {
-  Cx *c = &r->c;
+  const Lin *l = lin_;
   guint n_rot = l->rots ? l->rots->len : 0;
-  if (n_rot == 0)
+  const CuTrain *tr = l->train ? g_hash_table_lookup (d->train, l->train) : NULL;
+  if (l->train && !tr && cx_ok (c))
+    g_set_error (&c->error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "a trained rotation has no GPU copy");
+  if (n_rot == 0 && !tr)
     {
       k_linear (c, out, x, cx_w (c, l->w), cx_w (c, l->b), N, l->in, l->out);
       return;
@@ -160,7 +210,7 @@ lin (Run *r, void *out, const void *x, const Lin *l, int64_t N)
   for (guint i = 0; i < n_rot; i++)
     {
       const LinRot *rot = g_ptr_array_index (l->rots, i);
-      const float *R = g_hash_table_lookup (r->d->rots, rot);
+      const float *R = g_hash_table_lookup (d->rots, rot);
       if (!R && cx_ok (c))
         g_set_error (&c->error, OFT_MODEL_ERROR, OFT_ERROR_FAILED,
                      "an adapter applied after the upload has no GPU copy (set the device again)");
@@ -168,8 +218,20 @@ lin (Run *r, void *out, const void *x, const Lin *l, int64_t N)
       k_block_rotate (c, dst, src, R, N, rot->spec.n_blocks, rot->spec.b);
       src = dst;
     }
+  if (tr)
+    {
+      void *dst = src == t0 ? t1 : t0;
+      k_block_rotate (c, dst, src, tr->R, N, tr->nb, tr->b);
+      src = dst;
+    }
   k_linear (c, out, src, cx_w (c, l->w), cx_w (c, l->b), N, l->in, l->out);
   cx_reset (c, m);
+}
+
+static void
+lin (Run *r, void *out, const void *x, const Lin *l, int64_t N)
+{
+  cu_unet_lin (&r->c, r->d, out, x, l, N);
 }
 
 /* BasicTransformerBlock in place on x[B·HW, D] (oft_unet_tblock_forward without saving) */
@@ -243,7 +305,7 @@ tap (Run *r, const char *name, const void *dev, int64_t n)
 static void
 unet_body (void *data)
 {
-  Fwd *f = data;
+  CuUnetFwd *f = data;
   Run *run = f;
   CuUnet *d = f->d;
   OftUnet *u = d->u;
@@ -381,7 +443,7 @@ graphs_enabled (void)
 
 /* The input and output buffers for these shapes; a change of shapes drops the graph. */
 static gboolean
-fwd_prepare (Fwd *f, int B, int h, int w, int T, GError **error)
+fwd_prepare (CuUnetFwd *f, int B, int h, int w, int T, GError **error)
 {
   const OftUnet *u = f->d->u;
   if (f->out && f->B == B && f->h == h && f->w == w && f->T == T)
@@ -409,8 +471,8 @@ cu_unet_forward (gpointer dev, const float *sample, const float *timesteps, cons
 {
   CuUnet *d = dev;
   OftUnet *u = d->u;
-  Fwd *f = &d->fwd;
-  if (!check_inference_only (u, error))
+  CuUnetFwd *f = &d->fwd;
+  if (!check_no_full_training (u, error) || !cu_unet_sync_train (d, error))
     return FALSE;
   oftcu_clear_error ();  /* a failure left over from an earlier call belongs to it */
   if (!fwd_prepare (f, B, h, w, T, error))
@@ -432,7 +494,8 @@ cu_unet_forward (gpointer dev, const float *sample, const float *timesteps, cons
   if (!same_ctx)
     f->ctx_host = g_memdup2 (context, ctx_bytes);
   /* taps and the control residual copy to and from the host mid-forward: those runs stay eager */
-  gboolean graphs = graphs_enabled () && !u->tap && !u->control;
+  /* trained rotations may be attached after a capture: forwards while training stay eager too */
+  gboolean graphs = graphs_enabled () && !u->tap && !u->control && !u->trainables;
   gboolean profile = FALSE;
   /* capture once an eager run with these shapes allocated nothing (arena and fp32 norm copies warm), so
    * the capture, from the same arena state, allocates nothing either; a failed capture is retried once,

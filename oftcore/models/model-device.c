@@ -70,10 +70,11 @@ oft_unet_device_release (OftUnet *u)
   u->dev_ops = NULL;
 }
 
+/* full-parameter training stays on the CPU; an attached OFT adapter trains on the GPU (cuda-unet-train.c) */
 static gboolean
 unet_training (const OftUnet *u)
 {
-  return u->trainables || oft_params_have_grads (u->params_list);
+  return oft_params_have_grads (u->params_list);
 }
 
 gboolean
@@ -81,8 +82,8 @@ oft_unet_set_device (OftUnet *u, OftDevice device, OftDType dtype, GError **erro
 {
   const OftCudaOps *ops;
   if (device != OFT_DEVICE_CPU && unet_training (u))
-    return fall_back (device, "UNet", g_error_new (OFT_MODEL_ERROR, OFT_ERROR_INVALID, "training is attached, and "
-                      "it runs on the CPU only (detach it first)"), error);
+    return fall_back (device, "UNet", g_error_new (OFT_MODEL_ERROR, OFT_ERROR_INVALID, "full-parameter training is "
+                      "attached, and it runs on the CPU only (detach it first)"), error);
   if (!resolve (device, dtype, "UNet", &ops, error))
     return FALSE;
   oft_unet_device_release (u);  /* first, so that the old copy's memory is free for the new one */

@@ -62,13 +62,15 @@ module_scale (float **s, const OftAdapterModule *m, const Module *mod, GError **
 gboolean
 oft_unet_attach_trainable (OftUnet *u, OftPeftAdapter *a, GError **error)
 {
-  if (u->dev)
+  const OftAdapterConfig *cfg = oft_peft_adapter_config (a);
+  /* on the GPU (model-device.c) the training step runs there: OFT/COFT rotations without scales only */
+  if (u->dev && (cfg->kind != OFT_ADAPTER_OFT || cfg->magnitude))
     {
-      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "the UNet runs on the GPU, where training is not "
-                   "supported: move it back with oft_unet_set_device (…, OFT_DEVICE_CPU, …) first");
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "the UNet runs on the GPU, which trains OFT/COFT "
+                   "adapters without a magnitude only (this one is %s): move it back with oft_unet_set_device "
+                   "(…, OFT_DEVICE_CPU, …) first", cfg->kind != OFT_ADAPTER_OFT ? "BOFT" : "OFT with a magnitude");
       return FALSE;
     }
-  const OftAdapterConfig *cfg = oft_peft_adapter_config (a);
   size_t n = oft_peft_adapter_n_modules (a);
   GPtrArray *list = g_ptr_array_new_with_free_func (trainable_free);
   for (size_t i = 0; i < n; i++)
@@ -134,10 +136,14 @@ oft_unet_attach_trainable (OftUnet *u, OftPeftAdapter *a, GError **error)
   return TRUE;
 }
 
+/* Modules in parallel (each module's rows are independent; an inner parallel loop then runs on its own
+ * thread): the many small modules of an SD adapter (10 to 40 blocks each) keep every core busy. */
 void
 oft_unet_refresh_trainable (OftUnet *u)
 {
-  for (guint i = 0; u->trainables && i < u->trainables->len; i++)
+  int n = u->trainables ? (int) u->trainables->len : 0;
+#pragma omp parallel for schedule(dynamic, 1) if (n > 1)
+  for (int i = 0; i < n; i++)
     {
       Trainable *t = g_ptr_array_index (u->trainables, i);
       if (t->kind == OFT_ADAPTER_BOFT)
@@ -317,6 +323,31 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
       t->gs = t->s && any_scale ? grads[n_train + t->index] : NULL;
       if (t->gR)
         memset (t->dR, 0, sizeof (float) * trainable_R_floats (t));
+    }
+  if (u->dev && !g && !u->dcontrol)
+    {
+      /* the GPU: it reads every R and writes dR; the packed gradients follow here as on the CPU */
+      gboolean ok = u->dev_ops->unet_train_loss (u->dev, sample, timesteps, context, B, h, w, T, target, checkpoint,
+                                                 loss, error);
+#pragma omp parallel for schedule(dynamic, 1) if (n_train > 1)
+      for (guint i = 0; i < n_train; i++)
+        {
+          Trainable *t = g_ptr_array_index (u->trainables, i);
+          if (ok && t->gR)
+            oft_rotation_backward (t->gR, t->dR, t->cache, t->param, &t->spec);
+          t->gR = t->gs = NULL;
+        }
+      if (!ok)
+        g_prefix_error (error, "UNet training step on %d×%d×%d×%d latents: ", B, u->in_ch, h, w);
+      return ok;
+    }
+  if (u->dev)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "the UNet runs on the GPU, where full training and "
+                   "control gradients are not supported: move it back with oft_unet_set_device (…, OFT_DEVICE_CPU, …)");
+      for (guint i = 0; i < n_train; i++)
+        ((Trainable *) g_ptr_array_index (u->trainables, i))->gR = NULL;
+      return FALSE;
     }
   OftArena *a = &u->train_acts;
   OftArenaMark mark = oft_arena_mark (a);
@@ -501,6 +532,7 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
 #undef GR
   CHECK (TRUE);  /* the gradients reach the caller only from a complete backward */
 
+#pragma omp parallel for schedule(dynamic, 1) if (n_train > 1)
   for (guint i = 0; i < n_train; i++)
     {
       Trainable *t = g_ptr_array_index (u->trainables, i);

@@ -410,3 +410,176 @@ oftcu_block_rotate_forward (OftCuDtype dt, void *out, const void *inp, const flo
   wr (dt, out, y, n);
   g_free (x);
 }
+
+/* ---- the backward launchers the GPU training step uses (cuda-unet-train.c) ---- */
+
+/* dst (dt, n) += add (fp32, n); frees add */
+static void
+acc (OftCuDtype dt, void *dst, float *add, int64_t n)
+{
+  if (!dst)
+    {
+      g_free (add);
+      return;
+    }
+  float *d = rd (dt, dst, n);
+  for (int64_t i = 0; i < n; i++)
+    d[i] += add[i];
+  g_free (add);
+  wr (dt, dst, d, n);
+}
+
+void
+oftcu_linear_backward (OftCuDtype dt, void *dinp, void *dweight, void *dbias, const void *dout, const void *inp,
+                       const void *weight, int64_t N, int C, int OC)
+{
+  if (dweight || dbias)
+    fail ("mock: linear weight gradients are not emulated");
+  float *dy = rd (dt, dout, N * OC), *w = rd (dt, weight, (int64_t) OC * C), *dx = g_new0 (float, N * C);
+  oft_linear_backward (dx, NULL, NULL, dy, NULL, w, N, C, OC);
+  acc (dt, dinp, dx, N * C);
+  g_free (dy);
+  g_free (w);
+}
+
+void
+oftcu_conv2d_backward (OftCuDtype dt, void *dinp, void *dweight, void *dbias, const void *dout, const void *inp,
+                       const void *weight, const OftCuConvShape *s, void *scratch)
+{
+  if (dweight || dbias)
+    fail ("mock: conv2d weight gradients are not emulated");
+  OftConv2dShape cs = conv_shape (s);
+  int64_t nin = (int64_t) s->B * s->C * s->H * s->W, nw = (int64_t) s->OC * s->C * s->kh * s->kw;
+  int64_t nout = (int64_t) s->B * s->OC * oft_conv2d_out_h (&cs) * oft_conv2d_out_w (&cs);
+  size_t ns = oft_conv2d_scratch_floats (&cs);
+  if (ns && !scratch)
+    fail ("conv2d backward: no scratch given where oftcu_conv2d_scratch_bytes asked for some");
+  float *dy = rd (dt, dout, nout), *w = rd (dt, weight, nw), *dx = g_new0 (float, nin);
+  float *sc = ns ? g_new (float, ns) : NULL;
+  oft_conv2d_backward (dx, NULL, NULL, dy, NULL, w, &cs, sc);
+  acc (dt, dinp, dx, nin);
+  g_free (dy);
+  g_free (w);
+  g_free (sc);
+}
+
+void
+oftcu_groupnorm_backward (OftCuDtype dt, void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
+                          const float *mean, const float *rstd, const float *weight, int B, int C, int64_t HW, int G)
+{
+  int64_t n = (int64_t) B * C * HW;
+  float *dy = rd (dt, dout, n), *x = rd (dt, inp, n), *dx = g_new0 (float, n);
+  oft_groupnorm_backward (dx, dweight, dbias, dy, x, weight, mean, rstd, B, C, HW, G);
+  acc (dt, dinp, dx, n);
+  g_free (dy);
+  g_free (x);
+}
+
+void
+oftcu_layernorm_backward (OftCuDtype dt, void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
+                          const float *mean, const float *rstd, const float *weight, int64_t N, int C)
+{
+  float *dy = rd (dt, dout, N * C), *x = rd (dt, inp, N * C), *dx = g_new0 (float, N * C);
+  oft_layernorm_backward (dx, dweight, dbias, dy, x, weight, mean, rstd, N, C);
+  acc (dt, dinp, dx, N * C);
+  g_free (dy);
+  g_free (x);
+}
+
+void
+oftcu_silu_backward (OftCuDtype dt, void *dinp, const void *dout, const void *inp, int64_t n)
+{
+  float *dy = rd (dt, dout, n), *x = rd (dt, inp, n), *dx = g_new0 (float, n);
+  oft_silu_backward (dx, dy, x, n);
+  acc (dt, dinp, dx, n);
+  g_free (dy);
+  g_free (x);
+}
+
+void
+oftcu_geglu_backward (OftCuDtype dt, void *dinp, const void *dout, const void *inp, int64_t N, int C)
+{
+  float *dy = rd (dt, dout, N * C), *x = rd (dt, inp, N * 2 * C), *dx = g_new0 (float, N * 2 * C);
+  oft_geglu_backward (dx, dy, x, N, C);
+  acc (dt, dinp, dx, N * 2 * C);
+  g_free (dy);
+  g_free (x);
+}
+
+/* the probabilities are recomputed from q and k (the mock's forward keeps no lse) */
+void
+oftcu_attention_backward (OftCuDtype dt, void *dq, void *dk, void *dv, const void *dout, const void *out,
+                          const float *lse, const void *q, const void *k, const void *v, int B, int Tq, int Tk,
+                          int H, int D, bool causal)
+{
+  int64_t nq = (int64_t) B * Tq * H * D, nk = (int64_t) B * Tk * H * D;
+  float *qf = rd (dt, q, nq), *kf = rd (dt, k, nk), *vf = rd (dt, v, nk), *o = g_new (float, nq);
+  float *dy = rd (dt, dout, nq), *att = g_new (float, (int64_t) B * H * Tq * Tk);
+  float *sc = g_new (float, MAX (oft_attention_scratch_floats (B, Tq, Tk, H, D), 1));
+  float *dqf = g_new0 (float, nq), *dkf = g_new0 (float, nk), *dvf = g_new0 (float, nk);
+  oft_attention_forward (o, att, qf, kf, vf, B, Tq, Tk, H, D, causal);
+  oft_attention_backward (dqf, dkf, dvf, dy, att, qf, kf, vf, B, Tq, Tk, H, D, sc);
+  acc (dt, dq, dqf, nq);
+  acc (dt, dk, dkf, nk);
+  acc (dt, dv, dvf, nk);
+  g_free (qf);
+  g_free (kf);
+  g_free (vf);
+  g_free (o);
+  g_free (dy);
+  g_free (att);
+  g_free (sc);
+}
+
+void
+oftcu_upsample2x_backward (OftCuDtype dt, void *dinp, const void *dout, int64_t BC, int H, int W)
+{
+  int64_t n = BC * H * W;
+  float *dy = rd (dt, dout, 4 * n), *dx = g_new0 (float, n);
+  oft_upsample2x_backward (dx, dy, BC, H, W);
+  acc (dt, dinp, dx, n);
+  g_free (dy);
+}
+
+void
+oftcu_concat_backward (OftCuDtype dt, void *da, void *db, const void *dout, int B, int Ca, int Cb, int64_t HW)
+{
+  float *dy = rd (dt, dout, (int64_t) B * (Ca + Cb) * HW);
+  float *daf = g_new0 (float, (int64_t) B * Ca * HW), *dbf = g_new0 (float, (int64_t) B * Cb * HW);
+  oft_concat_backward (daf, dbf, dy, B, Ca, Cb, HW);
+  acc (dt, da, daf, (int64_t) B * Ca * HW);
+  acc (dt, db, dbf, (int64_t) B * Cb * HW);
+  g_free (dy);
+}
+
+void
+oftcu_block_rotate_backward (OftCuDtype dt, void *dinp, float *dR, const void *dout, const void *inp, const float *R,
+                             int64_t N, int nb, int b)
+{
+  int64_t n = N * nb * b;
+  OftSpec s = { .d = nb * b, .b = b, .n_blocks = nb };
+  float *dy = rd (dt, dout, n), *x = rd (dt, inp, n), *dx = g_new0 (float, n);
+  oft_rotate_input_backward (dx, dR, dy, x, R, N, &s);
+  acc (dt, dinp, dx, n);
+  g_free (dy);
+  g_free (x);
+}
+
+void
+oftcu_mse_forward (OftCuDtype dt, float *loss, const void *pred, const void *target, int64_t n)
+{
+  float *p = rd (dt, pred, n), *t = rd (dt, target, n);
+  loss[0] = oft_mse_forward (p, t, n);
+  g_free (p);
+  g_free (t);
+}
+
+void
+oftcu_mse_backward (OftCuDtype dt, void *dpred, const void *pred, const void *target, int64_t n, float dloss)
+{
+  float *p = rd (dt, pred, n), *t = rd (dt, target, n), *d = g_new0 (float, n);
+  oft_mse_backward (d, p, t, n, dloss);
+  acc (dt, dpred, d, n);
+  g_free (p);
+  g_free (t);
+}

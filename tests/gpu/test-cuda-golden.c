@@ -15,6 +15,13 @@
 
 #define BF16_UNET_TOL 5e-2
 #define BF16_VAE_TOL 1e-1
+/* bf16 training: the loss's relative error, each gradient tensor's max error relative to its scale, and
+ * all 128 gradients' relative L2 error together. The CPU stand-in measured 8e-5, 0.128 and 0.036; the GPU
+ * sums in other orders and rounds attention probabilities too, so the bounds are about 3× those (the
+ * loss, a mean over all outputs, 25×). */
+#define BF16_TRAIN_LOSS_TOL 2e-3
+#define BF16_TRAIN_TOL 0.4
+#define BF16_TRAIN_L2_TOL 0.1
 
 static const int64_t N_UNET = 2 * 4 * 16 * 16;
 
@@ -289,7 +296,8 @@ unet_oft (OftDType dt, double tol)
 static void test_unet_oft_fp32 (void) { unet_oft (OFT_DTYPE_F32, 1e-4); }
 static void test_unet_oft_bf16 (void) { unet_oft (OFT_DTYPE_BF16, BF16_UNET_TOL); }
 
-/* Training stays on the CPU: refused both ways round, with a message that says what to do. */
+/* Full-parameter training stays on the CPU: refused both ways round, with a message that says what to
+ * do; an OFT adapter attaches for training on the GPU either way round. */
 static void
 test_training_refused (void)
 {
@@ -297,25 +305,207 @@ test_training_refused (void)
   OftPeftAdapter *a = test_load_adapter ("unet_oft/adapter");
   GError *error = NULL;
   to_device (u, OFT_DTYPE_F32);
-  g_assert_false (oft_unet_attach_trainable (u, a, &error));
+  g_assert_false (oft_unet_attach_full_training (u, &error));
   g_assert_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID);
   g_assert_nonnull (strstr (error->message, "GPU"));
   g_clear_error (&error);
-  g_assert_false (oft_unet_attach_full_training (u, &error));
+  g_assert_true (oft_unet_attach_trainable (u, a, &error));
+  g_assert_no_error (error);
+  oft_unet_detach_trainable (u);
+  /* BOFT trains on the CPU only: refused when attached on the GPU, and the upload refused when attached first */
+  OftAdapterConfig cfg = { .kind = OFT_ADAPTER_BOFT, .boft_block_size = 8, .boft_n_factors = 1 };
+  OftPeftAdapter *boft = oft_peft_adapter_new (&cfg, NULL);
+  float *zeros = g_new0 (float, 32 * 8), *ones = g_new (float, 32);
+  for (int i = 0; i < 32; i++)
+    ones[i] = 1;
+  OftTensor p = { .dtype = OFT_DTYPE_F32, .ndim = 4, .shape = { 1, 4, 8, 8 }, .data = zeros };
+  OftTensor sc = { .dtype = OFT_DTYPE_F32, .ndim = 2, .shape = { 32, 1 }, .data = ones };
+  g_assert_true (oft_peft_adapter_add_module (boft, "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q", &p,
+                                              &sc, &error));
+  g_assert_no_error (error);
+  g_assert_false (oft_unet_attach_trainable (u, boft, &error));
   g_assert_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID);
+  g_assert_nonnull (strstr (error->message, "BOFT"));
   g_clear_error (&error);
   g_assert_true (oft_unet_set_device (u, OFT_DEVICE_CPU, OFT_DTYPE_F32, &error));
-  g_assert_true (oft_unet_attach_trainable (u, a, &error));
+  g_assert_true (oft_unet_attach_trainable (u, boft, &error));
+  g_assert_no_error (error);
+  g_assert_false (oft_unet_set_device (u, OFT_DEVICE_CUDA, OFT_DTYPE_F32, &error));
+  g_assert_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID);
+  g_assert_nonnull (strstr (error->message, "BOFT"));
+  g_clear_error (&error);
+  g_assert_cmpint (oft_unet_device (u), ==, OFT_DEVICE_CPU);
+  oft_unet_detach_trainable (u);
+  oft_peft_adapter_free (boft);
+  g_free (zeros);
+  g_free (ones);
+  g_assert_true (oft_unet_attach_full_training (u, &error));
   g_assert_no_error (error);
   g_assert_false (oft_unet_set_device (u, OFT_DEVICE_CUDA, OFT_DTYPE_F32, &error));
   g_assert_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID);
   g_assert_nonnull (strstr (error->message, "training"));
   g_clear_error (&error);
   g_assert_cmpint (oft_unet_device (u), ==, OFT_DEVICE_CPU);
-  oft_unet_detach_trainable (u);
   oft_peft_adapter_free (a);
   oft_unet_free (u);
 }
+
+/* The OFT training step on the GPU (golden C: 128 trained rotations, block 8) against PEFT's loss and
+ * its gradient of every oft_R.weight, with and without checkpointing: the same checks as
+ * tests/test-unet-train.c makes of the CPU. tol: relative to each gradient tensor's scale. */
+static void
+unet_train (OftDType dt, gboolean checkpoint, double loss_tol, double tol, double l2_tol)
+{
+  OftSafetensors *st = test_open_golden ("unet_oft/reference.safetensors");
+  float *x = test_load (st, "noisy_latents", NULL), *ctx = test_load (st, "encoder_hidden_states", NULL);
+  float *t = test_load (st, "timesteps", NULL), *target = test_load (st, "noise", NULL);
+  float *want_loss = test_load (st, "loss", NULL);
+  OftPeftAdapter *a = test_load_adapter ("unet_oft/adapter");
+  OftUnet *u = load_unet ();
+  GError *error = NULL;
+  to_device (u, dt);
+  g_assert_true (oft_unet_attach_trainable (u, a, &error));
+  g_assert_no_error (error);
+  size_t n = oft_peft_adapter_n_modules (a);
+  float **grads = g_new0 (float *, n);
+  for (size_t i = 0; i < n; i++)
+    grads[i] = g_new0 (float, oft_tensor_numel (&oft_peft_adapter_module (a, i)->param));
+  float loss = 0;
+  gboolean ok = oft_unet_train_loss (u, x, t, ctx, 2, 16, 16, 77, target, checkpoint, &loss, grads, &error);
+  g_assert_no_error (error);
+  g_assert_true (ok);
+  g_assert_cmpint (oft_unet_device (u), ==, OFT_DEVICE_CUDA);
+  const char *name = dt == OFT_DTYPE_F32 ? "fp32" : "bf16";
+  char what[96];
+  g_snprintf (what, sizeof what, "GPU %s training loss%s", name, checkpoint ? " (checkpointed)" : "");
+  report (what, &loss, want_loss, 1, loss_tol);
+  double worst = 0, d2 = 0, r2 = 0;
+  for (size_t i = 0; i < n; i++)
+    {
+      const OftAdapterModule *m = oft_peft_adapter_module (a, i);
+      char *key = g_strdup_printf ("grad.base_model.model.%s.oft_R.weight", m->module);
+      int64_t ng = 0;
+      float *g = test_load (st, key, &ng);
+      g_assert_cmpint (ng, ==, oft_tensor_numel (&m->param));
+      for (int64_t j = 0; j < ng; j++)
+        {
+          d2 += ((double) grads[i][j] - g[j]) * ((double) grads[i][j] - g[j]);
+          r2 += (double) g[j] * g[j];
+        }
+      double scale, err = max_err (grads[i], g, ng, &scale);
+      worst = fmax (worst, err / fmax (scale, 1e-30));
+      if (!(err <= tol * scale))
+        g_test_fail_printf ("GPU %s %s: max abs error %.3g at scale %.3g (bound %.3g of the scale)", name, key, err,
+                            scale, tol);
+      g_free (g);
+      g_free (key);
+    }
+  double all = sqrt (d2 / fmax (r2, 1e-300));
+  /* the forward with the adapter attached for training runs its rotations too: PEFT's output with it */
+  float *out = g_new (float, N_UNET), *want_out = test_load (st, "unet_out_adapter", NULL);
+  g_assert_true (oft_unet_forward (u, x, t, ctx, 2, 16, 16, 77, out, &error));
+  g_assert_no_error (error);
+  g_snprintf (what, sizeof what, "GPU %s forward, adapter attached for training", name);
+  report (what, out, want_out, N_UNET, dt == OFT_DTYPE_F32 ? 1e-4 : BF16_UNET_TOL);
+  g_free (out);
+  g_free (want_out);
+  g_test_message ("GPU %s training, %zu gradients%s: worst error %.3g of the tensor's scale (bound %.3g); all "
+                  "gradients together: relative L2 error %.3g (bound %.3g)", name, n, checkpoint ? " (checkpointed)" : "",
+                  worst, tol, all, l2_tol);
+  if (!(all <= l2_tol))
+    g_test_fail_printf ("GPU %s gradients: relative L2 error %.3g over the bound %.3g", name, all, l2_tol);
+  for (size_t i = 0; i < n; i++)
+    g_free (grads[i]);
+  g_free (grads);
+  oft_unet_free (u);
+  oft_peft_adapter_free (a);
+  g_free (x);
+  g_free (ctx);
+  g_free (t);
+  g_free (target);
+  g_free (want_loss);
+  oft_safetensors_close (st);
+}
+
+/* fp32 with TF32 off: the project's 1e-4 of each tensor's scale, and the loss within 1e-5 relative
+ * (the CPU meets 1e-6; the GPU sums in other orders) */
+static void test_unet_train_fp32 (void) { unet_train (OFT_DTYPE_F32, FALSE, 1e-5, 1e-4, 1e-4); }
+static void test_unet_train_fp32_ckpt (void) { unet_train (OFT_DTYPE_F32, TRUE, 1e-5, 1e-4, 1e-4); }
+/* bf16: every activation stored in bf16 (8-bit mantissa) through a forward and a backward of the whole
+ * UNet; BF16_TRAIN_* at the top are the stated bounds, with the measurements */
+static void test_unet_train_bf16 (void)
+{
+  unet_train (OFT_DTYPE_BF16, TRUE, BF16_TRAIN_LOSS_TOL, BF16_TRAIN_TOL, BF16_TRAIN_L2_TOL);
+}
+
+/* Replay (oft train --replay-batch with --device): 3 AdamW steps on the golden batch from the golden
+ * adapter with the UNet on the GPU, against PEFT's adamw_step3 parameters and its loss sequence. */
+static void
+replay (OftDType dt, double loss_tol, double loose_at, double loose_share)
+{
+  char *model = test_golden_path ("pipeline"), *batch = test_golden_path ("unet_oft/reference.safetensors");
+  char *init = test_golden_path ("unet_oft/adapter");
+  char *tmp = g_dir_make_tmp ("oft-replay-gpu-XXXXXX", NULL), *out = g_build_filename (tmp, "a", NULL);
+  GError *error = NULL;
+  OftPipeline *p = oft_pipeline_load (model, &error);
+  g_assert_no_error (error);
+  to_device (p->unet, dt);
+  double losses[4];
+  g_assert_true (oft_train_replay (p->unet, &p->schedule, batch, init, 3, 1e-3, 1e-2, out, losses, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (oft_unet_device (p->unet), ==, OFT_DEVICE_CUDA);
+  OftSafetensors *ref = test_open_golden ("unet_oft/reference.safetensors");
+  float *want_losses = test_load (ref, "adamw_losses", NULL);
+  OftPeftAdapter *a = oft_peft_adapter_load (out, &error);
+  g_assert_no_error (error);
+  double worst = 0;
+  int64_t total = 0, loose = 0;
+  for (size_t i = 0; i < oft_peft_adapter_n_modules (a); i++)
+    {
+      const OftAdapterModule *m = oft_peft_adapter_module (a, i);
+      char *key = g_strdup_printf ("adamw_step3.base_model.model.%s.oft_R.weight", m->module);
+      int64_t n;
+      float *want = test_load (ref, key, &n), *got = m->param.data;
+      g_assert_cmpint (n, ==, oft_tensor_numel (&m->param));
+      for (int64_t j = 0; j < n; j++)
+        {
+          double e = fabs ((double) got[j] - want[j]);
+          worst = isnan (e) ? INFINITY : fmax (worst, e);
+          loose += !(e <= loose_at);
+        }
+      total += n;
+      g_free (want);
+      g_free (key);
+    }
+  const char *name = dt == OFT_DTYPE_F32 ? "fp32" : "bf16";
+  g_test_message ("GPU %s replay 3 AdamW steps: params max abs err %.3g, %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
+                  " beyond %.g (bound %.2g%%); losses %.9g %.9g %.9g %.9g vs %.9g %.9g %.9g %.9g", name, worst, loose,
+                  total, loose_at, 100 * loose_share, losses[0], losses[1], losses[2], losses[3], want_losses[0],
+                  want_losses[1], want_losses[2], want_losses[3]);
+  /* The first Adam steps are ≈ lr·sign(g): where |g| is near Adam's eps (1e-8) the GPU's summation order
+   * moves an update by up to lr = 1e-3, so the bound is on how many values move beyond loose_at, not on
+   * the worst one; a wrong gradient moves most of them by ~1e-3. */
+  g_assert_cmpfloat ((double) loose, <=, loose_share * total);
+  for (int k = 0; k <= 3; k++)
+    if (!(fabs (losses[k] - want_losses[k]) <= loss_tol * want_losses[k]))
+      g_test_fail_printf ("GPU %s replay loss %d: %.9g vs %.9g (bound %.g relative)", name, k, losses[k],
+                          want_losses[k], loss_tol);
+  oft_peft_adapter_free (a);
+  oft_safetensors_close (ref);
+  g_free (want_losses);
+  oft_pipeline_free (p);
+  char *argv[] = { "rm", "-rf", tmp, NULL };
+  g_spawn_sync (NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
+  g_free (tmp);
+  g_free (out);
+  g_free (model);
+  g_free (batch);
+  g_free (init);
+}
+
+/* fp32 (TF32 off): at most 1 % of the values beyond 1e-5 (the CPU: 1 % beyond 1e-6, worst 1e-4), the
+ * losses within 1e-5 relative */
+static void test_replay_fp32 (void) { replay (OFT_DTYPE_F32, 1e-5, 1e-5, 0.01); }
 
 /* txt2img (golden B's DDIM call, prompt 0, its initial noise) with the UNet and VAE on the GPU, against
  * the same call on the CPU and the golden image */
@@ -399,6 +589,10 @@ main (int argc, char **argv)
   g_test_add_func ("/cuda/unet-oft/fp32", test_unet_oft_fp32);
   g_test_add_func ("/cuda/unet-oft/bf16", test_unet_oft_bf16);
   g_test_add_func ("/cuda/training-refused", test_training_refused);
+  g_test_add_func ("/cuda/unet-train/fp32", test_unet_train_fp32);
+  g_test_add_func ("/cuda/unet-train/fp32-checkpointed", test_unet_train_fp32_ckpt);
+  g_test_add_func ("/cuda/unet-train/bf16", test_unet_train_bf16);
+  g_test_add_func ("/cuda/unet-train/replay-fp32", test_replay_fp32);
   g_test_add_func ("/cuda/pipeline/fp32", test_pipeline_fp32);
   g_test_add_func ("/cuda/pipeline/bf16", test_pipeline_bf16);
   return g_test_run ();

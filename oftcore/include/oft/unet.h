@@ -101,8 +101,11 @@ gboolean oft_unet_forward (OftUnet *u, const float *sample, const float *timeste
  * fly through the CUDA module, and fails with the reason when it cannot; OFT_DEVICE_AUTO does the same
  * but falls back to the CPU with a g_message naming why; OFT_DEVICE_CPU frees the GPU copy. From then on
  * oft_unet_forward runs there on host buffers; control features and taps work as on the CPU.
- * oft_unet_apply_adapter afterwards uploads again. Training (attach_trainable, attach_full_training) is
- * refused while on the GPU, and the GPU is refused while training is attached. */
+ * oft_unet_apply_adapter afterwards uploads again. An OFT/COFT adapter attached for training (before or
+ * after) trains there: oft_unet_train_loss runs the loss and the backward on the GPU, R is rebuilt and
+ * dR turned into the parameters' gradient on the host (BOFT, per-output scales, control and context
+ * gradients give an error there). Full training is refused while on the GPU, and the GPU while it is
+ * attached. */
 gboolean  oft_unet_set_device (OftUnet *u, OftDevice device, OftDType dtype, GError **error);
 OftDevice oft_unet_device (const OftUnet *u);
 
