@@ -123,3 +123,25 @@ test_load_adapter (const char *relative_dir)
   g_free (dir);
   return a;
 }
+
+OftUnet *
+test_load_unet (const char *relative_dir)
+{
+  char *dir = test_golden_path (relative_dir);
+  GError *error = NULL;
+  OftUnet *u = oft_unet_load (dir, &error);
+  g_assert_no_error (error);
+  g_free (dir);
+  return u;
+}
+
+OftPipeline *
+test_load_pipeline (const char *relative_dir)
+{
+  char *dir = test_golden_path (relative_dir);
+  GError *error = NULL;
+  OftPipeline *p = oft_pipeline_load (dir, &error);
+  g_assert_no_error (error);
+  g_free (dir);
+  return p;
+}

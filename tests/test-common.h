@@ -17,11 +17,13 @@ OftSafetensors *test_open_golden (const char *relative);
 /* Loads tensor `name` as f32 (g_free), failing the test if absent. */
 float *test_load (const OftSafetensors *st, const char *name, int64_t *numel);
 
-/* A golden JSON file's root (json_node_unref), an image, a PEFT adapter folder; each fails the test
- * when it cannot be read. */
+/* A golden JSON file's root (json_node_unref), an image, a PEFT adapter folder, a UNet or pipeline
+ * folder; each fails the test when it cannot be read. */
 JsonNode       *test_load_json (const char *relative);
 OftImage       *test_load_image (const char *relative);
 OftPeftAdapter *test_load_adapter (const char *relative_dir);
+OftUnet        *test_load_unet (const char *relative_dir);
+OftPipeline    *test_load_pipeline (const char *relative_dir);
 
 /* max |got − want| ≤ rel_tol · max |want| (the "relative to the tensor's scale" rule; absolute when want is all 0).
  * Prints the error and the scale; fails the test with `what` when over. Returns the max abs error. */

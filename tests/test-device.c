@@ -32,28 +32,6 @@ unet_inputs_free (UnetIn *in)
   g_free (in->want);
 }
 
-static OftUnet *
-load_unet (void)
-{
-  char *dir = test_golden_path ("pipeline/unet");
-  GError *error = NULL;
-  OftUnet *u = oft_unet_load (dir, &error);
-  g_assert_no_error (error);
-  g_free (dir);
-  return u;
-}
-
-static OftPipeline *
-load_pipeline (void)
-{
-  char *dir = test_golden_path ("pipeline");
-  GError *error = NULL;
-  OftPipeline *p = oft_pipeline_load (dir, &error);
-  g_assert_no_error (error);
-  g_free (dir);
-  return p;
-}
-
 static void
 forward (OftUnet *u, const UnetIn *in, float *out)
 {
@@ -67,7 +45,7 @@ forward (OftUnet *u, const UnetIn *in, float *out)
 static void
 no_module (void)
 {
-  OftUnet *u = load_unet ();
+  OftUnet *u = test_load_unet ("pipeline/unet");
   GError *error = NULL;
   g_test_expect_message (NULL, G_LOG_LEVEL_MESSAGE, "UNet: using the CPU: *not found*");
   g_assert_true (oft_unet_set_device (u, OFT_DEVICE_AUTO, OFT_DTYPE_BF16, &error));
@@ -98,7 +76,7 @@ no_module (void)
   oft_unet_free (u);
 
   /* a pipeline says it once, not once per model */
-  OftPipeline *p = load_pipeline ();
+  OftPipeline *p = test_load_pipeline ("pipeline");
   g_test_expect_message (NULL, G_LOG_LEVEL_MESSAGE, "pipeline: using the CPU: *");
   g_assert_true (oft_pipeline_set_device (p, OFT_DEVICE_AUTO, OFT_DTYPE_BF16, &error));
   g_test_assert_expected_messages ();
@@ -115,7 +93,7 @@ no_module (void)
 static void
 mock_dispatch (void)
 {
-  OftUnet *u = load_unet ();
+  OftUnet *u = test_load_unet ("pipeline/unet");
   UnetIn in = unet_inputs ();
   float *cpu = g_new (float, N_UNET), *dev = g_new (float, N_UNET);
   GError *error = NULL;
@@ -158,7 +136,7 @@ mock_dispatch (void)
 static void
 mock_out_of_memory (void)
 {
-  OftUnet *u = load_unet ();
+  OftUnet *u = test_load_unet ("pipeline/unet");
   GError *error = NULL;
   /* 4 MiB: the tiny UNet's 13 MB of weights do not fit */
   g_setenv ("OFT_CUDA_MOCK_MEMORY", "4194304", TRUE);
@@ -199,7 +177,7 @@ mock_out_of_memory (void)
 static void
 mock_pipeline (void)
 {
-  OftPipeline *p = load_pipeline ();
+  OftPipeline *p = test_load_pipeline ("pipeline");
   GError *error = NULL;
   g_assert_true (oft_pipeline_set_device (p, OFT_DEVICE_AUTO, OFT_DTYPE_BF16, &error));
   g_assert_no_error (error);

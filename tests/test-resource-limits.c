@@ -147,17 +147,6 @@ test_arena_checked_section (void)
   oft_arena_release (&a);
 }
 
-static OftPipeline *
-load_pipeline (void)
-{
-  char *dir = test_golden_path ("pipeline");
-  GError *error = NULL;
-  OftPipeline *p = oft_pipeline_load (dir, &error);
-  g_assert_no_error (error);
-  g_free (dir);
-  return p;
-}
-
 static gboolean
 generate (OftPipeline *p, int size, float *rgb, GError **error)
 {
@@ -180,7 +169,7 @@ test_generate_too_large (void)
 {
   if (g_test_subprocess ())
     {
-      OftPipeline *p = load_pipeline ();
+      OftPipeline *p = test_load_pipeline ("pipeline");
       GError *error = NULL;
       float *before = g_new (float, 3 * 64 * 64), *after = g_new (float, 3 * 64 * 64);
       float *big = g_new (float, (size_t) 3 * 2048 * 2048), *z = g_new0 (float, (size_t) 4 * 256 * 256);
@@ -234,7 +223,7 @@ test_train_step_too_large (void)
 {
   if (g_test_subprocess ())
     {
-      OftPipeline *p = load_pipeline ();
+      OftPipeline *p = test_load_pipeline ("pipeline");
       OftPeftAdapter *a = test_load_adapter ("unet_oft/adapter");
       GError *error = NULL;
       g_assert_true (oft_unet_attach_trainable (p->unet, a, &error));

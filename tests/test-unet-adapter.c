@@ -3,17 +3,6 @@
 #include "test-common.h"
 #include <string.h>
 
-static OftUnet *
-load_unet (void)
-{
-  char *dir = test_golden_path ("pipeline/unet");
-  GError *error = NULL;
-  OftUnet *u = oft_unet_load (dir, &error);
-  g_assert_no_error (error);
-  g_free (dir);
-  return u;
-}
-
 static OftPeftAdapter *
 load_adapter (void)
 {
@@ -37,7 +26,7 @@ static void
 test_golden_unet (gconstpointer merge)
 {
   OftSafetensors *st = test_open_golden ("unet_oft/reference.safetensors");
-  OftUnet *u = load_unet ();
+  OftUnet *u = test_load_unet ("pipeline/unet");
   OftPeftAdapter *a = load_adapter ();
   const int64_t n = 2 * 4 * 16 * 16;
   float *out = g_new (float, n);
@@ -64,7 +53,7 @@ static void
 test_bad_adapter_leaves_unet (void)
 {
   OftSafetensors *st = test_open_golden ("unet_oft/reference.safetensors");
-  OftUnet *u = load_unet ();
+  OftUnet *u = test_load_unet ("pipeline/unet");
   const int64_t n = 2 * 4 * 16 * 16;
   float *before = g_new (float, n), *after = g_new (float, n);
   run (u, st, before);

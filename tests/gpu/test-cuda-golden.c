@@ -71,17 +71,6 @@ compare_tap (const char *name, const float *data, int64_t n, gpointer user)
   g_free (key);
 }
 
-static OftUnet *
-load_unet (void)
-{
-  char *dir = test_golden_path ("pipeline/unet");
-  GError *error = NULL;
-  OftUnet *u = oft_unet_load (dir, &error);
-  g_assert_no_error (error);
-  g_free (dir);
-  return u;
-}
-
 static void
 to_device (OftUnet *u, OftDType dt)
 {
@@ -178,7 +167,7 @@ graph_replay_check (OftUnet *u, const float *sample, const float *t, const float
 static void
 unet_golden (OftDType dt, double tol, double tap_tol)
 {
-  OftUnet *u = load_unet ();
+  OftUnet *u = test_load_unet ("pipeline/unet");
   to_device (u, dt);
   TapCtx ctx = { .st = test_open_golden ("pipeline/reference.safetensors"), .tol = tap_tol };
   float *sample = test_load (ctx.st, "unet_sample", NULL);
@@ -259,7 +248,7 @@ unet_oft (OftDType dt, double tol)
   GError *error = NULL;
   for (int order = 0; order < 2; order++)
     {
-      OftUnet *u = load_unet ();
+      OftUnet *u = test_load_unet ("pipeline/unet");
       if (order == 1)
         to_device (u, dt);
       g_assert_true (oft_unet_apply_adapter (u, a, FALSE, &error));
@@ -301,7 +290,7 @@ static void test_unet_oft_bf16 (void) { unet_oft (OFT_DTYPE_BF16, BF16_UNET_TOL)
 static void
 test_training_refused (void)
 {
-  OftUnet *u = load_unet ();
+  OftUnet *u = test_load_unet ("pipeline/unet");
   OftPeftAdapter *a = test_load_adapter ("unet_oft/adapter");
   GError *error = NULL;
   to_device (u, OFT_DTYPE_F32);
@@ -361,7 +350,7 @@ unet_train (OftDType dt, gboolean checkpoint, double loss_tol, double tol, doubl
   float *t = test_load (st, "timesteps", NULL), *target = test_load (st, "noise", NULL);
   float *want_loss = test_load (st, "loss", NULL);
   OftPeftAdapter *a = test_load_adapter ("unet_oft/adapter");
-  OftUnet *u = load_unet ();
+  OftUnet *u = test_load_unet ("pipeline/unet");
   GError *error = NULL;
   to_device (u, dt);
   g_assert_true (oft_unet_attach_trainable (u, a, &error));
@@ -573,7 +562,7 @@ main (int argc, char **argv)
   /* before the module's first init: fp32 GEMMs without TF32, to meet the fp32 tolerance */
   g_setenv ("OFT_CUDA_TF32", "0", TRUE);
   GError *error = NULL;
-  OftUnet *probe = load_unet ();
+  OftUnet *probe = test_load_unet ("pipeline/unet");
   gboolean gpu = oft_unet_set_device (probe, OFT_DEVICE_CUDA, OFT_DTYPE_F32, &error);
   oft_unet_free (probe);
   if (!gpu)
