@@ -2,7 +2,7 @@
  * architecture, trained from scratch by oftcore on procedural scenes (oft/scenes.h).
  *
  *   train-default-model OUT [--scenes N] [--vae-steps N] [--unet-steps N] [--batch B] [--seed S]
- *                           [--eval N] [--minutes M] [--reuse-vae]
+ *                           [--eval N] [--minutes M] [--reuse-vae] [--resume]
  *
  * 1. configs: VAE 16/32/64/64 (factor 8, 4 latent channels: 64×64 images ↔ 8×8 latents), UNet
  *    32/64/64 with one layer per block and cross-attention in the first two levels, a CLIPTextModel of
@@ -16,7 +16,9 @@
  * 5. fp16 safetensors in a diffusers folder, then --eval N held-out captions generated (DDIM 20 steps)
  *    and checked with the scene analyser; the match rate is printed.
  * --minutes bounds the UNet phase's wall time (checkpoints are written every 500 steps); --reuse-vae
- * keeps the VAE already in OUT (with its scaling factor) and trains only the UNet and text encoder. */
+ * keeps the VAE already in OUT (with its scaling factor) and trains only the UNet and text encoder;
+ * --resume (implies --reuse-vae) also starts the UNet and text encoder from their weights in OUT, with a
+ * fresh optimizer and schedule: the model can be trained in several sittings. */
 #include "oft/oft.h"
 #include <glib/gstdio.h>
 #include <math.h>
@@ -335,7 +337,7 @@ main (int argc, char **argv)
   int n_scenes = 4000, vae_steps = 3000, unet_steps = 20000, batch = 16, eval_n = 50;
   gint64 seed = 1;
   double minutes = 0, guidance = 4.0;
-  gboolean eval_only = FALSE, reuse_vae = FALSE;
+  gboolean eval_only = FALSE, reuse_vae = FALSE, resume = FALSE;
   GOptionEntry entries[] = {
     { "scenes", 0, 0, G_OPTION_ARG_INT, &n_scenes, "training scenes", "N" },
     { "vae-steps", 0, 0, G_OPTION_ARG_INT, &vae_steps, "VAE steps", "N" },
@@ -347,6 +349,7 @@ main (int argc, char **argv)
     { "minutes", 0, 0, G_OPTION_ARG_DOUBLE, &minutes, "wall-time bound of the UNet phase (0: none)", "M" },
     { "eval-only", 0, 0, G_OPTION_ARG_NONE, &eval_only, "only evaluate OUT", NULL },
     { "reuse-vae", 0, 0, G_OPTION_ARG_NONE, &reuse_vae, "keep the VAE in OUT, train the UNet only", NULL },
+    { "resume", 0, 0, G_OPTION_ARG_NONE, &resume, "continue from the UNet and text encoder in OUT", NULL },
     { NULL },
   };
   GOptionContext *ctx = g_option_context_new ("OUT - train the bundled default model");
@@ -358,6 +361,7 @@ main (int argc, char **argv)
       return 2;
     }
   const char *out = argv[1];
+  reuse_vae |= resume;
   if (eval_only)
     {
       printf ("held-out caption match rate: %.3f\n", evaluate (out, eval_n, (uint64_t) seed, (float) guidance));
@@ -481,9 +485,11 @@ main (int argc, char **argv)
   /* 4. UNet + text encoder */
   char *unet_cfg_path = g_build_filename (out, "unet", "config.json", NULL);
   char *clip_cfg_path = g_build_filename (out, "text_encoder", "config.json", NULL);
-  OftUnet *unet = oft_unet_new_random (unet_cfg_path, (guint64) seed + 1, &e);
   OftWeightSource rnd2 = { .random_init = TRUE, .seed = (guint64) seed + 2 };
-  OftClipText *text = unet ? oft_clip_text_load_from (clip_cfg_path, &rnd2, &e) : NULL;
+  char *unet_dir = g_build_filename (out, "unet", NULL), *text_dir = g_build_filename (out, "text_encoder", NULL);
+  OftUnet *unet = resume ? oft_unet_load (unet_dir, &e) : oft_unet_new_random (unet_cfg_path, (guint64) seed + 1, &e);
+  OftClipText *text = !unet ? NULL
+                      : resume ? oft_clip_text_load (text_dir, &e) : oft_clip_text_load_from (clip_cfg_path, &rnd2, &e);
   if (!text || !oft_unet_attach_full_training (unet, &e) || !oft_clip_text_attach_full_training (text, &e))
     die (e);
   OftNoiseSchedule sch;
