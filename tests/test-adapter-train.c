@@ -282,19 +282,12 @@ typedef struct {
 static void
 unet_init (Unet *f)
 {
-  GError *error = NULL;
-  char *dir = test_golden_path ("pipeline/unet");
-  f->u = oft_unet_load (dir, &error);
-  g_assert_no_error (error);
-  g_free (dir);
+  f->u = test_load_unet ("pipeline/unet");
   f->st = test_open_golden ("unet_oft/reference.safetensors");
   f->x = test_load (f->st, "noisy_latents", NULL);
   f->ctx = test_load (f->st, "encoder_hidden_states", NULL);
   f->target = test_load (f->st, "noise", NULL);
-  const int64_t *ts = oft_safetensors_find (f->st, "timesteps")->data;
-  f->t = g_new (float, 2);
-  f->t[0] = (float) ts[0];
-  f->t[1] = (float) ts[1];
+  f->t = test_load (f->st, "timesteps", NULL);
 }
 
 /* Attaches f->a and allocates the gradients of its parameters and scales. */

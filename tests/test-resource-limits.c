@@ -230,8 +230,7 @@ test_train_step_too_large (void)
       OftSafetensors *st = test_open_golden ("unet_oft/reference.safetensors");
       float *x = test_load (st, "noisy_latents", NULL), *ctx = test_load (st, "encoder_hidden_states", NULL);
       float *target = test_load (st, "noise", NULL);
-      const int64_t *ts = oft_safetensors_find (st, "timesteps")->data;
-      float t[2] = { (float) ts[0], (float) ts[1] };
+      float *t = test_load (st, "timesteps", NULL);
       size_t n = oft_peft_adapter_n_modules (a);
       int64_t n0 = oft_tensor_numel (&oft_peft_adapter_module (a, 0)->param);
       float **grads = g_new0 (float *, n), *g0 = g_new (float, n0);
@@ -266,6 +265,7 @@ test_train_step_too_large (void)
       g_free (x);
       g_free (ctx);
       g_free (target);
+      g_free (t);
       oft_safetensors_close (st);
       oft_unet_detach_trainable (p->unet);
       oft_peft_adapter_free (a);

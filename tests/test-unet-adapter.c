@@ -13,13 +13,13 @@ static void
 run (OftUnet *u, OftSafetensors *st, float *out)
 {
   float *x = test_load (st, "noisy_latents", NULL), *ctx = test_load (st, "encoder_hidden_states", NULL);
-  const int64_t *ts = oft_safetensors_find (st, "timesteps")->data;
-  float t[2] = { (float) ts[0], (float) ts[1] };
+  float *t = test_load (st, "timesteps", NULL);
   GError *error = NULL;
   g_assert_true (oft_unet_forward (u, x, t, ctx, 2, 16, 16, 77, out, &error));
   g_assert_no_error (error);
   g_free (x);
   g_free (ctx);
+  g_free (t);
 }
 
 static void
