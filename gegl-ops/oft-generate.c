@@ -16,6 +16,12 @@ enum_start (oft_gegl_scheduler)
   enum_value (OFT_GEGL_SCHEDULER_DPMPP_2M_KARRAS, "dpmpp-2m-karras", N_("DPM++ 2M Karras"))
 enum_end (OftGeglScheduler)
 
+enum_start (oft_gegl_device)
+  enum_value (OFT_GEGL_DEVICE_CPU, "cpu", N_("CPU"))
+  enum_value (OFT_GEGL_DEVICE_AUTO, "auto", N_("GPU when available"))
+  enum_value (OFT_GEGL_DEVICE_CUDA, "cuda", N_("GPU (CUDA)"))
+enum_end (OftGeglDevice)
+
 enum_start (oft_gegl_condition)
   enum_value (OFT_GEGL_CONDITION_NONE, "none", N_("None"))
   enum_value (OFT_GEGL_CONDITION_CANNY, "canny", N_("Canny edges"))
@@ -30,6 +36,10 @@ property_file_path (model, _("Model"), "")
 property_file_path (config, _("Model configs"), "")
   description (_("For a single-file checkpoint: a diffusers folder with the configs and tokenizer; empty: "
                  "the bundled SD 1.5 configs"))
+
+property_enum (device, _("Device"), OftGeglDevice, oft_gegl_device, OFT_GEGL_DEVICE_CPU)
+  description (_("Where the UNet and the VAE decoder run: the GPU needs the CUDA module (bf16); "
+                 "'GPU when available' falls back to the CPU"))
 
 property_string (adapters, _("Adapters"), "")
   description (_("OFT/BOFT adapter folders (PEFT format), separated by ';', applied in order"))
@@ -128,11 +138,18 @@ model_path (const char *prop, GError **error)
   return NULL;
 }
 
+static OftDevice
+device_of (const GeglProperties *o)
+{
+  return o->device == OFT_GEGL_DEVICE_CUDA ? OFT_DEVICE_CUDA
+         : o->device == OFT_GEGL_DEVICE_AUTO ? OFT_DEVICE_AUTO : OFT_DEVICE_CPU;
+}
+
 /* Called with pipeline_lock held. */
 static OftPipeline *
-pipeline_get (const char *model, const char *config, const char *adapters, GError **error)
+pipeline_get (const char *model, const char *config, const char *adapters, OftDevice device, GError **error)
 {
-  char *key = g_strjoin ("\n", model, config, adapters, NULL);
+  char *key = g_strjoin ("\n", model, config, adapters, oft_device_to_string (device), NULL);
   if (pipeline_cached && strcmp (key, pipeline_cached_key) == 0)
     {
       g_free (key);
@@ -163,6 +180,9 @@ pipeline_get (const char *model, const char *config, const char *adapters, GErro
         }
     }
   g_strfreev (list);
+  /* after the adapters, so that they go up with the weights */
+  if (p && device != OFT_DEVICE_CPU && !oft_pipeline_set_device (p, device, OFT_DTYPE_BF16, error))
+    g_clear_pointer (&p, oft_pipeline_free);
   if (!p)
     {
       g_free (key);
@@ -242,10 +262,11 @@ static char *
 settings_key (const GeglProperties *o, const char *model, const char *condition)
 {
   char buf[2][G_ASCII_DTOSTR_BUF_SIZE];
-  return g_strdup_printf ("%s\n%s\n%s\n%s\n%s\n%s\n%u\n%d\n%s\n%d\n%dx%d\n%d\n%s\n%s", model, STR (o->config),
+  return g_strdup_printf ("%s\n%s\n%s\n%s\n%s\n%s\n%u\n%d\n%s\n%d\n%dx%d\n%d\n%s\n%s\n%d", model, STR (o->config),
                           STR (o->adapters), STR (o->control), STR (o->prompt), STR (o->negative), o->seed, o->steps,
                           g_ascii_dtostr (buf[0], sizeof buf[0], o->guidance), o->scheduler, o->width, o->height,
-                          o->condition_type, g_ascii_dtostr (buf[1], sizeof buf[1], o->condition_scale), condition);
+                          o->condition_type, g_ascii_dtostr (buf[1], sizeof buf[1], o->condition_scale), condition,
+                          o->device);
 }
 
 typedef struct {
@@ -280,7 +301,7 @@ generate (GeglOperation *operation, const GeglProperties *o, const char *model, 
   const OftCondEncoder *encoder = NULL;
   g_mutex_lock (&pipeline_lock);
   gegl_operation_progress (operation, 0.0, _("Loading the model"));
-  OftPipeline *p = pipeline_get (model, STR (o->config), STR (o->adapters), error);
+  OftPipeline *p = pipeline_get (model, STR (o->config), STR (o->adapters), device_of (o), error);
   if (p && cond)
     {
       char *path = control_path (o->control, STR (o->adapters), error);

@@ -192,7 +192,7 @@ oft_dialog_condition (OftConditionVals *v)
 gboolean
 oft_dialog_prefs (OftPrefs *p)
 {
-  static const char *const devices[] = { "cpu", NULL };
+  static const char *const devices[] = { "cpu", "auto", "cuda", NULL };
   Field f[] = {
     TEXT (_("Default _model:"), p->model_folder, NULL),
     TEXT (_("_Adapter folder:"), p->adapter_folder, NULL),

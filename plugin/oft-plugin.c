@@ -78,7 +78,7 @@ query (void)
     { GIMP_PDB_INT32, "run-mode", "The run mode { RUN-INTERACTIVE (0), RUN-NONINTERACTIVE (1) }" },
     { GIMP_PDB_STRING, "model-folder", "Default model: diffusers pipeline folder or SD 1.x checkpoint" },
     { GIMP_PDB_STRING, "adapter-folder", "Where adapters are trained to and looked up by name" },
-    { GIMP_PDB_STRING, "device", "cpu" },
+    { GIMP_PDB_STRING, "device", "cpu, cuda or auto (the GPU when the CUDA module loads, else the CPU)" },
   };
   const char *author = "gimp-oft authors", *copyright = "GPL-3.0-or-later", *date = "2025";
 

@@ -56,7 +56,7 @@ typedef struct {
 typedef struct {
   char model_folder[OFT_PATH_MAX]; /* default model: diffusers folder or single-file checkpoint */
   char adapter_folder[OFT_PATH_MAX];
-  char device[32];                 /* cpu (cuda once the backend module exists) */
+  char device[32];                 /* cpu, cuda or auto (oft_device_parse): where generate and train run */
 } OftPrefs;
 
 void oft_generate_vals_init (OftGenerateVals *v);

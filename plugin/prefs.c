@@ -76,12 +76,9 @@ oft_prefs_load (OftPrefs *p, GError **warning)
 gboolean
 oft_prefs_save (const OftPrefs *p, GError **error)
 {
-  if (strcmp (p->device, "cpu") != 0)
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                   "device \"%s\": expected \"cpu\" (the only backend this build has)", p->device);
-      return FALSE;
-    }
+  OftDevice d;
+  if (!oft_device_parse (p->device, &d, error))
+    return FALSE;
   JsonBuilder *b = json_builder_new ();
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "model-folder");

@@ -137,6 +137,13 @@ oft_procedure_generate (gint32 image, gint32 drawable, const OftGenerateVals *v,
     }
   g_strfreev (names);
   g_ptr_array_add (adapters, NULL);
+  /* the preference's device, after the adapters so that they go up with the weights ("auto" falls
+   * back to the CPU when the CUDA module does not load) */
+  OftDevice device;
+  if (!oft_device_parse (prefs.device, &device, error))
+    goto out;
+  if (device != OFT_DEVICE_CPU && !oft_pipeline_set_device (p, device, OFT_DTYPE_BF16, error))
+    goto out;
 
   int multiple = oft_vae_factor (p->vae) * oft_unet_size_multiple (p->unet);
   int w = v->width > 0 ? v->width : gimp_image_width (image);

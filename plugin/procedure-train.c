@@ -289,6 +289,9 @@ oft_procedure_train (gint32 image, gint32 drawable, const OftTrainVals *v, gbool
   if (v->resolution > 0)
     add_num (argv, "--resolution", v->resolution);
   add_num (argv, "--seed", v->seed);
+  /* the GPU trains OFT and COFT adapters; BOFT stays on the CPU whatever the preference */
+  if (strcmp (prefs.device, "cpu") != 0 && strcmp (v->method, "boft") != 0)
+    add_arg (argv, "--device", prefs.device);
   add_num (argv, "--checkpoint-every", CLAMP (v->steps / 10, 1, 100));
   char *state = g_build_filename (out, "checkpoint", "state.safetensors", NULL);
   gboolean resume = g_file_test (state, G_FILE_TEST_IS_REGULAR);

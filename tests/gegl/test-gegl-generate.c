@@ -3,8 +3,9 @@
  * renders are those of oft_pipeline_generate with the same settings, bit for bit; its progress goes
  * from 0 to 1 through every sampling step; a second render with unchanged settings is not sampled
  * again; with a condition image on its input and a condition encoder it equals conditioned
- * oft_pipeline_generate too. The tiny golden pipeline at a non-square size, so a width/height mix-up
- * shows. */
+ * oft_pipeline_generate too; with device=cuda it runs on the CUDA module ($OFT_CUDA_MODULE: the
+ * CPU stand-in with bf16 storage in the tests) and stays near the CPU's result. The tiny golden pipeline
+ * at a non-square size, so a width/height mix-up shows. */
 #include "test-common.h"
 #include <gegl.h>
 #include <math.h>
@@ -137,6 +138,47 @@ test_generate_matches_pipeline (void)
   g_free (got);
   oft_pipeline_free (p);
   g_object_unref (graph);
+  g_free (model);
+}
+
+/* device=cuda: the pipeline goes up to the module (bf16 storage), so the floats differ from the CPU's, by
+ * little. Without a module the op would fall back (auto) or warn (cuda); the test needs the stand-in. */
+static void
+test_generate_device (void)
+{
+  if (!g_getenv ("OFT_CUDA_MODULE"))
+    {
+      g_test_skip ("no OFT_CUDA_MODULE");
+      return;
+    }
+  char *model = test_golden_path ("pipeline");
+  GParamSpec *ps = gegl_operation_find_property ("oft:generate", "device");
+  g_assert_true (ps && G_IS_PARAM_SPEC_ENUM (ps));
+  GEnumClass *ec = G_PARAM_SPEC_ENUM (ps)->enum_class;
+  float *out[2];
+  for (int d = 0; d < 2; d++)
+    {
+      GeglNode *graph = gegl_node_new ();
+      GeglNode *gen = gegl_node_new_child (graph, "operation", "oft:generate", "model", model,
+                                           "prompt", "a red fox in the snow", "seed", (guint) 7, "steps", STEPS,
+                                           "guidance", 5.0, "width", W, "height", H, NULL);
+      gegl_node_set (gen, "device", g_enum_get_value_by_nick (ec, d ? "cuda" : "cpu")->value, NULL);
+      out[d] = render (gen);
+      g_object_unref (graph);
+    }
+  int differ = 0;
+  double maxdiff = 0;
+  for (int i = 0; i < 4 * W * H; i++)
+    {
+      double e = fabs ((double) out[0][i] - out[1][i]);
+      differ += e != 0;
+      maxdiff = MAX (maxdiff, e);
+    }
+  g_test_message ("device=cuda (stand-in, bf16) vs cpu: %d values differ, max |diff| %g", differ, maxdiff);
+  g_assert_cmpint (differ, >, 0);
+  g_assert_cmpfloat (maxdiff, <, 0.1);
+  g_free (out[0]);
+  g_free (out[1]);
   g_free (model);
 }
 
@@ -293,6 +335,7 @@ main (int argc, char **argv)
   g_test_add_func ("/gegl/registered", test_registered);
   g_test_add_func ("/gegl/generate/matches-pipeline", test_generate_matches_pipeline);
   g_test_add_func ("/gegl/generate/conditioned", test_generate_conditioned);
+  g_test_add_func ("/gegl/generate/device", test_generate_device);
   int rc = g_test_run ();
   /* no gegl_exit: babl's teardown drops blocks still listed as in use, which LeakSanitizer reports */
   remove_module_dir (mods);
