@@ -2,7 +2,9 @@
  * architecture, trained from scratch by oftcore on procedural scenes (oft/scenes.h).
  *
  *   train-default-model OUT [--scenes N] [--vae-steps N] [--unet-steps N] [--batch B] [--seed S]
- *                           [--eval N] [--minutes M] [--reuse-vae] [--resume]
+ *                           [--min-shapes K] [--max-shapes K] [--plain] [--latent-channels C] [--ema D]
+ *                           [--eval N] [--minutes M] [--reuse-vae] [--resume] [--resume-vae]
+ *   train-default-model OUT --eval-only [--eval N] [--eval-vae N]
  *
  * 1. configs: VAE 16/32/64/64 (factor 8, 4 latent channels: 64×64 images ↔ 8×8 latents), UNet
  *    32/64/64 with one layer per block and cross-attention in the first two levels, a CLIPTextModel of
@@ -12,13 +14,16 @@
  * 3. the VAE: reconstruction MSE + 1e-6 · KL (LDM's first stage without GAN/LPIPS), AdamW; its
  *    scaling_factor is set to 1/std of the training latents, as LDM does;
  * 4. UNet + text encoder jointly on the cached latents: DDPM ε-prediction loss, uniform timesteps,
- *    captions dropped to "" 10% of the time (for classifier-free guidance), AdamW;
+ *    captions dropped to "" 10% of the time (for classifier-free guidance), AdamW with a cosine
+ *    schedule (over the time bound when --minutes ends first); an EMA of the weights is what is saved;
  * 5. fp16 safetensors in a diffusers folder, then --eval N held-out captions generated (DDIM 20 steps)
- *    and checked with the scene analyser; the match rate is printed.
+ *    and checked with the scene analyser; the match rate is printed. --eval-vae checks the VAE's
+ *    reconstructions the same way: the best the UNet could reach.
  * --minutes bounds the UNet phase's wall time (checkpoints are written every 500 steps); --reuse-vae
  * keeps the VAE already in OUT (with its scaling factor) and trains only the UNet and text encoder;
  * --resume (implies --reuse-vae) also starts the UNet and text encoder from their weights in OUT, with a
- * fresh optimizer and schedule: the model can be trained in several sittings. */
+ * fresh optimizer and schedule: the model can be trained in several sittings; --resume-vae continues the
+ * VAE in OUT the same way (the UNet is then trained anew on its latents). */
 #include "oft/oft.h"
 #include <glib/gstdio.h>
 #include <math.h>
@@ -26,6 +31,9 @@
 #include <string.h>
 
 #define IMG 64
+
+/* the scene distribution of the training set and of the evaluations (--min/--max-shapes, --plain) */
+static OftSceneGenParams data_params;
 
 static void
 die (GError *e)
@@ -49,19 +57,19 @@ write_text (const char *dir, const char *sub, const char *name, const char *text
 
 /* ---- configs ---- */
 
-static const char unet_cfg[] =
+static const char unet_cfg_fmt[] =
   "{\"_class_name\": \"UNet2DConditionModel\", \"_diffusers_version\": \"0.31.0\", \"act_fn\": \"silu\",\n"
   " \"attention_head_dim\": 4, \"block_out_channels\": [32, 64, 64], \"center_input_sample\": false,\n"
   " \"cross_attention_dim\": 64, \"down_block_types\": [\"CrossAttnDownBlock2D\", \"CrossAttnDownBlock2D\", \"DownBlock2D\"],\n"
-  " \"downsample_padding\": 1, \"flip_sin_to_cos\": true, \"freq_shift\": 0, \"in_channels\": 4, \"layers_per_block\": 1,\n"
+  " \"downsample_padding\": 1, \"flip_sin_to_cos\": true, \"freq_shift\": 0, \"in_channels\": %d, \"layers_per_block\": 1,\n"
   " \"mid_block_scale_factor\": 1, \"mid_block_type\": \"UNetMidBlock2DCrossAttn\", \"norm_eps\": 1e-05, \"norm_num_groups\": 8,\n"
-  " \"out_channels\": 4, \"sample_size\": 8, \"up_block_types\": [\"UpBlock2D\", \"CrossAttnUpBlock2D\", \"CrossAttnUpBlock2D\"],\n"
+  " \"out_channels\": %d, \"sample_size\": 8, \"up_block_types\": [\"UpBlock2D\", \"CrossAttnUpBlock2D\", \"CrossAttnUpBlock2D\"],\n"
   " \"use_linear_projection\": false}\n";
 
 static const char vae_cfg_fmt[] =
   "{\"_class_name\": \"AutoencoderKL\", \"_diffusers_version\": \"0.31.0\", \"act_fn\": \"silu\",\n"
   " \"block_out_channels\": [16, 32, 64, 64], \"down_block_types\": [\"DownEncoderBlock2D\", \"DownEncoderBlock2D\",\n"
-  " \"DownEncoderBlock2D\", \"DownEncoderBlock2D\"], \"in_channels\": 3, \"latent_channels\": 4, \"layers_per_block\": 1,\n"
+  " \"DownEncoderBlock2D\", \"DownEncoderBlock2D\"], \"in_channels\": 3, \"latent_channels\": %d, \"layers_per_block\": 1,\n"
   " \"norm_num_groups\": 8, \"out_channels\": 3, \"sample_size\": 64, \"scaling_factor\": %.6f,\n"
   " \"up_block_types\": [\"UpDecoderBlock2D\", \"UpDecoderBlock2D\", \"UpDecoderBlock2D\", \"UpDecoderBlock2D\"]}\n";
 
@@ -284,6 +292,51 @@ save_params (OftParams *p, const char *out, const char *sub, const char *file)
   g_free (d);
 }
 
+/* An exponential moving average of the weights (what is saved: it samples better than the last step's
+ * weights, as in LDM); the decay ramps up as min(decay, (1 + k) / (10 + k)). */
+typedef struct {
+  OftParams *p;
+  float **avg;
+} Ema;
+
+static void
+ema_init (Ema *m, OftParams *p)
+{
+  m->p = p;
+  m->avg = g_new (float *, oft_params_count (p));
+  for (size_t i = 0; i < oft_params_count (p); i++)
+    {
+      OftParam *x = oft_params_get (p, i);
+      m->avg[i] = g_memdup2 (x->data, sizeof (float) * (size_t) x->numel);
+    }
+}
+
+static void
+ema_update (Ema *m, double decay, int64_t k)
+{
+  float d = (float) MIN (decay, (1.0 + k) / (10.0 + k));
+  for (size_t i = 0; i < oft_params_count (m->p); i++)
+    {
+      OftParam *x = oft_params_get (m->p, i);
+      for (int64_t j = 0; j < x->numel; j++)
+        m->avg[i][j] = d * m->avg[i][j] + (1 - d) * x->data[j];
+    }
+}
+
+/* saves the average (or the weights themselves without one) */
+static void
+save_weights (OftParams *p, const Ema *m, const char *out, const char *sub, const char *file)
+{
+  size_t n = oft_params_count (p);
+  float **keep = g_new0 (float *, n);
+  for (size_t i = 0; m && i < n; i++)
+    keep[i] = oft_params_get (p, i)->data, oft_params_get (p, i)->data = m->avg[i];
+  save_params (p, out, sub, file);
+  for (size_t i = 0; m && i < n; i++)
+    oft_params_get (p, i)->data = keep[i];
+  g_free (keep);
+}
+
 /* ---- evaluation ---- */
 
 static double
@@ -293,9 +346,9 @@ evaluate (const char *out, int n, uint64_t seed, float guidance)
   OftPipeline *p = oft_pipeline_load (out, &e);
   if (!p)
     die (e);
-  OftSceneGenParams gp = OFT_SCENE_GEN_PARAMS_DEFAULT;
+  OftSceneGenParams gp = data_params;
   gp.split = OFT_SCENE_SPLIT_HELDOUT;
-  int ok = 0;
+  int ok = 0, by_count[OFT_SCENE_MAX_SHAPES + 1][2] = { { 0 } };
   float *rgb = g_new (float, 3 * IMG * IMG);
   uint8_t *rgb8 = g_new (uint8_t, 3 * IMG * IMG);
   for (int i = 0; i < n; i++)
@@ -316,6 +369,7 @@ evaluate (const char *out, int n, uint64_t seed, float guidance)
       oft_scene_describe (&sc, &c);
       gboolean m = oft_scene_analyse (&img, &an, NULL) && oft_scene_matches_caption (&an, &c);
       ok += m;
+      by_count[sc.n_shapes][0] += m, by_count[sc.n_shapes][1]++;
       if (i < 8)
         {
           char *name = g_strdup_printf ("%s/eval-%02d.png", out, i);
@@ -325,19 +379,79 @@ evaluate (const char *out, int n, uint64_t seed, float guidance)
         }
       g_free (cap);
     }
+  for (int k = 1; k <= OFT_SCENE_MAX_SHAPES; k++)
+    if (by_count[k][1])
+      printf ("  %d shape%s: %d/%d match\n", k, k > 1 ? "s" : "", by_count[k][0], by_count[k][1]);
   g_free (rgb);
   g_free (rgb8);
   oft_pipeline_free (p);
   return (double) ok / MAX (n, 1);
 }
 
+/* The VAE's reconstructions of n held-out scenes through the analyser: the match rate the UNet could
+ * reach at best, since every generation is decoded by this VAE. */
+static double
+evaluate_vae (const char *out, int n, uint64_t seed)
+{
+  GError *e = NULL;
+  char *dir = g_build_filename (out, "vae", NULL);
+  OftVae *v = oft_vae_load (dir, &e);
+  if (!v)
+    die (e);
+  OftSceneGenParams gp = data_params;
+  gp.split = OFT_SCENE_SPLIT_HELDOUT;
+  int f = oft_vae_factor (v), lh = IMG / f, ok = 0, by_count[OFT_SCENE_MAX_SHAPES + 1][2] = { { 0 } };
+  float *x = g_new (float, 3 * IMG * IMG), *z = g_new (float, (size_t) oft_vae_latent_channels (v) * lh * lh);
+  uint8_t *rgb8 = g_new (uint8_t, 3 * IMG * IMG);
+  for (int i = 0; i < n; i++)
+    {
+      OftScene sc;
+      oft_scene_generate_nth (&sc, seed ^ 0xE7A1, (uint64_t) i, &gp);
+      OftImage *im = oft_scene_render (&sc, IMG, IMG, 4, &e);
+      if (!im)
+        die (e);
+      oft_train_preprocess (x, im, IMG, false);
+      oft_image_free (im);
+      if (!oft_vae_encode (v, x, 1, IMG, IMG, z, NULL, &e) || !oft_vae_decode (v, z, 1, lh, lh, x, &e))
+        die (e);
+      for (int k = 0; k < 3 * IMG * IMG; k++)
+        x[k] = CLAMP (x[k] * 0.5f + 0.5f, 0.f, 1.f);
+      oft_image_to_rgb8 (rgb8, x, IMG, IMG);
+      OftImage img = { IMG, IMG, 3, rgb8 };
+      OftSceneAnalysis an;
+      OftSceneCaption c;
+      oft_scene_describe (&sc, &c);
+      gboolean m = oft_scene_analyse (&img, &an, NULL) && oft_scene_matches_caption (&an, &c);
+      ok += m;
+      by_count[sc.n_shapes][0] += m, by_count[sc.n_shapes][1]++;
+      if (i < 8)
+        {
+          char *name = g_strdup_printf ("%s/recon-%02d.png", out, i);
+          oft_png_write_rgb8 (name, rgb8, IMG, IMG, NULL);
+          g_free (name);
+        }
+    }
+  for (int k = 1; k <= OFT_SCENE_MAX_SHAPES; k++)
+    if (by_count[k][1])
+      printf ("  %d shape%s: %d/%d reconstructions match\n", k, k > 1 ? "s" : "", by_count[k][0], by_count[k][1]);
+  g_free (x);
+  g_free (z);
+  g_free (rgb8);
+  g_free (dir);
+  oft_vae_free (v);
+  return (double) ok / MAX (n, 1);
+}
+
 int
 main (int argc, char **argv)
 {
-  int n_scenes = 4000, vae_steps = 3000, unet_steps = 20000, batch = 16, eval_n = 50;
+  int n_scenes = 4000, vae_steps = 3000, unet_steps = 20000, batch = 16, eval_n = 50, eval_vae_n = 0;
+  int min_shapes = 1, max_shapes = 3, latent_channels = 4;
+  gboolean plain = FALSE;
+  double ema_decay = 0.999;
   gint64 seed = 1;
   double minutes = 0, guidance = 4.0;
-  gboolean eval_only = FALSE, reuse_vae = FALSE, resume = FALSE;
+  gboolean eval_only = FALSE, reuse_vae = FALSE, resume = FALSE, resume_vae = FALSE;
   GOptionEntry entries[] = {
     { "scenes", 0, 0, G_OPTION_ARG_INT, &n_scenes, "training scenes", "N" },
     { "vae-steps", 0, 0, G_OPTION_ARG_INT, &vae_steps, "VAE steps", "N" },
@@ -348,10 +462,20 @@ main (int argc, char **argv)
     { "guidance", 0, 0, G_OPTION_ARG_DOUBLE, &guidance, "guidance scale of the evaluation", "G" },
     { "minutes", 0, 0, G_OPTION_ARG_DOUBLE, &minutes, "wall-time bound of the UNet phase (0: none)", "M" },
     { "eval-only", 0, 0, G_OPTION_ARG_NONE, &eval_only, "only evaluate OUT", NULL },
+    { "eval-vae", 0, 0, G_OPTION_ARG_INT, &eval_vae_n, "with --eval-only: also N VAE reconstructions", "N" },
+    { "min-shapes", 0, 0, G_OPTION_ARG_INT, &min_shapes, "fewest shapes per scene (1..3, default 1)", "K" },
+    { "max-shapes", 0, 0, G_OPTION_ARG_INT, &max_shapes, "most shapes per scene (1..3, default 3)", "K" },
+    { "plain", 0, 0, G_OPTION_ARG_NONE, &plain, "plain backgrounds only", NULL },
+    { "latent-channels", 0, 0, G_OPTION_ARG_INT, &latent_channels, "VAE latent channels (default 4, as SD)", "C" },
+    { "ema", 0, 0, G_OPTION_ARG_DOUBLE, &ema_decay, "decay of the UNet/text weights' EMA saved (0: off)", "D" },
     { "reuse-vae", 0, 0, G_OPTION_ARG_NONE, &reuse_vae, "keep the VAE in OUT, train the UNet only", NULL },
     { "resume", 0, 0, G_OPTION_ARG_NONE, &resume, "continue from the UNet and text encoder in OUT", NULL },
+    { "resume-vae", 0, 0, G_OPTION_ARG_NONE, &resume_vae, "train the VAE in OUT further (then the UNet anew)", NULL },
     { NULL },
   };
+  /* as `oft` does: OpenMP workers sleep instead of spinning against OpenBLAS's threads, and the BLAS
+   * kernels of this CPU (without it most of the time went to spinning) */
+  oft_runtime_tune_process (argv);
   GOptionContext *ctx = g_option_context_new ("OUT - train the bundled default model");
   g_option_context_add_main_entries (ctx, entries, NULL);
   GError *e = NULL;
@@ -362,9 +486,14 @@ main (int argc, char **argv)
     }
   const char *out = argv[1];
   reuse_vae |= resume;
+  data_params = OFT_SCENE_GEN_PARAMS_DEFAULT;
+  data_params.min_shapes = min_shapes, data_params.max_shapes = max_shapes, data_params.textures = !plain;
   if (eval_only)
     {
-      printf ("held-out caption match rate: %.3f\n", evaluate (out, eval_n, (uint64_t) seed, (float) guidance));
+      if (eval_vae_n > 0)
+        printf ("VAE reconstruction match rate: %.3f\n", evaluate_vae (out, eval_vae_n, (uint64_t) seed));
+      if (eval_n > 0)
+        printf ("held-out caption match rate: %.3f\n", evaluate (out, eval_n, (uint64_t) seed, (float) guidance));
       return 0;
     }
   g_mkdir_with_parents (out, 0755);
@@ -392,15 +521,23 @@ main (int argc, char **argv)
   char *clip_cfg = g_strdup_printf (clip_cfg_fmt, vocab, oft_tokenizer_bos (tok), oft_tokenizer_eos (tok),
                                     oft_tokenizer_eos (tok));
   write_text (out, "text_encoder", "config.json", clip_cfg);
+  char *unet_cfg = g_strdup_printf (unet_cfg_fmt, latent_channels, latent_channels);
   write_text (out, "unet", "config.json", unet_cfg);
-  char *vae_cfg = g_strdup_printf (vae_cfg_fmt, 1.0);
-  if (!reuse_vae)
+  g_free (unet_cfg);
+  char *vae_cfg = g_strdup_printf (vae_cfg_fmt, latent_channels, 1.0);
+  if (!reuse_vae && !resume_vae)
     write_text (out, "vae", "config.json", vae_cfg);
   write_text (out, "scheduler", "scheduler_config.json", sched_cfg);
   write_text (out, ".", "model_index.json", index_json);
+  /* the training distribution, for the evaluations and the quality test (tests/test-default-model.c) */
+  char *scenes_json = g_strdup_printf ("{\"size\": %d, \"min_shapes\": %d, \"max_shapes\": %d, \"textures\": %s, "
+                                       "\"seed\": %" G_GINT64_FORMAT "}\n", IMG, data_params.min_shapes,
+                                       data_params.max_shapes, data_params.textures ? "true" : "false", seed);
+  write_text (out, ".", "scenes.json", scenes_json);
+  g_free (scenes_json);
 
   /* 2. the dataset */
-  OftSceneGenParams gp = OFT_SCENE_GEN_PARAMS_DEFAULT;  /* training split: held-out captions never drawn */
+  OftSceneGenParams gp = data_params;  /* training split: held-out captions never drawn */
   float *imgs = g_new (float, (size_t) n_scenes * 3 * IMG * IMG);
   int32_t *ids = g_new (int32_t, (size_t) n_scenes * OFT_CLIP_MAX_LENGTH);
   for (int i = 0; i < n_scenes; i++)
@@ -426,11 +563,17 @@ main (int argc, char **argv)
   char *vae_cfg_path = g_build_filename (out, "vae", "config.json", NULL);
   OftWeightSource rnd = { .random_init = TRUE, .seed = (guint64) seed };
   char *vae_dir = g_build_filename (out, "vae", NULL);
-  OftVae *vae = reuse_vae ? oft_vae_load (vae_dir, &e) : oft_vae_load_from (vae_cfg_path, &rnd, &e);
+  OftVae *vae = reuse_vae || resume_vae ? oft_vae_load (vae_dir, &e) : oft_vae_load_from (vae_cfg_path, &rnd, &e);
   if (!vae || (!reuse_vae && !oft_vae_attach_full_training (vae, &e)))
     die (e);
   if (reuse_vae)
     vae_steps = 0;
+  if (oft_vae_latent_channels (vae) != latent_channels)
+    {
+      fprintf (stderr, "the VAE in %s has %d latent channels, not %d (--latent-channels)\n", out,
+               oft_vae_latent_channels (vae), latent_channels);
+      return 1;
+    }
   int f = oft_vae_factor (vae), lh = IMG / f, lat = oft_vae_latent_channels (vae);
   int64_t nlat = (int64_t) lat * lh * lh, npx = 3 * IMG * IMG;
   Opt vo = { 0 };
@@ -472,7 +615,7 @@ main (int argc, char **argv)
   for (int64_t i = 0; i < (int64_t) n_scenes * nlat; i++)
     lats[i] *= scaling;
   g_free (vae_cfg);
-  vae_cfg = g_strdup_printf (vae_cfg_fmt, scaling);
+  vae_cfg = g_strdup_printf (vae_cfg_fmt, latent_channels, scaling);
   if (!reuse_vae)
     {
       write_text (out, "vae", "config.json", vae_cfg);
@@ -507,6 +650,9 @@ main (int argc, char **argv)
   int32_t *bids = g_new (int32_t, (size_t) batch * T);
   float *ctxv = g_new (float, (size_t) batch * T * H), *dctx = g_new (float, (size_t) batch * T * H);
   oft_unet_set_context_grad (unet, dctx);
+  Ema ue, te;
+  if (ema_decay > 0)
+    ema_init (&ue, oft_unet_params (unet)), ema_init (&te, oft_clip_text_params (text));
   t0 = g_get_monotonic_time ();
   double ema = 0;
   for (int s = 1; s <= unet_steps; s++)
@@ -529,19 +675,27 @@ main (int argc, char **argv)
       if (!oft_unet_train_loss (unet, noisy, ts, ctxv, batch, lh, lh, T, noise, FALSE, &loss, NULL, &e))
         die (e);
       oft_clip_text_train_backward (text, dctx);
-      double lr = oft_lr_at (OFT_LR_COSINE, 1e-3, s, 200, unet_steps);
+      /* the cosine runs over the steps or, with --minutes, over the time if that ends first */
+      double el = (g_get_monotonic_time () - t0) / 1e6;
+      int64_t at = s;
+      if (minutes > 0)
+        at = MAX (at, (int64_t) (el / (minutes * 60) * unet_steps));
+      double lr = oft_lr_at (OFT_LR_COSINE, 1e-3, MIN (at, unet_steps), 200, unet_steps);
       opt_step (&uo, lr, 1.0);
       opt_step (&to, lr, 1.0);
+      if (ema_decay > 0)
+        ema_update (&ue, ema_decay, s), ema_update (&te, ema_decay, s);
       ema = s == 1 ? loss : 0.98 * ema + 0.02 * loss;
-      double el = (g_get_monotonic_time () - t0) / 1e6;
       gboolean stop = minutes > 0 && el > minutes * 60;
       if (s % 100 == 0 || s == 1 || stop || s == unet_steps)
         printf ("unet step %d: loss %.4f (ema %.4f, %.3f s/step)\n", s, loss, ema, el / s);
       fflush (stdout);
       if (s % 500 == 0 || stop || s == unet_steps)
         {
-          save_params (oft_unet_params (unet), out, "unet", "diffusion_pytorch_model.safetensors");
-          save_params (oft_clip_text_params (text), out, "text_encoder", "model.safetensors");
+          save_weights (oft_unet_params (unet), ema_decay > 0 ? &ue : NULL, out, "unet",
+                        "diffusion_pytorch_model.safetensors");
+          save_weights (oft_clip_text_params (text), ema_decay > 0 ? &te : NULL, out, "text_encoder",
+                        "model.safetensors");
         }
       if (stop)
         break;
