@@ -339,6 +339,39 @@ save_weights (OftParams *p, const Ema *m, const char *out, const char *sub, cons
 
 /* ---- evaluation ---- */
 
+/* Analyser verdicts counted per shape count; the first 8 images are kept as OUT/<prefix>-NN.png. */
+typedef struct {
+  int ok, by[OFT_SCENE_MAX_SHAPES + 1][2];
+} Tally;
+
+static gboolean
+tally_add (Tally *t, const OftScene *sc, uint8_t *rgb8, const char *out, const char *prefix, int i)
+{
+  OftImage img = { IMG, IMG, 3, rgb8 };
+  OftSceneAnalysis an;
+  OftSceneCaption c;
+  oft_scene_describe (sc, &c);
+  gboolean m = oft_scene_analyse (&img, &an, NULL) && oft_scene_matches_caption (&an, &c);
+  t->ok += m;
+  t->by[sc->n_shapes][0] += m, t->by[sc->n_shapes][1]++;
+  if (i < 8)
+    {
+      char *name = g_strdup_printf ("%s/%s-%02d.png", out, prefix, i);
+      oft_png_write_rgb8 (name, rgb8, IMG, IMG, NULL);
+      g_free (name);
+    }
+  return m;
+}
+
+static double
+tally_print (const Tally *t, const char *what, int n)
+{
+  for (int k = 1; k <= OFT_SCENE_MAX_SHAPES; k++)
+    if (t->by[k][1])
+      printf ("  %d shape%s: %d/%d %s match\n", k, k > 1 ? "s" : "", t->by[k][0], t->by[k][1], what);
+  return (double) t->ok / MAX (n, 1);
+}
+
 static double
 evaluate (const char *out, int n, uint64_t seed, float guidance)
 {
@@ -348,7 +381,7 @@ evaluate (const char *out, int n, uint64_t seed, float guidance)
     die (e);
   OftSceneGenParams gp = data_params;
   gp.split = OFT_SCENE_SPLIT_HELDOUT;
-  int ok = 0, by_count[OFT_SCENE_MAX_SHAPES + 1][2] = { { 0 } };
+  Tally t = { 0 };
   float *rgb = g_new (float, 3 * IMG * IMG);
   uint8_t *rgb8 = g_new (uint8_t, 3 * IMG * IMG);
   for (int i = 0; i < n; i++)
@@ -363,29 +396,15 @@ evaluate (const char *out, int n, uint64_t seed, float guidance)
       if (!oft_pipeline_generate (p, &g, rgb, NULL, NULL, NULL, &e))
         die (e);
       oft_image_to_rgb8 (rgb8, rgb, IMG, IMG);
-      OftImage img = { IMG, IMG, 3, rgb8 };
-      OftSceneAnalysis an;
-      OftSceneCaption c;
-      oft_scene_describe (&sc, &c);
-      gboolean m = oft_scene_analyse (&img, &an, NULL) && oft_scene_matches_caption (&an, &c);
-      ok += m;
-      by_count[sc.n_shapes][0] += m, by_count[sc.n_shapes][1]++;
+      gboolean m = tally_add (&t, &sc, rgb8, out, "eval", i);
       if (i < 8)
-        {
-          char *name = g_strdup_printf ("%s/eval-%02d.png", out, i);
-          oft_png_write_rgb8 (name, rgb8, IMG, IMG, NULL);
-          printf ("  eval %d: \"%s\" %s\n", i, cap, m ? "match" : "no match");
-          g_free (name);
-        }
+        printf ("  eval %d: \"%s\" %s\n", i, cap, m ? "match" : "no match");
       g_free (cap);
     }
-  for (int k = 1; k <= OFT_SCENE_MAX_SHAPES; k++)
-    if (by_count[k][1])
-      printf ("  %d shape%s: %d/%d match\n", k, k > 1 ? "s" : "", by_count[k][0], by_count[k][1]);
   g_free (rgb);
   g_free (rgb8);
   oft_pipeline_free (p);
-  return (double) ok / MAX (n, 1);
+  return tally_print (&t, "generations", n);
 }
 
 /* The VAE's reconstructions of n held-out scenes through the analyser: the match rate the UNet could
@@ -400,7 +419,8 @@ evaluate_vae (const char *out, int n, uint64_t seed)
     die (e);
   OftSceneGenParams gp = data_params;
   gp.split = OFT_SCENE_SPLIT_HELDOUT;
-  int f = oft_vae_factor (v), lh = IMG / f, ok = 0, by_count[OFT_SCENE_MAX_SHAPES + 1][2] = { { 0 } };
+  int f = oft_vae_factor (v), lh = IMG / f;
+  Tally t = { 0 };
   float *x = g_new (float, 3 * IMG * IMG), *z = g_new (float, (size_t) oft_vae_latent_channels (v) * lh * lh);
   uint8_t *rgb8 = g_new (uint8_t, 3 * IMG * IMG);
   for (int i = 0; i < n; i++)
@@ -417,29 +437,14 @@ evaluate_vae (const char *out, int n, uint64_t seed)
       for (int k = 0; k < 3 * IMG * IMG; k++)
         x[k] = CLAMP (x[k] * 0.5f + 0.5f, 0.f, 1.f);
       oft_image_to_rgb8 (rgb8, x, IMG, IMG);
-      OftImage img = { IMG, IMG, 3, rgb8 };
-      OftSceneAnalysis an;
-      OftSceneCaption c;
-      oft_scene_describe (&sc, &c);
-      gboolean m = oft_scene_analyse (&img, &an, NULL) && oft_scene_matches_caption (&an, &c);
-      ok += m;
-      by_count[sc.n_shapes][0] += m, by_count[sc.n_shapes][1]++;
-      if (i < 8)
-        {
-          char *name = g_strdup_printf ("%s/recon-%02d.png", out, i);
-          oft_png_write_rgb8 (name, rgb8, IMG, IMG, NULL);
-          g_free (name);
-        }
+      tally_add (&t, &sc, rgb8, out, "recon", i);
     }
-  for (int k = 1; k <= OFT_SCENE_MAX_SHAPES; k++)
-    if (by_count[k][1])
-      printf ("  %d shape%s: %d/%d reconstructions match\n", k, k > 1 ? "s" : "", by_count[k][0], by_count[k][1]);
   g_free (x);
   g_free (z);
   g_free (rgb8);
   g_free (dir);
   oft_vae_free (v);
-  return (double) ok / MAX (n, 1);
+  return tally_print (&t, "reconstructions", n);
 }
 
 int
