@@ -46,7 +46,7 @@ cmd_generate (int argc, char **argv)
   gint64 seed = -1;
   GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model, "Stable Diffusion pipeline folder (diffusers layout), or an "
-      "SD 1.x single-file checkpoint (.safetensors or .ckpt)", "PATH" },
+      "SD 1.x single-file checkpoint (.safetensors or .ckpt); default: the bundled default model", "PATH" },
     { "config", 0, 0, G_OPTION_ARG_FILENAME, &config, "For a single file: diffusers folder with the configs and tokenizer "
       "(default: the bundled SD 1.5 configs, which need a tokenizer/ installed beside them)", "DIR" },
     { "prompt", 'p', 0, G_OPTION_ARG_STRING, &prompt, "What to draw", "TEXT" },
@@ -85,11 +85,13 @@ cmd_generate (int argc, char **argv)
   uint8_t *rgb8 = NULL;
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     goto out;
-  if (!model || !prompt || !out)
+  if (!prompt || !out)
     {
-      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--model, --prompt and --out are required (see --help)");
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--prompt and --out are required (see --help)");
       goto out;
     }
+  if (!model && !(model = cli_default_model ("generate", &error)))
+    goto out;
   OftGenerateParams gp;
   oft_generate_params_init (&gp);
   gp.prompt = prompt;

@@ -83,7 +83,9 @@ collect_images (char **args, GError **error)
   return files;
 }
 
-/* --pairs MANIFEST.jsonl: one {"image", "condition", "caption"} per line, paths relative to the manifest. */
+/* --pairs MANIFEST.jsonl: one {"image", "condition", "caption"} per line, paths relative to the manifest.
+ * Without "condition", the key named by the condition type is read ("canny": `oft scenes --conditions`
+ * manifests train as they are). */
 typedef struct {
   GPtrArray *images, *conditions, *captions;  /* NULL-terminated string arrays */
 } Pairs;
@@ -97,7 +99,7 @@ pairs_clear (Pairs *p)
 }
 
 static gboolean
-read_pairs (const char *manifest, Pairs *out, GError **error)
+read_pairs (const char *manifest, const char *cond_type, Pairs *out, GError **error)
 {
   char *text = NULL;
   if (!g_file_get_contents (manifest, &text, NULL, error))
@@ -119,6 +121,8 @@ read_pairs (const char *manifest, Pairs *out, GError **error)
         root = json_parser_get_root (parser);
       JsonObject *o = root && JSON_NODE_HOLDS_OBJECT (root) ? json_node_get_object (root) : NULL;
       const char *keys[3] = { "image", "condition", "caption" }, *val[3] = { NULL };
+      if (o && !json_object_has_member (o, "condition") && json_object_has_member (o, cond_type))
+        keys[1] = cond_type;
       for (int k = 0; o && k < 3; k++)
         {
           JsonNode *n = json_object_get_member (o, keys[k]);
@@ -209,10 +213,10 @@ cmd_train (int argc, char **argv)
   gint64 seed = 0;
   gboolean exact = FALSE, share = FALSE, flip = FALSE, resume = FALSE, gc = FALSE;
   GOptionEntry entries[] = {
-    { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model, "Stable Diffusion pipeline folder (diffusers layout)", "PATH" },
+    { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model, "Stable Diffusion pipeline folder (diffusers layout; default: the bundled default model)", "PATH" },
     { "task", 0, 0, G_OPTION_ARG_STRING, &task, "dreambooth (default: subject images and one prompt) or control "
       "(image/condition/caption pairs, a condition encoder trained with the adapter)", "NAME" },
-    { "pairs", 0, 0, G_OPTION_ARG_FILENAME, &pairs_file, "Control task: JSON lines {\"image\", \"condition\", \"caption\"}, "
+    { "pairs", 0, 0, G_OPTION_ARG_FILENAME, &pairs_file, "Control task: JSON lines {\"image\", \"condition\" (or the --condition-type key), \"caption\"}, "
       "paths relative to the file", "MANIFEST.jsonl" },
     { "condition-type", 0, 0, G_OPTION_ARG_STRING, &cond_type, "Control task: canny (default), landmarks or segmentation", "TYPE" },
     { "images", 'i', 0, G_OPTION_ARG_FILENAME_ARRAY, &images, "Subject images: a folder or a file (repeatable)", "DIR" },
@@ -270,11 +274,13 @@ cmd_train (int argc, char **argv)
   char **target_list = NULL;
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     goto out;
-  if (!model || !out)
+  if (!out)
     {
-      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--model and --out are required (see --help)");
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--out is required (see --help)");
       goto out;
     }
+  if (!model && !(model = cli_default_model ("train", &error)))
+    goto out;
   if (eps < 0)
     eps = task && strcmp (task, "control") == 0 ? 1e-3 : 6e-5;
   if (lr < 0)
@@ -315,7 +321,7 @@ cmd_train (int argc, char **argv)
           g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--task control takes --pairs MANIFEST.jsonl (not --images)");
           goto out;
         }
-      if (!read_pairs (pairs_file, &pairs, &error))
+      if (!read_pairs (pairs_file, cond_type ? cond_type : "canny", &pairs, &error))
         goto out;
       if (!method)
         method = g_strdup ("coft");

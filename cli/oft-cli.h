@@ -22,6 +22,9 @@ int cmd_scenes (int argc, char **argv);
 /* Prints "oft <cmd>: <error->message>" and returns 1. */
 int cli_fail (const char *cmd, const GError *error);
 
+/* --model's default: the bundled default model (data/default-model), announced on stderr. */
+char *cli_default_model (const char *cmd, GError **error);
+
 /* Progress bar for long jobs: drawn only on a terminal. */
 typedef struct {
   const char *label;

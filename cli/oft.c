@@ -43,6 +43,22 @@ cli_fail (const char *cmd, const GError *error)
   return 1;
 }
 
+char *
+cli_default_model (const char *cmd, GError **error)
+{
+  GError *e = NULL;
+  char *path = oft_data_path ("default-model", &e);
+  if (!path)
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_NOT_FOUND, "no --model given, and the bundled default model "
+                   "is missing: %s", e->message);
+      g_error_free (e);
+      return NULL;
+    }
+  fprintf (stderr, "oft %s: no --model given: the bundled default model %s\n", cmd, path);
+  return path;
+}
+
 int
 main (int argc, char **argv)
 {

@@ -127,6 +127,12 @@ expect_fail "generate with an unknown scheduler lists the known ones" "dpmpp-2m-
 expect_fail "generate with an adapter for other modules fails naming the module" "not a Linear or Conv2d of this UNet" \
   "$OFT" generate --model "$P" --prompt x --steps 2 --adapter "$G/oft_layers/oft_linear/adapter" --out "$T/bad.png"
 [ -e "$T/bad.png" ] && echo "# bad.png should not exist" && fails=$((fails + 1))
+# no --model: the bundled default model (data/default-model), at its native 64×64
+run "$OFT" generate --prompt "a red circle on a blue background" --steps 4 --guidance 4 --seed 1 --out "$T/default.png"
+if [ $rc -eq 0 ] && grep -q "no --model given: the bundled default model .*default-model" "$T/err" \
+   && [ "$(od -An -tu1 -j16 -N8 "$T/default.png" | tr -s ' ')" = " 0 0 0 64 0 0 0 64" ]; then
+  ok "generate without --model uses the bundled default model (64×64)"
+else not_ok "generate without --model (exit $rc)"; fi
 expect_ok "tokenize prints ids" "$OFT" tokenize --model "$P" "a photo of a cat"
 expect_out "tokenize matches transformers" "^\[\[49406, 320, 1125, 539, 320, 2368, 49407, 49407"
 

@@ -174,5 +174,11 @@ run "$OFT" train -m "$G/pipeline" --task control --pairs "$T/pairs/bad.jsonl" --
 if [ $rc -ne 0 ] && grep -q "bad.jsonl: line 1: image .*nope.png does not exist" "$T/err"; then
   ok "a manifest naming a missing file is refused with its line"
 else not_ok "a bad manifest (exit $rc)"; fi
+# an `oft scenes --conditions` manifest has no "condition": the --condition-type key ("canny") stands in
+run "$OFT" scenes --count 2 --size 64 --conditions --out "$T/scn"
+run "$OFT" train -m "$G/pipeline" --task control --pairs "$T/scn/manifest.jsonl" --steps 1 --resolution 64 --out "$T/sctl"
+if [ $rc -eq 0 ] && [ -s "$T/sctl/condition_encoder.safetensors" ]; then
+  ok "a scenes manifest trains with its canny images as the conditions"
+else not_ok "control task on a scenes manifest (exit $rc)"; fi
 
 finish
