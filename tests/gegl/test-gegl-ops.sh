@@ -135,8 +135,18 @@ warns "oft:canny aperture=4 warns" "aperture 4: expected 3, 5 or 7" \
   load path="$C/images/astronaut.png" oft:canny aperture=4
 warns "oft:generate with a missing model file warns naming it" "$T/none" \
   oft:generate model="$T/none" prompt=x steps=2 width=128 height=128
-OFT_DATA_DIR="$T" warns "oft:generate without a model warns naming the 'model' property" "'model' property" \
-  oft:generate prompt=x steps=2 width=128 height=128
+# no model property and no $OFT_MODEL: the bundled default model (data/default-model, 64×64), as `oft generate`
+# without --model draws it
+run "$OFT" generate -p "a red circle on a blue background" --seed 42 --steps 2 -o "$T/def-cli.png"
+if [ "$rc" -ne 0 ]; then
+  not_ok "oft generate without --model (the reference) failed"
+else
+  env -u OFT_MODEL "$GEGL" -o "$T/def.png" -- oft:generate prompt="a red circle on a blue background" seed=42 steps=2 \
+    width=64 height=64 gegl:convert-format format="R'G'B'A u8" >"$T/out" 2>"$T/err"
+  rc=$?
+  near "oft:generate without a model = oft generate without --model (the bundled default model)" "$T/def.png" \
+    "$T/def-cli.png"
+fi
 warns "oft:generate with a size the model cannot make warns" "multiples of" \
   oft:generate model="$P" prompt=x steps=2 width=100 height=128
 warns "oft:generate with a condition but no condition encoder warns" "needs a condition encoder" \
