@@ -218,6 +218,8 @@ read_config (OftUnet *u, OftConfig *c, bool *cross_down, bool *cross_up)
       g_set_error (&c->error, OFT_MODEL_ERROR, OFT_ERROR_INVALID,
                    "%s: block_out_channels[%d] = %d must be a multiple of norm_num_groups (%d) and of the "
                    "head count (%d)", c->path, i, u->ch[i], u->groups, u->heads[i]);
+  if (c->error)  /* a refused list may hold any value: no sizes from it */
+    return FALSE;
   u->tproj = u->ch[0];
   u->temb = 4 * u->ch[0];
   return !c->error;
