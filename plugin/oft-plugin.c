@@ -5,13 +5,21 @@
 #include <gegl.h>
 #include <locale.h>
 #include <string.h>
+#include "oft/runtime.h"
 
 static void query (void);
 static void run (const gchar *name, gint nparams, const GimpParam *param, gint *nreturn_vals, GimpParam **return_vals);
 
 const GimpPlugInInfo PLUG_IN_INFO = { NULL, NULL, query, run };
 
-MAIN ()
+int
+main (int argc, char *argv[])
+{
+  /* as `oft` runs: this CPU's BLAS kernels and OpenMP workers that sleep instead of spinning against
+   * OpenBLAS's threads (it re-executes the plug-in once; GIMP's pipe descriptors stay open across it) */
+  oft_runtime_tune_process (argv);
+  return gimp_main (&PLUG_IN_INFO, argc, argv);
+}
 
 /* Uninstalled runs (tests) point OFT_LOCALEDIR at the build's po/ folder. */
 static const char *
