@@ -4,7 +4,7 @@
  *   train-default-model OUT [--scenes N] [--vae-steps N] [--unet-steps N] [--batch B] [--seed S]
  *                           [--min-shapes K] [--max-shapes K] [--plain] [--latent-channels C] [--ema D]
  *                           [--eval N] [--minutes M] [--reuse-vae] [--resume] [--resume-vae]
- *   train-default-model OUT --eval-only [--eval N] [--eval-vae N]
+ *   train-default-model OUT --eval-only [--eval N] [--eval-vae N] [--eval-seen]
  *
  * 1. configs: VAE 16/32/64/64 (factor 8, 4 latent channels: 64×64 images ↔ 8×8 latents), UNet
  *    32/64/64 with one layer per block and cross-attention in the first two levels, a CLIPTextModel of
@@ -34,6 +34,9 @@
 
 /* the scene distribution of the training set and of the evaluations (--min/--max-shapes, --plain) */
 static OftSceneGenParams data_params;
+/* the caption split the evaluations draw from: held out, or (--eval-seen, a diagnostic of fit against
+ * generalisation) the training one, with scenes of another seed */
+static OftSceneSplit eval_split = OFT_SCENE_SPLIT_HELDOUT;
 
 static void
 die (GError *e)
@@ -323,6 +326,14 @@ ema_update (Ema *m, double decay, int64_t k)
     }
 }
 
+static void
+ema_free (Ema *m)
+{
+  for (size_t i = 0; i < oft_params_count (m->p); i++)
+    g_free (m->avg[i]);
+  g_free (m->avg);
+}
+
 /* saves the average (or the weights themselves without one) */
 static void
 save_weights (OftParams *p, const Ema *m, const char *out, const char *sub, const char *file)
@@ -380,7 +391,7 @@ evaluate (const char *out, int n, uint64_t seed, float guidance)
   if (!p)
     die (e);
   OftSceneGenParams gp = data_params;
-  gp.split = OFT_SCENE_SPLIT_HELDOUT;
+  gp.split = eval_split;
   Tally t = { 0 };
   float *rgb = g_new (float, 3 * IMG * IMG);
   uint8_t *rgb8 = g_new (uint8_t, 3 * IMG * IMG);
@@ -418,7 +429,7 @@ evaluate_vae (const char *out, int n, uint64_t seed)
   if (!v)
     die (e);
   OftSceneGenParams gp = data_params;
-  gp.split = OFT_SCENE_SPLIT_HELDOUT;
+  gp.split = eval_split;
   int f = oft_vae_factor (v), lh = IMG / f;
   Tally t = { 0 };
   float *x = g_new (float, 3 * IMG * IMG), *z = g_new (float, (size_t) oft_vae_latent_channels (v) * lh * lh);
@@ -456,7 +467,7 @@ main (int argc, char **argv)
   double ema_decay = 0.999;
   gint64 seed = 1;
   double minutes = 0, guidance = 4.0;
-  gboolean eval_only = FALSE, reuse_vae = FALSE, resume = FALSE, resume_vae = FALSE;
+  gboolean eval_only = FALSE, reuse_vae = FALSE, resume = FALSE, resume_vae = FALSE, eval_seen = FALSE;
   GOptionEntry entries[] = {
     { "scenes", 0, 0, G_OPTION_ARG_INT, &n_scenes, "training scenes", "N" },
     { "vae-steps", 0, 0, G_OPTION_ARG_INT, &vae_steps, "VAE steps", "N" },
@@ -467,6 +478,7 @@ main (int argc, char **argv)
     { "guidance", 0, 0, G_OPTION_ARG_DOUBLE, &guidance, "guidance scale of the evaluation", "G" },
     { "minutes", 0, 0, G_OPTION_ARG_DOUBLE, &minutes, "wall-time bound of the UNet phase (0: none)", "M" },
     { "eval-only", 0, 0, G_OPTION_ARG_NONE, &eval_only, "only evaluate OUT", NULL },
+    { "eval-seen", 0, 0, G_OPTION_ARG_NONE, &eval_seen, "evaluate on training-split captions instead", NULL },
     { "eval-vae", 0, 0, G_OPTION_ARG_INT, &eval_vae_n, "with --eval-only: also N VAE reconstructions", "N" },
     { "min-shapes", 0, 0, G_OPTION_ARG_INT, &min_shapes, "fewest shapes per scene (1..3, default 1)", "K" },
     { "max-shapes", 0, 0, G_OPTION_ARG_INT, &max_shapes, "most shapes per scene (1..3, default 3)", "K" },
@@ -493,12 +505,15 @@ main (int argc, char **argv)
   reuse_vae |= resume;
   data_params = OFT_SCENE_GEN_PARAMS_DEFAULT;
   data_params.min_shapes = min_shapes, data_params.max_shapes = max_shapes, data_params.textures = !plain;
+  if (eval_seen)
+    eval_split = OFT_SCENE_SPLIT_TRAIN;
   if (eval_only)
     {
       if (eval_vae_n > 0)
         printf ("VAE reconstruction match rate: %.3f\n", evaluate_vae (out, eval_vae_n, (uint64_t) seed));
       if (eval_n > 0)
-        printf ("held-out caption match rate: %.3f\n", evaluate (out, eval_n, (uint64_t) seed, (float) guidance));
+        printf ("%s caption match rate: %.3f\n", eval_seen ? "seen" : "held-out",
+                evaluate (out, eval_n, (uint64_t) seed, (float) guidance));
       return 0;
     }
   g_mkdir_with_parents (out, 0755);
@@ -705,6 +720,8 @@ main (int argc, char **argv)
       if (stop)
         break;
     }
+  if (ema_decay > 0)
+    ema_free (&ue), ema_free (&te);
   oft_unet_free (unet);
   oft_clip_text_free (text);
   oft_tokenizer_free (tok);
