@@ -222,7 +222,7 @@ read_config (OftUnet *u, OftConfig *c, bool *cross_down, bool *cross_up)
     return FALSE;
   u->tproj = u->ch[0];
   u->temb = 4 * u->ch[0];
-  return !c->error;
+  return TRUE;
 }
 
 static void
