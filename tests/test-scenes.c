@@ -4,6 +4,7 @@
 #include "test-common.h"
 #include <json-glib/json-glib.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Under AddressSanitizer (~4× slower) the accuracy runs use fewer scenes to stay within the suite's time;
@@ -498,13 +499,40 @@ test_analyser_sizes (void)
   g_assert_cmpfloat (ok, >=, 0.98 * n);
 }
 
+/* In a pattern render, the checker's pixels (nearest to one of its two colours) become red and blue
+ * in `other`, and uniform random colours in `noise`. */
+static void
+recolour_pattern (OftImage *other, OftImage *noise, uint64_t seed)
+{
+  uint8_t pat[2][3], red[3], blue[3];
+  oft_scene_colour_rgb (OFT_COLOUR_RED, red);
+  oft_scene_colour_rgb (OFT_COLOUR_BLUE, blue);
+  oft_scene_pattern_rgb (0, pat[0]);
+  oft_scene_pattern_rgb (1, pat[1]);
+  OftRng rng;
+  oft_rng_seed (&rng, seed);
+  for (int i = 0; i < other->width * other->height; i++)
+    for (int c = 0; c < 2; c++)
+      {
+        uint8_t *o = other->pixels + i * 3, *z = noise->pixels + i * 3;
+        int d = abs (o[0] - pat[c][0]) + abs (o[1] - pat[c][1]) + abs (o[2] - pat[c][2]);
+        if (d < 60)
+          {
+            memcpy (o, c ? blue : red, 3);
+            for (int ch = 0; ch < 3; ch++)
+              z[ch] = (uint8_t) (oft_rng_next (&rng) & 255);
+            break;
+          }
+      }
+}
+
 /* The sks detector: fires on the pattern, not on plain stars; "a sks star" matches only pattern renders. */
 static void
 test_pattern (void)
 {
   OftSceneCaption sks;
   g_assert_true (oft_scene_caption_parse ("a sks star", &sks, NULL));
-  int fired = 0, fired_noisy = 0, matched = 0, n = ACCURACY_SCENES * 2 / 5;
+  int fired = 0, fired_noisy = 0, matched = 0, n = ACCURACY_SCENES * 2 / 5, recoloured = 0, speckled = 0;
   for (int i = 0; i < n; i++)
     {
       OftSceneGenParams p = params (0, TRUE);
@@ -515,10 +543,19 @@ test_pattern (void)
       analyse (img, &a);
       fired += a.n_components >= 1 && a.components[0].pattern;
       matched += oft_scene_matches_caption (&a, &sks);
+      OftImage *other = oft_image_convert (img, 3), *noise = oft_image_convert (img, 3);
       degrade (img, i);
       analyse (img, &a);
       fired_noisy += a.n_components >= 1 && a.components[0].pattern;
-      oft_image_free (img);
+      /* the same star as a red/blue checker, and filled with uniform RGB noise (what an untrained word
+       * draws is of that kind): textured, but not this pattern */
+      recolour_pattern (other, noise, i);
+      analyse (other, &a);
+      recoloured += a.n_components >= 1 && a.components[0].pattern;
+      analyse (noise, &a);
+      for (int k = 0; k < a.n_components; k++)
+        speckled += a.components[k].pattern;
+      oft_image_free (img), oft_image_free (other), oft_image_free (noise);
     }
   int stars = 0, star_fired = 0, star_matched = 0;
   for (int i = 0; stars < n; i++)
@@ -539,14 +576,17 @@ test_pattern (void)
       star_matched += oft_scene_matches_caption (&a, &sks);
       oft_image_free (img);
     }
-  g_test_message ("pattern detector: %d/%d clean and %d/%d noisy pattern renders, %d/%d plain stars (half noisy); "
-                  "\"a sks star\" matched %d/%d pattern renders and %d/%d plain stars",
-                  fired, n, fired_noisy, n, star_fired, stars, matched, n, star_matched, stars);
+  g_test_message ("pattern detector: %d/%d clean and %d/%d noisy pattern renders, %d/%d plain stars (half noisy), "
+                  "%d/%d red/blue checkers, %d/%d noise-filled stars; \"a sks star\" matched %d/%d pattern renders "
+                  "and %d/%d plain stars", fired, n, fired_noisy, n, star_fired, stars, recoloured, n, speckled, n,
+                  matched, n, star_matched, stars);
   g_assert_cmpfloat (fired, >=, 0.95 * n);
   g_assert_cmpfloat (fired_noisy, >=, 0.95 * n);
   g_assert_cmpfloat (matched, >=, 0.95 * n);
   g_assert_cmpfloat (star_fired, <=, 0.05 * stars);
   g_assert_cmpfloat (star_matched, <=, 0.05 * stars);
+  g_assert_cmpint (recoloured, ==, 0);
+  g_assert_cmpint (speckled, ==, 0);
 }
 
 /* ---- JSON and bad input ---------------------------------------------------------------------------- */

@@ -17,6 +17,8 @@
 #define MIN_AREA_SHARE 0.003  /* of the image; 12 px at 64×64, smallest shapes are ~75 px */
 #define PATTERN_DISTANCE 60.0 /* RGB distance from a shape's median colour that counts as texture */
 #define PATTERN_SHARE 0.25    /* share of such pixels in the shape's deep interior that makes the pattern */
+#define PATTERN_NEAR 70.0     /* RGB distance from one of the pattern's two colours that counts as that colour */
+#define PATTERN_EACH 0.2      /* share of the deep interior each of the two colours must hold */
 
 /* ---- colour ------------------------------------------------------------------------------------------- */
 
@@ -307,7 +309,8 @@ interior (const OftSceneComponent *c, const int *labels, int label, int width, i
  * the background; the whole component when that is under 4 pixels).
  * Texture: the share of pixels 2 px in from the rim (clear of blur and anti-aliasing) farther than
  * PATTERN_DISTANCE from that median: 0 for flat fills even with σ = 8 noise (a 7σ distance), about
- * half or more for the pattern's checker. */
+ * half or more for the pattern's checker. The pattern: that texture, made of the checker's own two
+ * colours (each within PATTERN_NEAR on PATTERN_EACH of those pixels). */
 static void
 measure_colour (OftSceneComponent *c, const int *labels, int label, const uint8_t *rgb, int width, int height)
 {
@@ -332,17 +335,26 @@ measure_colour (OftSceneComponent *c, const int *labels, int label, const uint8_
   c->colour = oft_scene_colour_nearest (c->rgb, &c->colour_distance);
 
   GArray *deep = interior (c, labels, label, width, height, 2);
-  int far = 0;
+  int far = 0, near[2] = { 0, 0 };
   for (guint i = 0; i < deep->len; i++)
     {
       const uint8_t *p = rgb + g_array_index (deep, int, i) * 3;
-      double d2 = 0;
+      double d2 = 0, dp[2] = { 0, 0 };
       for (int ch = 0; ch < 3; ch++)
-        d2 += ((double) p[ch] - c->rgb[ch]) * ((double) p[ch] - c->rgb[ch]);
+        {
+          d2 += ((double) p[ch] - c->rgb[ch]) * ((double) p[ch] - c->rgb[ch]);
+          for (int k = 0; k < 2; k++)
+            dp[k] += ((double) p[ch] - scene_pattern_rgb[k][ch]) * ((double) p[ch] - scene_pattern_rgb[k][ch]);
+        }
       far += d2 > PATTERN_DISTANCE * PATTERN_DISTANCE;
+      for (int k = 0; k < 2; k++)
+        near[k] += dp[k] <= PATTERN_NEAR * PATTERN_NEAR;
     }
   c->texture = deep->len ? (double) far / deep->len : 0;
-  c->pattern = deep->len >= 12 && c->texture >= PATTERN_SHARE;
+  /* textured, and both of the checker's colours in it: texture alone also fires on the noise an
+   * untrained word draws */
+  c->pattern = deep->len >= 12 && c->texture >= PATTERN_SHARE && near[0] >= PATTERN_EACH * deep->len
+               && near[1] >= PATTERN_EACH * deep->len;
   g_array_free (deep, TRUE);
 }
 

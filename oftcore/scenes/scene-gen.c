@@ -41,6 +41,12 @@ oft_scene_colour_rgb (OftSceneColour colour, uint8_t rgb[3])
     rgb[c] = (unsigned) colour < OFT_COLOUR_COUNT ? colour_rgb[colour][c] : 0;
 }
 
+void
+oft_scene_pattern_rgb (int which, uint8_t rgb[3])
+{
+  memcpy (rgb, scene_pattern_rgb[which & 1], 3);
+}
+
 const char *
 oft_scene_texture_name (OftSceneTexture texture)
 {

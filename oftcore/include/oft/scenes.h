@@ -62,6 +62,8 @@ const char *oft_shape_name (OftShapeKind kind);
 const char *oft_scene_colour_name (OftSceneColour colour);
 /* The sRGB colour the generator paints with. */
 void oft_scene_colour_rgb (OftSceneColour colour, uint8_t rgb[3]);
+/* The sks pattern's two checker colours (which: 0 or 1). */
+void oft_scene_pattern_rgb (int which, uint8_t rgb[3]);
 const char *oft_scene_texture_name (OftSceneTexture texture);     /* "plain", "striped", "checkered" */
 const char *oft_scene_relation_name (OftSceneRelation relation);  /* "none", "above", "below", "left of", "right of" */
 
