@@ -3,7 +3,7 @@
  *
  *   train-default-model OUT [--scenes N] [--vae-steps N] [--unet-steps N] [--batch B] [--seed S]
  *                           [--min-shapes K] [--max-shapes K] [--plain] [--latent-channels C] [--ema D]
- *                           [--eval N] [--minutes M] [--reuse-vae] [--resume] [--resume-vae]
+ *                           [--eval N] [--minutes M] [--reuse-vae] [--resume] [--resume-vae] [--identifiers P]
  *   train-default-model OUT --eval-only [--eval N] [--eval-vae N] [--eval-seen]
  *
  * 1. configs: VAE 16/32/64/64 (factor 8, 4 latent channels: 64×64 images ↔ 8×8 latents), UNet
@@ -14,7 +14,8 @@
  * 3. the VAE: reconstruction MSE + 1e-6 · KL (LDM's first stage without GAN/LPIPS), AdamW; its
  *    scaling_factor is set to 1/std of the training latents, as LDM does;
  * 4. UNet + text encoder jointly on the cached latents: DDPM ε-prediction loss, uniform timesteps,
- *    captions dropped to "" 10% of the time (for classifier-free guidance), AdamW with a cosine
+ *    captions dropped to "" 10% of the time (for classifier-free guidance) and given a rare identifier
+ *    word ("sks" or random letters, --identifiers) another 10% of the time, AdamW with a cosine
  *    schedule (over the time bound when --minutes ends first); an EMA of the weights is what is saved;
  * 5. fp16 safetensors in a diffusers folder, then --eval N held-out captions generated (DDIM 20 steps)
  *    and checked with the scene analyser; the match rate is printed. --eval-vae checks the VAE's
@@ -234,6 +235,44 @@ caption_words (void)
   g_ptr_array_unref (all);
   g_hash_table_destroy (seen);
   return w;
+}
+
+/* The caption with a rare identifier word before one shape's noun: "sks" (the vocabulary's identifier
+ * token) one time in three, else 2 to 4 random letters (single-letter tokens). Trained on unchanged
+ * images, this teaches that a rare word before the noun leaves the picture as it is: the weak prior that
+ * DreamBooth relies on in SD, where "a sks dog" is still a dog before finetuning. Without it "sks"
+ * keeps the random embedding it was initialised with and "a sks star" draws noise. g_free. */
+static char *
+with_identifier (const char *caption, OftRng *rng)
+{
+  char **w = g_strsplit (caption, " ", -1);
+  int n = (int) g_strv_length (w), nouns[OFT_SCENE_MAX_SHAPES], k = 0;
+  for (int i = 0; i < n; i++)
+    {
+      size_t len = strlen (w[i]) - g_str_has_suffix (w[i], ",");  /* "circle," in a list of three */
+      for (int s = 0; s < OFT_SHAPE_COUNT && k < OFT_SCENE_MAX_SHAPES; s++)
+        if (strlen (oft_shape_name (s)) == len && !strncmp (w[i], oft_shape_name (s), len))
+          nouns[k++] = i;
+    }
+  char id[5] = "sks";
+  if (oft_rng_next (rng) % 3)
+    {
+      int len = 2 + (int) (oft_rng_next (rng) % 3);
+      for (int i = 0; i < len; i++)
+        id[i] = (char) ('a' + oft_rng_next (rng) % 26);
+      id[len] = 0;
+    }
+  int at = k ? nouns[oft_rng_next (rng) % (uint64_t) k] : n;
+  GString *o = g_string_new (NULL);
+  for (int i = 0; i <= n; i++)
+    {
+      if (i == at)
+        g_string_append_printf (o, "%s%s", o->len ? " " : "", id);
+      if (i < n)
+        g_string_append_printf (o, "%s%s", o->len ? " " : "", w[i]);
+    }
+  g_strfreev (w);
+  return g_string_free (o, FALSE);
 }
 
 /* ---- AdamW over a parameter list ---- */
@@ -466,7 +505,7 @@ main (int argc, char **argv)
   gboolean plain = FALSE;
   double ema_decay = 0.999;
   gint64 seed = 1;
-  double minutes = 0, guidance = 4.0;
+  double minutes = 0, guidance = 4.0, identifier_p = 0.1;
   gboolean eval_only = FALSE, reuse_vae = FALSE, resume = FALSE, resume_vae = FALSE, eval_seen = FALSE;
   GOptionEntry entries[] = {
     { "scenes", 0, 0, G_OPTION_ARG_INT, &n_scenes, "training scenes", "N" },
@@ -484,6 +523,8 @@ main (int argc, char **argv)
     { "max-shapes", 0, 0, G_OPTION_ARG_INT, &max_shapes, "most shapes per scene (1..3, default 3)", "K" },
     { "plain", 0, 0, G_OPTION_ARG_NONE, &plain, "plain backgrounds only", NULL },
     { "latent-channels", 0, 0, G_OPTION_ARG_INT, &latent_channels, "VAE latent channels (default 4, as SD)", "C" },
+    { "identifiers", 0, 0, G_OPTION_ARG_DOUBLE, &identifier_p,
+      "share of training captions with a rare identifier word before a noun (default 0.1)", "P" },
     { "ema", 0, 0, G_OPTION_ARG_DOUBLE, &ema_decay, "decay of the UNet/text weights' EMA saved (0: off)", "D" },
     { "reuse-vae", 0, 0, G_OPTION_ARG_NONE, &reuse_vae, "keep the VAE in OUT, train the UNet only", NULL },
     { "resume", 0, 0, G_OPTION_ARG_NONE, &resume, "continue from the UNet and text encoder in OUT", NULL },
@@ -560,6 +601,7 @@ main (int argc, char **argv)
   OftSceneGenParams gp = data_params;  /* training split: held-out captions never drawn */
   float *imgs = g_new (float, (size_t) n_scenes * 3 * IMG * IMG);
   int32_t *ids = g_new (int32_t, (size_t) n_scenes * OFT_CLIP_MAX_LENGTH);
+  char **caps = g_new0 (char *, n_scenes + 1);
   for (int i = 0; i < n_scenes; i++)
     {
       OftScene sc;
@@ -571,7 +613,7 @@ main (int argc, char **argv)
       oft_image_free (im);
       char *cap = oft_scene_caption (&sc);
       oft_tokenizer_encode_padded (tok, cap, ids + (size_t) i * OFT_CLIP_MAX_LENGTH, OFT_CLIP_MAX_LENGTH);
-      g_free (cap);
+      caps[i] = cap;
     }
   int32_t empty[OFT_CLIP_MAX_LENGTH];
   oft_tokenizer_encode_padded (tok, "", empty, OFT_CLIP_MAX_LENGTH);
@@ -681,8 +723,17 @@ main (int argc, char **argv)
         {
           int k = (int) (oft_rng_next (&rng) % (uint64_t) n_scenes);
           memcpy (x0 + b * nlat, lats + (size_t) k * nlat, nlat * sizeof (float));
-          gboolean drop = oft_rng_uniform (&rng) < 0.1;
-          memcpy (bids + b * T, drop ? empty : ids + (size_t) k * T, T * sizeof (int32_t));
+          double u = oft_rng_uniform (&rng);
+          if (u < 0.1)  /* dropped, for classifier-free guidance */
+            memcpy (bids + b * T, empty, T * sizeof (int32_t));
+          else if (u < 0.1 + identifier_p)
+            {
+              char *cap = with_identifier (caps[k], &rng);
+              oft_tokenizer_encode_padded (tok, cap, bids + b * T, T);
+              g_free (cap);
+            }
+          else
+            memcpy (bids + b * T, ids + (size_t) k * T, T * sizeof (int32_t));
           int t = (int) (oft_rng_next (&rng) % (uint64_t) sch.num_train_timesteps);
           ts[b] = (float) t, acpb[b] = acp[t];
         }
@@ -725,6 +776,7 @@ main (int argc, char **argv)
   oft_unet_free (unet);
   oft_clip_text_free (text);
   oft_tokenizer_free (tok);
+  g_strfreev (caps);
 
   /* 5. evaluation */
   if (eval_n > 0)
