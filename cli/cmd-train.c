@@ -201,7 +201,7 @@ int
 cmd_train (int argc, char **argv)
 {
   char *model = NULL, *prompt = NULL, *class_prompt = NULL, *class_dir = NULL, *method = NULL, *targets = NULL;
-  char *schedule = NULL, *init = NULL, *merged = NULL, *out = NULL, *replay_batch = NULL;
+  char *schedule = NULL, *timesteps = NULL, *init = NULL, *merged = NULL, *out = NULL, *replay_batch = NULL;
   char *device_name = NULL, *precision = NULL;
   char *task = NULL, *pairs_file = NULL, *cond_type = NULL;
   Pairs pairs = { 0 };
@@ -240,6 +240,9 @@ cmd_train (int argc, char **argv)
     { "steps", 0, 0, G_OPTION_ARG_INT, &steps, "Optimizer steps (default 1000)", "N" },
     { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, "Learning rate (default 6e-5; control task 1e-5)", "LR" },
     { "lr-schedule", 0, 0, G_OPTION_ARG_STRING, &schedule, "constant (default), cosine or linear", "NAME" },
+    { "timesteps", 0, 0, G_OPTION_ARG_STRING, &timesteps,
+      "Training timesteps: uniform (default) or cubic (T2I-Adapter's, mostly the noisy steps where layout is decided)",
+      "NAME" },
     { "warmup", 0, 0, G_OPTION_ARG_INT, &warmup, "Warmup steps (default 0)", "N" },
     { "weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &wd, "AdamW weight decay (default 1e-2)", "WD" },
     { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "Images per micro-batch (default 1)", "B" },
@@ -372,6 +375,11 @@ cmd_train (int argc, char **argv)
                    schedule);
       goto out;
     }
+  if (timesteps && !oft_timestep_sampling_from_name (timesteps, &t.timesteps))
+    {
+      g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--timesteps %s: expected uniform or cubic", timesteps);
+      goto out;
+    }
   if (class_prompt && !class_dir)
     {
       g_set_error (&error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "--class-prompt needs --class-images DIR");
@@ -479,6 +487,7 @@ out:
   g_free (method);
   g_free (targets);
   g_free (schedule);
+  g_free (timesteps);
   g_free (init);
   g_free (merged);
   g_free (out);

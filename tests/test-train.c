@@ -122,6 +122,38 @@ test_lr_schedules (void)
       g_assert_cmpfloat (oft_lr_at (k, base, i + 1, 10, 100), <, oft_lr_at (k, base, i, 10, 100));
 }
 
+/* Training timesteps: in range; uniform has P(t ≥ N/2) = ½, cubic (1 − u³) has P(1 − u³ ≥ ½) = ∛½ ≈ 0.794. */
+static void
+test_timestep_sampling (void)
+{
+  OftTimestepSampling s;
+  g_assert_true (oft_timestep_sampling_from_name ("cubic", &s) && s == OFT_TIMESTEPS_CUBIC);
+  g_assert_true (oft_timestep_sampling_from_name ("uniform", &s) && s == OFT_TIMESTEPS_UNIFORM);
+  g_assert_false (oft_timestep_sampling_from_name ("logit-normal", &s));
+  g_assert_cmpstr (oft_timestep_sampling_name (OFT_TIMESTEPS_CUBIC), ==, "cubic");
+  g_assert_cmpint (oft_timestep_sample (OFT_TIMESTEPS_UNIFORM, 0.0, 1000), ==, 0);
+  g_assert_cmpint (oft_timestep_sample (OFT_TIMESTEPS_CUBIC, 0.0, 1000), ==, 999);
+  g_assert_cmpint (oft_timestep_sample (OFT_TIMESTEPS_UNIFORM, 0.9999999, 1000), ==, 999);
+  g_assert_cmpint (oft_timestep_sample (OFT_TIMESTEPS_CUBIC, 0.9999999, 1000), ==, 0);
+  OftRng rng;
+  oft_rng_seed (&rng, 12);
+  const int n = 200000;
+  for (int k = OFT_TIMESTEPS_UNIFORM; k <= OFT_TIMESTEPS_CUBIC; k++)
+    {
+      int high = 0;
+      for (int i = 0; i < n; i++)
+        {
+          int t = oft_timestep_sample (k, oft_rng_uniform (&rng), 1000);
+          g_assert_cmpint (t, >=, 0);
+          g_assert_cmpint (t, <=, 999);
+          high += t >= 500;
+        }
+      double want = k == OFT_TIMESTEPS_CUBIC ? cbrt (0.5) : 0.5;
+      g_test_message ("%s: P(t >= 500) = %.4f (want %.4f)", oft_timestep_sampling_name (k), (double) high / n, want);
+      g_assert_cmpfloat (fabs ((double) high / n - want), <=, 0.005);  /* 4.5 standard errors */
+    }
+}
+
 static double
 norm2 (float *const *g, const int64_t *n, int count)
 {
@@ -813,6 +845,7 @@ main (int argc, char **argv)
   g_test_add_func ("/train/adamw-golden", test_adamw_golden);
   g_test_add_func ("/train/adamw-formula", test_adamw_formula);
   g_test_add_func ("/train/lr-schedules", test_lr_schedules);
+  g_test_add_func ("/train/timestep-sampling", test_timestep_sampling);
   g_test_add_func ("/train/clip-grad-norm", test_clip_grad_norm);
   g_test_add_func ("/train/noise-golden", test_noise_golden);
   g_test_add_func ("/train/preprocess", test_preprocess);

@@ -125,15 +125,22 @@ new_adapter (OftUnet *u, const OftTrainParams *t, GError **error)
       ok = oft_peft_adapter_add_module (a, l->path, &p, NULL, error);
       g_free (zeros);
     }
-  g_ptr_array_unref (mods);
-  if (ok && oft_peft_adapter_n_modules (a) == 0)
+  /* every target must match: one that does not (a resnet conv, a typo) would otherwise be left out silently */
+  for (const char *const *tg = targets; ok && *tg; tg++)
     {
-      char *list = g_strjoinv (", ", (char **) targets);
-      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_NOT_FOUND,
-                   "no transformer-block Linear of the UNet matches the targets %s", list);
-      g_free (list);
-      ok = FALSE;
+      const char *one[] = { *tg, NULL };
+      gboolean hit = FALSE;
+      for (guint i = 0; !hit && i < mods->len; i++)
+        hit = matches_target (((const OftUnetLinear *) g_ptr_array_index (mods, i))->path, one);
+      if (!hit)
+        {
+          g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_NOT_FOUND,
+                       "target '%s' matches no transformer-block Linear of the UNet (training adapts those only: "
+                       "to_q, to_k, to_v, to_out.0, ff.net.0.proj, ff.net.2)", *tg);
+          ok = FALSE;
+        }
     }
+  g_ptr_array_unref (mods);
   if (!ok)
     g_clear_pointer (&a, oft_peft_adapter_free);
   return a;
@@ -405,7 +412,7 @@ micro_batch (Trainer *tr, const LatentSet *set, int32_t *order, int n_order, int
   int NT = tr->p->schedule.num_train_timesteps;
   for (int b = 0; b < B; b++)
     {
-      int ti = MIN ((int) (oft_rng_uniform (rng) * NT), NT - 1);
+      int ti = oft_timestep_sample (t->timesteps, oft_rng_uniform (rng), NT);
       tr->ts[b] = (float) ti;
       ac[b] = tr->alphas[ti];
     }

@@ -90,7 +90,12 @@ if [ $rc -ne 0 ] && grep -q "nothing: no such image" "$T/err"; then ok "missing 
 run "$OFT" train "${B[@]}" --steps 2 --block-size 7 --out "$T/x"
 if [ $rc -ne 0 ] && grep -q "cannot be cut into blocks of 7" "$T/err"; then ok "a block size that divides no in_features: clear error"; else not_ok "bad block size"; fi
 run "$OFT" train "${B[@]}" --steps 2 --targets nope --out "$T/x"
-if [ $rc -ne 0 ] && grep -q "matches the targets nope" "$T/err"; then ok "targets matching nothing: clear error"; else not_ok "bad targets"; fi
+if [ $rc -ne 0 ] && grep -q "target 'nope' matches no transformer-block Linear" "$T/err"; then ok "targets matching nothing: clear error"; else not_ok "bad targets"; fi
+run "$OFT" train "${B[@]}" --steps 2 --targets to_q,conv1 --out "$T/x"
+if [ $rc -ne 0 ] && grep -q "target 'conv1' matches no" "$T/err" && [ ! -e "$T/x/adapter_config.json" ]; then
+  ok "one target of several matching nothing (a resnet conv): clear error"; else not_ok "a target matching nothing among others"; fi
+run "$OFT" train "${B[@]}" --steps 2 --timesteps logit --out "$T/x"
+if [ $rc -ne 0 ] && grep -q "\-\-timesteps logit: expected uniform or cubic" "$T/err"; then ok "a bad --timesteps: clear error"; else not_ok "bad --timesteps"; fi
 run "$OFT" train "${B[@]}" --steps 2 --resume --out "$T/fresh"
 if [ $rc -ne 0 ] && grep -q "no checkpoint to resume from" "$T/err"; then ok "--resume without a checkpoint: clear error"; else not_ok "--resume without checkpoint"; fi
 

@@ -49,6 +49,16 @@ void oft_train_add_noise (float *noisy, const float *x0, const float *noise, con
 void oft_train_velocity (float *v, const float *x0, const float *noise, const float *alphas_cumprod_t,
                          int B, int64_t n);
 
+/* ---- training timesteps ----
+ * uniform: ⌊u·N⌋ as diffusers' training scripts draw them; cubic: ⌊(1 − u³)·N⌋, T2I-Adapter's
+ * non-uniform sampling, which draws the noisy half of the schedule (where a picture's layout is decided
+ * and a condition matters most) four times in five. u uniform in [0, 1); the result is in [0, N − 1]. */
+typedef enum { OFT_TIMESTEPS_UNIFORM, OFT_TIMESTEPS_CUBIC } OftTimestepSampling;
+
+gboolean    oft_timestep_sampling_from_name (const char *name, OftTimestepSampling *s);
+const char *oft_timestep_sampling_name (OftTimestepSampling s);
+int         oft_timestep_sample (OftTimestepSampling s, double u, int n);
+
 /* ---- data ---- */
 /* The PNG/JPEG files of a folder (by extension, sorted by name); an empty array when there are none. */
 GPtrArray *oft_train_list_images (const char *dir, GError **error);
@@ -102,6 +112,7 @@ typedef struct {
   int warmup;
   OftAdamW adamw;
   double max_grad_norm;          /* ≤ 0: no clipping */
+  OftTimestepSampling timesteps; /* default uniform */
   /* magnitude fitting (the paper's train_with_norm): after `steps`, fit_magnitude more steps with R (and
    * the condition encoder) frozen, training only a per-output scale s of every module (init 1; BOFT: its
    * boft_s) with a fresh AdamW (same betas, eps, weight decay) at a constant magnitude_lr (≤ 0: lr). An
