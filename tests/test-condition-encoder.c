@@ -108,6 +108,43 @@ test_forward_backward_fd (void)
   oft_cond_encoder_free (e);
 }
 
+/* A new encoder passes its input on: with the zero last conv given the same He-uniform init as the
+ * others, a canny-like input (sparse ones on zeros) moves the output by a fair share of its own scale
+ * (0.11). At PyTorch's default conv init (bound 1/√fan_in, a third of He's variance per layer, random
+ * biases) the same measure is 2e-4: the features were the biases' and the condition was lost. */
+static void
+test_init_keeps_signal (void)
+{
+  const int S = 64, OC = 32;
+  OftCondEncoder *e = oft_cond_encoder_new (3, OC, "canny", 1);
+  int last = OFT_COND_ENCODER_LAYERS - 1;
+  int64_t nw = (int64_t) e->width[last + 1] * e->width[last] * 9;
+  OftRng rng;
+  oft_rng_seed (&rng, 2);
+  float bound = sqrtf (6.0f / ((float) e->width[last] * 9));
+  for (int64_t i = 0; i < nw; i++)
+    e->w[last][i] = (float) ((2 * oft_rng_uniform (&rng) - 1) * bound);
+  int no = OC * (S / 8) * (S / 8);
+  float *cond = g_new0 (float, 3 * S * S), *black = g_new0 (float, 3 * S * S), *out = g_new (float, no),
+        *base = g_new (float, no);
+  double in2 = 0, out2 = 0;
+  for (int i = 0; i < 3 * S * S; i++)
+    if (oft_rng_uniform (&rng) < 0.08)  /* about a canny map's share of edge pixels */
+      cond[i] = 1.0f, in2 += 1;
+  g_assert_true (oft_cond_encoder_forward (e, out, cond, 1, S, S, NULL, NULL));
+  g_assert_true (oft_cond_encoder_forward (e, base, black, 1, S, S, NULL, NULL));
+  for (int i = 0; i < no; i++)
+    out2 += (double) (out[i] - base[i]) * (out[i] - base[i]);
+  double ratio = sqrt (out2 / no) / sqrt (in2 / (3 * S * S));
+  g_test_message ("rms(f(x) - f(black)) / rms(x) of a new encoder: %.3g", ratio);
+  g_assert_cmpfloat (ratio, >=, 0.05);
+  g_free (cond);
+  g_free (black);
+  g_free (base);
+  g_free (out);
+  oft_cond_encoder_free (e);
+}
+
 static void
 test_save_load (void)
 {
@@ -142,5 +179,6 @@ main (int argc, char **argv)
   test_init (&argc, &argv);
   g_test_add_func ("/condition-encoder/forward-backward-fd", test_forward_backward_fd);
   g_test_add_func ("/condition-encoder/save-load", test_save_load);
+  g_test_add_func ("/condition-encoder/init-keeps-signal", test_init_keeps_signal);
   return g_test_run ();
 }
