@@ -264,6 +264,37 @@ test_canny_metric (void)
   json_node_unref (root);
 }
 
+/* F1 within a radius: radius 0 is the pixel-exact F1 (here of two overlapping random maps); lines
+ * drawn one pixel off score 0 exactly and 1 within one pixel; an empty map gives NaN. */
+static void
+test_edges_f1_within (void)
+{
+  const int W = 40, H = 30;
+  uint8_t *a = g_new0 (uint8_t, W * H), *b = g_new0 (uint8_t, W * H);
+  OftRng rng;
+  oft_rng_seed (&rng, 4);
+  for (int i = 0; i < W * H; i++)
+    a[i] = oft_rng_uniform (&rng) < 0.2 ? 255 : 0, b[i] = oft_rng_uniform (&rng) < 0.3 ? 255 : 0;
+  OftEdgeMetrics m;
+  oft_metrics_edges (&m, a, b, W * H);
+  g_assert_cmpfloat (fabs (oft_metrics_edges_f1_within (a, b, W, H, 0) - m.f1), <=, 1e-12);
+  memset (a, 0, W * H), memset (b, 0, W * H);
+  for (int k = 5; k <= 20; k++)
+    {
+      a[10 * W + k] = a[k * W + 30] = 255;           /* a horizontal and a vertical line */
+      b[11 * W + k + 1] = b[(k + 1) * W + 31] = 255;  /* both moved by (1, 1) */
+    }
+  oft_metrics_edges (&m, a, b, W * H);
+  g_assert_cmpfloat (m.f1, ==, 0.0);
+  g_assert_cmpfloat (oft_metrics_edges_f1_within (a, b, W, H, 0), ==, 0.0);
+  g_assert_cmpfloat (oft_metrics_edges_f1_within (a, b, W, H, 1), ==, 1.0);
+  g_assert_true (oft_metrics_edges_f1_within (a, b, W, H, 2) == 1.0);
+  memset (b, 0, W * H);
+  g_assert_true (isnan (oft_metrics_edges_f1_within (a, b, W, H, 1)));
+  g_free (a);
+  g_free (b);
+}
+
 /* ---- palette and segmentation ----------------------------------------------------------------------- */
 
 static void
@@ -492,6 +523,7 @@ main (int argc, char **argv)
   g_test_add_func ("/conditions/canny-golden", test_canny_golden);
   g_test_add_func ("/conditions/canny-properties", test_canny_properties);
   g_test_add_func ("/conditions/canny-metric", test_canny_metric);
+  g_test_add_func ("/conditions/edges-f1-within", test_edges_f1_within);
   g_test_add_func ("/conditions/palette", test_palette_matches_golden);
   g_test_add_func ("/conditions/segmap-quantize", test_segmap_quantize);
   g_test_add_func ("/conditions/segmap-legend", test_segmap_legend);

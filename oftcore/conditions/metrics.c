@@ -24,6 +24,37 @@ oft_metrics_edges (OftEdgeMetrics *m, const uint8_t *pred, const uint8_t *target
   m->accuracy = npixels ? (double) agree / (double) npixels : NAN;
 }
 
+/* pixels of `a` with a pixel of `b` within `r` (Chebyshev), and of `a` in all */
+static void
+near_count (const uint8_t *a, const uint8_t *b, int w, int h, int r, int64_t *hit, int64_t *all)
+{
+  *hit = *all = 0;
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++)
+      {
+        if (!a[(int64_t) y * w + x])
+          continue;
+        ++*all;
+        gboolean found = FALSE;
+        for (int yy = MAX (0, y - r); !found && yy <= MIN (h - 1, y + r); yy++)
+          for (int xx = MAX (0, x - r); !found && xx <= MIN (w - 1, x + r); xx++)
+            found = b[(int64_t) yy * w + xx] != 0;
+        *hit += found;
+      }
+}
+
+double
+oft_metrics_edges_f1_within (const uint8_t *pred, const uint8_t *target, int width, int height, int radius)
+{
+  int64_t tp_p, np, tp_t, nt;
+  near_count (pred, target, width, height, MAX (radius, 0), &tp_p, &np);
+  near_count (target, pred, width, height, MAX (radius, 0), &tp_t, &nt);
+  if (!np || !nt)
+    return NAN;
+  double p = (double) tp_p / np, r = (double) tp_t / nt;
+  return p + r > 0 ? 2 * p * r / (p + r) : 0;
+}
+
 OftSegAreas *
 oft_seg_areas_new (int num_classes)
 {

@@ -90,6 +90,12 @@ typedef struct {
   int64_t tp, fp, fn, npixels;
 } OftEdgeMetrics;
 void oft_metrics_edges (OftEdgeMetrics *m, const uint8_t *pred, const uint8_t *target, int64_t npixels);
+/* Edge F1 with a distance tolerance, as edge-detection benchmarks allow: precision is the share of
+ * predicted edge pixels with a target edge within `radius` pixels (Chebyshev distance), recall the share
+ * of target pixels with a predicted one within it (each side counted on its own, not BSDS's one-to-one
+ * matching); F1 = 2PR/(P+R). Radius 0 is the pixel-exact F1 of oft_metrics_edges. NaN when either map is
+ * empty, 0 when nothing matches. */
+double oft_metrics_edges_f1_within (const uint8_t *pred, const uint8_t *target, int width, int height, int radius);
 
 /* mmseg eval_metrics areas, pooled over any number of (pred, gt) pairs. Pixels whose gt is
  * `ignore_index` are dropped; values ≥ num_classes are not counted in any area (as mmseg's histc). */
