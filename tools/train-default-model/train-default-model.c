@@ -4,6 +4,7 @@
  *   train-default-model OUT [--scenes N] [--vae-steps N] [--unet-steps N] [--batch B] [--seed S]
  *                           [--min-shapes K] [--max-shapes K] [--plain] [--latent-channels C] [--ema D]
  *                           [--eval N] [--minutes M] [--reuse-vae] [--resume] [--resume-vae] [--identifiers P]
+ *                           [--partial-captions P]
  *   train-default-model OUT --eval-only [--eval N] [--eval-vae N] [--eval-seen]
  *
  * 1. configs: VAE 16/32/64/64 (factor 8, 4 latent channels: 64×64 images ↔ 8×8 latents), UNet
@@ -14,8 +15,9 @@
  * 3. the VAE: reconstruction MSE + 1e-6 · KL (LDM's first stage without GAN/LPIPS), AdamW; its
  *    scaling_factor is set to 1/std of the training latents, as LDM does;
  * 4. UNet + text encoder jointly on the cached latents: DDPM ε-prediction loss, uniform timesteps,
- *    captions dropped to "" 10% of the time (for classifier-free guidance) and given a rare identifier
- *    word ("sks" or random letters, --identifiers) another 10% of the time, AdamW with a cosine
+ *    captions dropped to "" 10% of the time (for classifier-free guidance); of the others 15% say less
+ *    (no background clause, no colours, or neither: --partial-captions) and 10% get a rare identifier
+ *    word ("sks" or random letters, --identifiers); AdamW with a cosine
  *    schedule (over the time bound when --minutes ends first); an EMA of the weights is what is saved;
  * 5. fp16 safetensors in a diffusers folder, then --eval N held-out captions generated (DDIM 20 steps)
  *    and checked with the scene analyser; the match rate is printed. --eval-vae checks the VAE's
@@ -275,6 +277,41 @@ with_identifier (const char *caption, OftRng *rng)
   return g_string_free (o, FALSE);
 }
 
+/* The caption with less said: without its background clause, without its colour words, or without
+ * both ("a star"), one in three each. Users leave things out; a model that has only seen full captions
+ * draws noise for "a star", and so for "a sks star" before finetuning. g_free. */
+static char *
+partial_caption (const char *caption, OftRng *rng)
+{
+  int mode = (int) (oft_rng_next (rng) % 3);  /* 0: no background, 1: no colours, 2: neither */
+  const char *on = strstr (caption, " on a");  /* the background clause; no other part says " on " */
+  char *shapes = g_strndup (caption, on ? (gsize) (on - caption) : strlen (caption));
+  char **w = g_strsplit (shapes, " ", -1);
+  GPtrArray *kept = g_ptr_array_new ();
+  for (int i = 0; w[i]; i++)
+    {
+      gboolean colour = FALSE;
+      for (int k = 0; k < OFT_COLOUR_COUNT && !colour; k++)
+        colour = !strcmp (w[i], oft_scene_colour_name (k));
+      if (!colour || mode == 0)
+        g_ptr_array_add (kept, w[i]);
+    }
+  GString *o = g_string_new (NULL);
+  for (guint i = 0; i < kept->len; i++)
+    {
+      const char *word = kept->pdata[i];
+      if ((!strcmp (word, "a") || !strcmp (word, "an")) && i + 1 < kept->len)  /* "an orange circle" → "a circle" */
+        word = strchr ("aeiou", ((char *) kept->pdata[i + 1])[0]) ? "an" : "a";
+      g_string_append_printf (o, "%s%s", o->len ? " " : "", word);
+    }
+  if (mode == 1 && on)
+    g_string_append (o, on);
+  g_ptr_array_unref (kept);
+  g_strfreev (w);
+  g_free (shapes);
+  return g_string_free (o, FALSE);
+}
+
 /* ---- AdamW over a parameter list ---- */
 
 typedef struct {
@@ -505,7 +542,7 @@ main (int argc, char **argv)
   gboolean plain = FALSE;
   double ema_decay = 0.999;
   gint64 seed = 1;
-  double minutes = 0, guidance = 4.0, identifier_p = 0.1;
+  double minutes = 0, guidance = 4.0, identifier_p = 0.1, partial_p = 0.15;
   gboolean eval_only = FALSE, reuse_vae = FALSE, resume = FALSE, resume_vae = FALSE, eval_seen = FALSE;
   GOptionEntry entries[] = {
     { "scenes", 0, 0, G_OPTION_ARG_INT, &n_scenes, "training scenes", "N" },
@@ -525,6 +562,8 @@ main (int argc, char **argv)
     { "latent-channels", 0, 0, G_OPTION_ARG_INT, &latent_channels, "VAE latent channels (default 4, as SD)", "C" },
     { "identifiers", 0, 0, G_OPTION_ARG_DOUBLE, &identifier_p,
       "share of training captions with a rare identifier word before a noun (default 0.1)", "P" },
+    { "partial-captions", 0, 0, G_OPTION_ARG_DOUBLE, &partial_p,
+      "share of training captions without their background clause, colours or both (default 0.15)", "P" },
     { "ema", 0, 0, G_OPTION_ARG_DOUBLE, &ema_decay, "decay of the UNet/text weights' EMA saved (0: off)", "D" },
     { "reuse-vae", 0, 0, G_OPTION_ARG_NONE, &reuse_vae, "keep the VAE in OUT, train the UNet only", NULL },
     { "resume", 0, 0, G_OPTION_ARG_NONE, &resume, "continue from the UNet and text encoder in OUT", NULL },
@@ -726,14 +765,22 @@ main (int argc, char **argv)
           double u = oft_rng_uniform (&rng);
           if (u < 0.1)  /* dropped, for classifier-free guidance */
             memcpy (bids + b * T, empty, T * sizeof (int32_t));
-          else if (u < 0.1 + identifier_p)
+          else
             {
-              char *cap = with_identifier (caps[k], &rng);
-              oft_tokenizer_encode_padded (tok, cap, bids + b * T, T);
+              gboolean partial = oft_rng_uniform (&rng) < partial_p, ident = oft_rng_uniform (&rng) < identifier_p;
+              char *cap = partial ? partial_caption (caps[k], &rng) : g_strdup (caps[k]);
+              if (ident)
+                {
+                  char *c2 = with_identifier (cap, &rng);
+                  g_free (cap);
+                  cap = c2;
+                }
+              if (partial || ident)
+                oft_tokenizer_encode_padded (tok, cap, bids + b * T, T);
+              else
+                memcpy (bids + b * T, ids + (size_t) k * T, T * sizeof (int32_t));
               g_free (cap);
             }
-          else
-            memcpy (bids + b * T, ids + (size_t) k * T, T * sizeof (int32_t));
           int t = (int) (oft_rng_next (&rng) % (uint64_t) sch.num_train_timesteps);
           ts[b] = (float) t, acpb[b] = acp[t];
         }
