@@ -48,10 +48,10 @@ oft_cond_encoder_new (int in_ch, int out_ch, const char *condition_type, guint64
   OftCondEncoder *e = alloc_encoder (in_ch, out_ch, condition_type);
   OftRng rng;
   oft_rng_seed (&rng, seed);
-  /* He-uniform weights (bound √(6/fan_in)) and zero biases, not PyTorch's default conv init: that one
-   * shrinks the signal about 3.5× per conv + SiLU, so after seven layers the features are the biases'
-   * (the output moves by 0.1% between a canny map and a black image) and the encoder has nothing of
-   * the condition to learn from. He keeps the input's variance through the SiLU stack. */
+  /* He-uniform weights (bound √(6/fan_in)) and zero biases, not PyTorch's default conv init (bound
+   * 1/√fan_in, random biases): with that one the input's part of the features after seven conv + SiLU
+   * layers is 2e-4 of the input's scale, the rest is the biases', and the encoder has nothing of the
+   * condition to learn from; He keeps 0.11 (tests/test-condition-encoder.c, init-keeps-signal). */
   for (int l = 0; l < OFT_COND_ENCODER_LAYERS - 1; l++)
     {
       int64_t nw = (int64_t) e->width[l + 1] * e->width[l] * 9;
