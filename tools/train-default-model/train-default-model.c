@@ -4,7 +4,7 @@
  *   train-default-model OUT [--scenes N] [--vae-steps N] [--unet-steps N] [--batch B] [--seed S]
  *                           [--min-shapes K] [--max-shapes K] [--plain] [--latent-channels C] [--ema D]
  *                           [--eval N] [--minutes M] [--reuse-vae] [--resume] [--resume-vae] [--identifiers P]
- *                           [--partial-captions P]
+ *                           [--partial-captions P] [--vae-broad P]
  *   train-default-model OUT --eval-only [--eval N] [--eval-vae N] [--eval-seen]
  *
  * 1. configs: VAE 16/32/64/64 (factor 8, 4 latent channels: 64×64 images ↔ 8×8 latents), UNet
@@ -12,8 +12,9 @@
  *    2 layers, hidden 64, over a vocabulary of the caption words only (tokenizer/ in CLIP's BPE format,
  *    every caption word one token, checked through oft_tokenizer_load_dir), DDIM scaled-linear schedule;
  * 2. N training scenes (the held-out caption split is never drawn), 64×64;
- * 3. the VAE: reconstruction MSE + 1e-6 · KL (LDM's first stage without GAN/LPIPS), AdamW; its
- *    scaling_factor is set to 1/std of the training latents, as LDM does;
+ * 3. the VAE: reconstruction MSE + 1e-6 · KL (LDM's first stage without GAN/LPIPS), AdamW, with
+ *    --vae-broad P of the images in random colours and textures (broad_image); its scaling_factor is set
+ *    to 1/std of the training scenes' latents, as LDM does;
  * 4. UNet + text encoder jointly on the cached latents: DDPM ε-prediction loss, uniform timesteps,
  *    captions dropped to "" 10% of the time (for classifier-free guidance); of the others 15% say less
  *    (no background clause, no colours, or neither: --partial-captions) and 10% get a rare identifier
@@ -312,6 +313,43 @@ partial_caption (const char *caption, OftRng *rng)
   return g_string_free (o, FALSE);
 }
 
+/* A "broad" VAE training image: a scene's layout (its segmentation map) with every region filled
+ * anew, in random RGB colours, plain or as a checker or stripes of two random colours with a period of
+ * 3 to 9 px. SD's VAE learnt from everything; one that has only seen the vocabulary's colours and plain
+ * shapes cannot encode anything else (the sks pattern came back from it as a plain star), and then no
+ * finetuning of the UNet can draw it. out: [3, IMG, IMG] in [−1, 1]. */
+static void
+broad_image (float *out, OftRng *rng, const OftSceneGenParams *gp)
+{
+  OftSceneGenParams any = *gp;
+  any.split = OFT_SCENE_SPLIT_ANY;
+  OftScene sc;
+  oft_scene_generate (&sc, rng, &any);
+  GError *e = NULL;
+  OftImage *seg = oft_scene_segmentation (&sc, IMG, IMG, &e);
+  if (!seg)
+    die (e);
+  struct { int kind, period; gboolean vertical; float c[2][3]; } fill[OFT_SCENE_SEG_CLASSES];
+  for (int k = 0; k < OFT_SCENE_SEG_CLASSES; k++)
+    {
+      fill[k].kind = (int) (oft_rng_next (rng) % 3);  /* plain, checker, stripes */
+      fill[k].period = 3 + (int) (oft_rng_next (rng) % 7);
+      fill[k].vertical = oft_rng_uniform (rng) < 0.5;
+      for (int j = 0; j < 2; j++)
+        for (int ch = 0; ch < 3; ch++)
+          fill[k].c[j][ch] = (float) (2 * oft_rng_uniform (rng) - 1);
+    }
+  for (int y = 0; y < IMG; y++)
+    for (int x = 0; x < IMG; x++)
+      {
+        int k = seg->pixels[y * IMG + x] % OFT_SCENE_SEG_CLASSES, per = fill[k].period;
+        int alt = fill[k].kind == 1 ? (x / per + y / per) & 1 : fill[k].kind == 2 ? ((fill[k].vertical ? x : y) / per) & 1 : 0;
+        for (int ch = 0; ch < 3; ch++)
+          out[(ch * IMG + y) * IMG + x] = fill[k].c[alt][ch];
+      }
+  oft_image_free (seg);
+}
+
 /* ---- AdamW over a parameter list ---- */
 
 typedef struct {
@@ -542,7 +580,7 @@ main (int argc, char **argv)
   gboolean plain = FALSE;
   double ema_decay = 0.999;
   gint64 seed = 1;
-  double minutes = 0, guidance = 4.0, identifier_p = 0.1, partial_p = 0.15;
+  double minutes = 0, guidance = 4.0, identifier_p = 0.1, partial_p = 0.15, vae_broad = 0;
   gboolean eval_only = FALSE, reuse_vae = FALSE, resume = FALSE, resume_vae = FALSE, eval_seen = FALSE;
   GOptionEntry entries[] = {
     { "scenes", 0, 0, G_OPTION_ARG_INT, &n_scenes, "training scenes", "N" },
@@ -562,6 +600,8 @@ main (int argc, char **argv)
     { "latent-channels", 0, 0, G_OPTION_ARG_INT, &latent_channels, "VAE latent channels (default 4, as SD)", "C" },
     { "identifiers", 0, 0, G_OPTION_ARG_DOUBLE, &identifier_p,
       "share of training captions with a rare identifier word before a noun (default 0.1)", "P" },
+    { "vae-broad", 0, 0, G_OPTION_ARG_DOUBLE, &vae_broad,
+      "share of VAE training images with random colours and textures in a scene's layout (default 0)", "P" },
     { "partial-captions", 0, 0, G_OPTION_ARG_DOUBLE, &partial_p,
       "share of training captions without their background clause, colours or both (default 0.15)", "P" },
     { "ema", 0, 0, G_OPTION_ARG_DOUBLE, &ema_decay, "decay of the UNet/text weights' EMA saved (0: off)", "D" },
@@ -687,7 +727,10 @@ main (int argc, char **argv)
       for (int b = 0; b < batch; b++)
         {
           int k = (int) (oft_rng_next (&rng) % (uint64_t) n_scenes);
-          memcpy (bimg + b * npx, imgs + (size_t) k * npx, npx * sizeof (float));
+          if (vae_broad > 0 && oft_rng_uniform (&rng) < vae_broad)
+            broad_image (bimg + b * npx, &rng, &data_params);
+          else
+            memcpy (bimg + b * npx, imgs + (size_t) k * npx, npx * sizeof (float));
         }
       oft_rng_normal (&rng, beps, batch * nlat);
       float loss, rec, kl;
