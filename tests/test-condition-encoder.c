@@ -110,7 +110,7 @@ test_forward_backward_fd (void)
 
 /* A new encoder passes its input on: with the zero last conv given the same He-uniform init as the
  * others, a canny-like input (sparse ones on zeros) moves the output by a fair share of its own scale
- * (0.11). At PyTorch's default conv init (bound 1/√fan_in, a third of He's variance per layer, random
+ * (0.11). At PyTorch's default conv init (bound 1/√fan_in, a sixth of He's variance per layer, random
  * biases) the same measure is 2e-4: the features were the biases' and the condition was lost. */
 static void
 test_init_keeps_signal (void)
