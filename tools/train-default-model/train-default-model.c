@@ -243,8 +243,9 @@ caption_words (void)
 /* The caption with a rare identifier word before one shape's noun: "sks" (the vocabulary's identifier
  * token) one time in three, else 2 to 4 random letters (single-letter tokens). Trained on unchanged
  * images, this teaches that a rare word before the noun leaves the picture as it is: the weak prior that
- * DreamBooth relies on in SD, where "a sks dog" is still a dog before finetuning. Without it "sks"
- * keeps the random embedding it was initialised with and "a sks star" draws noise. g_free. */
+ * DreamBooth relies on in SD, where "a sks dog" is still a dog before finetuning ("sks" had never been
+ * trained; with it, "a yellow sks star on a blue background" draws what the caption without "sks" does).
+ * g_free. */
 static char *
 with_identifier (const char *caption, OftRng *rng)
 {
