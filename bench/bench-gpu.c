@@ -1,12 +1,14 @@
 /* The GPU bench on SD1.5 shapes with random weights made in-process (data/sd15-config):
- *   bench-gpu [--quick] [--reps N] [--fp32]
+ *   bench-gpu [--quick] [--reps N] [--fp32] [--train-only [--train-steps N] [--warmup N]]
  * UNet CFG step (one batch-2 forward: 64×64 latent, 77×768 context; replayed as a CUDA graph, and eager
  * with OFT_CUDA_GRAPHS=0) and VAE decode of a 64×64 latent to
  * 512², in bf16 (--fp32 adds the UNet in fp32), through oft_*_set_device and the CUDA module: the same path
  * oft generate takes, host buffers in and out included. Warm-up, then the median of N; milliseconds, it/s,
  * peak GPU memory (weights + activations) and the UNet's rate against the GPU's dense bf16 peak
  * (oft_unet_forward_flops; the peak from the device name, or $OFT_BF16_PEAK_TFLOPS). Then an OFT training
- * step (bench_train), checkpointed and not. No pass/fail on time.
+ * step (bench_train), checkpointed and not. No pass/fail on time. --train-only runs the training step alone,
+ * e.g. over the CPU stand-in module (OFT_CUDA_MODULE=build/tests/oftcore-cuda-mock.so), whose peak memory
+ * counts what the module allocates as the GPU's does: a step there takes minutes, not milliseconds.
  * Exits 77 when no GPU can be used. PyTorch on an H200 (../shared/docs/baselines.md): 26.2 ms eager bf16,
  * 7.9 ms compiled with CUDA graphs; VAE decode 23.4 ms fp16. */
 #include "oft/oft.h"
@@ -73,7 +75,8 @@ fail (const char *what, GError *error)
 typedef struct {
   double ms_median, ms_min, tflops, peak_gib;
   double ms_adamw;     /* training: the host AdamW's share of the median step */
-  double ms_cayley;    /* training: the host's Cayley transform and its backward over all modules */
+  double ms_cayley;    /* training: the host's Cayley transform and its backward over all modules (what the
+                        * step ran on the host before oftcu_cayley_*; now a baseline, not part of the step) */
   double ms_forward;   /* training: one forward of the same batch with the rotations (inference path) */
   gboolean ok;
 } Result;
@@ -150,8 +153,8 @@ out:
 
 /* One OFT training step as `oft train` takes it on the GPU: batch 1, 64×64 latent (512²), 77×768 context,
  * block size 32 on every to_q/to_k/to_v/to_out.0 (attn1 and attn2), bf16 base weights, fp32 rotations
- * (Cayley and its backward on the host, R up and dR down each step), the loss and backward on the GPU,
- * then AdamW on the host. checkpoint: recompute each unit in the backward (oft train --gradient-checkpointing). */
+ * (exact Cayley and its backward on the GPU, the packed parameters up and their gradients down each step),
+ * the loss and backward on the GPU, then AdamW on the host. checkpoint: recompute each unit in the backward (oft train --gradient-checkpointing). */
 static Result
 bench_train (const OftCudaOps *ops, OftUnet *u, gboolean checkpoint, int warmup, int reps, int *n_modules)
 {
@@ -248,8 +251,8 @@ bench_train (const OftCudaOps *ops, OftUnet *u, gboolean checkpoint, int warmup,
     }
   if (ok)
     {
-      /* what the host does inside each step besides AdamW: R from the parameters and the parameters'
-       * gradient from dR, every module (as oft_unet_train_loss does it: modules in parallel) */
+      /* the baseline the GPU's Cayley replaced: R from the parameters and the parameters' gradient from
+       * dR on the host, every module (as oft_unet_train_loss did it: modules in parallel) */
       float **R = g_new0 (float *, nm), **cache = g_new0 (float *, nm);
       for (size_t j = 0; j < nm; j++)
         {
@@ -363,60 +366,21 @@ out:
   return r;
 }
 
-int
-main (int argc, char **argv)
+/* The UNet CFG step (graph, eager, fp32 when asked) and the VAE decode, with their summary lines; 0, or 1
+ * when one failed */
+static int
+bench_inference (const OftCudaOps *ops, OftUnet *u, const char *vcfg, const char *name, double peak, gboolean fp32,
+                 int warmup, int reps)
 {
-  gboolean quick = FALSE, fp32 = FALSE;
-  int reps = 20;
-  for (int i = 1; i < argc; i++)
-    if (!strcmp (argv[i], "--quick"))
-      quick = TRUE;
-    else if (!strcmp (argv[i], "--fp32"))
-      fp32 = TRUE;
-    else if (!strcmp (argv[i], "--reps") && i + 1 < argc)
-      reps = MAX (1, atoi (argv[++i]));
-    else
-      {
-        fprintf (stderr, "usage: bench-gpu [--quick] [--reps N] [--fp32]\n");
-        return 2;
-      }
-  if (quick)
-    reps = MIN (reps, 5);
-  int warmup = quick ? 1 : 3;
-  setvbuf (stdout, NULL, _IOLBF, 0);
   GError *error = NULL;
-  const OftCudaOps *ops = oft_cuda_get (&error);
-  if (!ops)
-    {
-      printf ("bench-gpu: SKIP, no usable GPU: %s\n", error->message);
-      g_clear_error (&error);
-      return 77;
-    }
-  const char *name = oft_cuda_device_name ();
-  double peak = bf16_peak (name);
-  char peak_s[64] = "unknown; set OFT_BF16_PEAK_TFLOPS";
-  if (peak > 0)
-    g_snprintf (peak_s, sizeof peak_s, "%.0f", peak);
-  printf ("device: %s (dense bf16 peak %s TFLOP/s)\n", name ? name : "?", peak_s);
-  char *dir = oft_sd15_config_dir ();
-  char *ucfg = g_build_filename (dir, "unet", "config.json", NULL), *vcfg = g_build_filename (dir, "vae", "config.json", NULL);
   int rc = 0;
-
-  double t0 = now ();
-  OftUnet *u = oft_unet_new_random (ucfg, 1234, &error);
-  if (!u)
-    {
-      fail ("SD1.5 UNet", error);
-      return 1;
-    }
-  printf ("SD1.5 UNet, random weights: %.1f s on the host\n", now () - t0);
   Result ub = bench_unet (ops, u, OFT_DTYPE_BF16, TRUE, warmup, reps), uf = { 0 };
   Result ue = bench_unet (ops, u, OFT_DTYPE_BF16, FALSE, warmup, reps);
   if (fp32)
     uf = bench_unet (ops, u, OFT_DTYPE_F32, TRUE, warmup, reps);
   double gflop = oft_unet_forward_flops (u, 2, 64, 64, 77) / 1e9;
 
-  t0 = now ();
+  double t0 = now ();
   OftVae *v = oft_vae_new_random (vcfg, 1234, &error);
   if (!v)
     {
@@ -470,9 +434,69 @@ main (int argc, char **argv)
     }
   printf ("summary: PyTorch on an H200 (baselines.md): UNet CFG step bf16 26.2 ms eager, 7.9 ms compiled; "
           "VAE decode fp16 23.4 ms\n");
+  return rc;
+}
+
+int
+main (int argc, char **argv)
+{
+  gboolean quick = FALSE, fp32 = FALSE, train_only = FALSE;
+  int reps = 20, train_steps = -1, warmup = -1;
+  for (int i = 1; i < argc; i++)
+    if (!strcmp (argv[i], "--quick"))
+      quick = TRUE;
+    else if (!strcmp (argv[i], "--train-only"))
+      train_only = TRUE;
+    else if (!strcmp (argv[i], "--train-steps") && i + 1 < argc)
+      train_steps = MAX (1, atoi (argv[i + 1])), i++;
+    else if (!strcmp (argv[i], "--warmup") && i + 1 < argc)
+      warmup = MAX (0, atoi (argv[i + 1])), i++;
+    else if (!strcmp (argv[i], "--fp32"))
+      fp32 = TRUE;
+    else if (!strcmp (argv[i], "--reps") && i + 1 < argc)
+      reps = MAX (1, atoi (argv[i + 1])), i++;
+    else
+      {
+        fprintf (stderr, "usage: bench-gpu [--quick] [--reps N] [--fp32] [--train-only [--train-steps N] "
+                 "[--warmup N]]\n");
+        return 2;
+      }
+  if (quick)
+    reps = MIN (reps, 5);
+  if (warmup < 0)
+    warmup = quick ? 1 : 3;
+  setvbuf (stdout, NULL, _IOLBF, 0);
+  GError *error = NULL;
+  const OftCudaOps *ops = oft_cuda_get (&error);
+  if (!ops)
+    {
+      printf ("bench-gpu: SKIP, no usable GPU: %s\n", error->message);
+      g_clear_error (&error);
+      return 77;
+    }
+  const char *name = oft_cuda_device_name ();
+  double peak = bf16_peak (name);
+  char peak_s[64] = "unknown; set OFT_BF16_PEAK_TFLOPS";
+  if (peak > 0)
+    g_snprintf (peak_s, sizeof peak_s, "%.0f", peak);
+  printf ("device: %s (dense bf16 peak %s TFLOP/s)\n", name ? name : "?", peak_s);
+  char *dir = oft_sd15_config_dir ();
+  char *ucfg = g_build_filename (dir, "unet", "config.json", NULL), *vcfg = g_build_filename (dir, "vae", "config.json", NULL);
+  int rc = 0;
+
+  double t0 = now ();
+  OftUnet *u = oft_unet_new_random (ucfg, 1234, &error);
+  if (!u)
+    {
+      fail ("SD1.5 UNet", error);
+      return 1;
+    }
+  printf ("SD1.5 UNet, random weights: %.1f s on the host\n", now () - t0);
+  if (!train_only)
+    rc = bench_inference (ops, u, vcfg, name, peak, fp32, warmup, reps);
   /* training last, after the inference summary is out: whatever happens here, those numbers are kept */
   int n_mod = 0;
-  int treps = quick ? 3 : 10;
+  int treps = train_steps > 0 ? train_steps : quick ? 3 : 10;
   Result tc = bench_train (ops, u, TRUE, warmup, treps, &n_mod);
   Result tn = bench_train (ops, u, FALSE, warmup, treps, &n_mod);
   oft_unet_free (u);
@@ -482,7 +506,7 @@ main (int argc, char **argv)
       const char *how = k == 0 ? "checkpointed" : "no checkpointing";
       if (tr->ok)
         printf ("summary: OFT train step bf16 (batch 1, 64x64, b32 on %d to_q/k/v/out.0, AdamW, %s): %.2f ms "
-                "median (min %.2f; host: AdamW %.2f, Cayley fwd+bwd %.2f; a forward alone %.2f), peak GPU memory %.2f GiB (target <= 85 ms, "
+                "median (min %.2f; host AdamW %.2f; Cayley fwd+bwd on the GPU, the host's would take %.2f; a forward alone %.2f), peak GPU memory %.2f GiB (target <= 85 ms, "
                 "<= 2.2 GiB; PyTorch+PEFT on an H200 252-280 ms, 2.85 GiB)\n", n_mod, how, tr->ms_median, tr->ms_min,
                 tr->ms_adamw, tr->ms_cayley, tr->ms_forward, tr->peak_gib);
       else

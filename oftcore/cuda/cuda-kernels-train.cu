@@ -1,5 +1,5 @@
 /* Training kernels of the CUDA backend: the OFT block rotation of inputs and its backward, the COFT
- * projection, the MSE loss, the AdamW step and the sum of squares for gradient clipping (references:
+ * projection, the exact Cayley transform and its backward, the MSE loss, the AdamW step and the sum of squares for gradient clipping (references:
  * oft_rotate_input_forward/backward and oft_coft_project in oft/adapters.h, oft_mse_* in oft/nn.h,
  * oft_adamw_step in oft/train.h). Deterministic: every sum runs in a fixed order. */
 #include "cuda-bwd-common.cuh"
@@ -283,6 +283,137 @@ oftcu_coft_project (float *packed, int64_t rows, int b, double eps)
   const unsigned grid = rows < 65535 ? (unsigned) rows : 65535u;
   k_coft_project<<<grid, 256, 0, oftcu_stream ()>>> (packed, rows, ne, radius);
   OFTCU_CHECK_LAUNCH ("coft projection");
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Exact Cayley per row (oft_rotation_forward/backward): A = I + Q with Q = U − Uᵀ from the packed    */
+/* strict upper triangle, Ainv = A⁻¹, R = (I − Q)·A⁻¹ = 2·Ainv − I. Gauss–Jordan on [A | I] in shared */
+/* memory, one block per row, thread j owning column j of the 2b columns. No pivoting: A's symmetric  */
+/* part is I, and so is every Schur complement's (Q skew), so each pivot is ≥ 1 and the elimination   */
+/* is stable; the CPU's partial pivoting (in double) never swaps rows for the same reason.            */
+
+__device__ __forceinline__ int64_t
+cayley_packed_index (int i, int j, int b)   /* i < j: row-major strict upper triangle */
+{
+  return (int64_t) i * b - (int64_t) i * (i + 1) / 2 + (j - i - 1);
+}
+
+__global__ void
+k_cayley_forward (float *R, float *Ainv, const float *packed, int reps, int b)
+{
+  extern __shared__ float sm[];
+  const int w = 2 * b, j = threadIdx.x, r = blockIdx.x;
+  const int64_t bb = (int64_t) b * b;
+  float *M = sm, *f = sm + b * w;
+  const float *u = packed + r * ((int64_t) b * (b - 1) / 2);
+  for (int i = 0; i < b; i++)
+    {
+      float v;
+      if (j < b)
+        v = i < j ? u[cayley_packed_index (i, j, b)] : i > j ? -u[cayley_packed_index (j, i, b)] : 1.0f;
+      else
+        v = i == j - b ? 1.0f : 0.0f;
+      M[i * w + j] = v;
+    }
+  for (int k = 0; k < b; k++)
+    {
+      __syncthreads ();   /* column k is complete, and nobody reads the last step's factors any more */
+      if (j == k)
+        for (int i = 0; i < b; i++)
+          f[i] = M[i * w + k];
+      __syncthreads ();
+      const float mk = M[k * w + j] * __frcp_rn (f[k]);
+      M[k * w + j] = mk;
+      for (int i = 0; i < b; i++)
+        if (i != k)
+          M[i * w + j] = __fmaf_rn (-f[i], mk, M[i * w + j]);
+    }
+  if (j >= b)
+    {
+      const int c = j - b;
+      for (int i = 0; i < b; i++)
+        {
+          const float a = M[i * w + j];
+          Ainv[r * bb + i * b + c] = a;
+          for (int q = 0; q < reps; q++)
+            R[(r * (int64_t) reps + q) * bb + i * b + c] = 2.0f * a - (i == c ? 1.0f : 0.0f);
+        }
+    }
+}
+
+/* dQ = −2·Ainvᵀ·G·Ainvᵀ with G = Σ over the row's reps of dR; dpacked += dQ_ij − dQ_ji (i < j) */
+__global__ void __launch_bounds__ (256)
+k_cayley_backward (float *dpacked, const float *dR, const float *Ainv, int reps, int b)
+{
+  extern __shared__ float sm[];
+  const int r = blockIdx.x, bb = b * b;
+  float *A = sm, *G = sm + bb, *T = G + bb;
+  for (int e = threadIdx.x; e < bb; e += blockDim.x)
+    {
+      A[e] = Ainv[(int64_t) r * bb + e];
+      float g = 0.0f;
+      for (int q = 0; q < reps; q++)
+        g += dR[((int64_t) r * reps + q) * bb + e];
+      G[e] = g;
+    }
+  __syncthreads ();
+  for (int e = threadIdx.x; e < bb; e += blockDim.x)   /* T = Ainvᵀ·G */
+    {
+      const int i = e / b, j = e % b;
+      float acc = 0.0f;
+      for (int k = 0; k < b; k++)
+        acc = __fmaf_rn (A[k * b + i], G[k * b + j], acc);
+      T[e] = acc;
+    }
+  __syncthreads ();
+  for (int e = threadIdx.x; e < bb; e += blockDim.x)   /* dQ = −2·T·Ainvᵀ, over G (read no more) */
+    {
+      const int i = e / b, j = e % b;
+      float acc = 0.0f;
+      for (int k = 0; k < b; k++)
+        acc = __fmaf_rn (T[i * b + k], A[j * b + k], acc);
+      G[e] = -2.0f * acc;
+    }
+  __syncthreads ();
+  float *d = dpacked + (int64_t) r * b * (b - 1) / 2;
+  for (int e = threadIdx.x; e < bb; e += blockDim.x)
+    {
+      const int i = e / b, j = e % b;
+      if (i < j)
+        d[cayley_packed_index (i, j, b)] += G[i * b + j] - G[j * b + i];
+    }
+}
+
+static bool
+cayley_check (int rows, int reps, int b, const char *what)
+{
+  if (b < 1 || b > OFTCU_CAYLEY_MAX_B || reps < 1 || rows < 0 || rows > 0x7fffffff / reps)
+    {
+      oftcu_set_error ("%s: block size %d, %d rows × %d (the kernel takes blocks of 1 to %d)", what, b, rows,
+                       reps, OFTCU_CAYLEY_MAX_B);
+      return false;
+    }
+  return rows > 0;
+}
+
+extern "C" void
+oftcu_cayley_forward (float *R, float *Ainv, const float *packed, int rows, int reps, int b)
+{
+  if (!cayley_check (rows, reps, b, "cayley forward"))
+    return;
+  const size_t shared = ((size_t) 2 * b * b + b) * sizeof (float);
+  k_cayley_forward<<<rows, 2 * b, shared, oftcu_stream ()>>> (R, Ainv, packed, reps, b);
+  OFTCU_CHECK_LAUNCH ("cayley forward");
+}
+
+extern "C" void
+oftcu_cayley_backward (float *dpacked, const float *dR, const float *Ainv, int rows, int reps, int b)
+{
+  if (!cayley_check (rows, reps, b, "cayley backward"))
+    return;
+  const size_t shared = (size_t) 3 * b * b * sizeof (float);
+  k_cayley_backward<<<rows, 256, shared, oftcu_stream ()>>> (dpacked, dR, Ainv, reps, b);
+  OFTCU_CHECK_LAUNCH ("cayley backward");
 }
 
 /* ------------------------------------------------------------------------------------------------ */

@@ -146,6 +146,13 @@ void oftcu_block_rotate_backward (OftCuDtype dt, void *dinp, float *dR, const vo
 /* COFT on packed fp32 parameters [rows, b(b−1)/2] in place: as oft_coft_project (oft/adapters.h);
  * eps is double like OftSpec.eps, so the radius eps/√rows is the CPU's to the last bit */
 void oftcu_coft_project (float *packed, int64_t rows, int b, double eps);
+/* Exact Cayley (oft_rotation_forward/backward without Neumann, in fp32): per row r of packed[rows,
+ * b(b−1)/2], Ainv[r] = (I + Q)⁻¹ and R[r·reps + q] = (I − Q)(I + Q)⁻¹ for q < reps (a shared block
+ * repeated to every block: reps = n_blocks, rows = 1). Backward: dpacked[r] += ∂L/∂packed from
+ * G = Σ_q dR[r·reps + q]. Blocks of 1 to OFTCU_CAYLEY_MAX_B (shared memory holds the row's matrices). */
+#define OFTCU_CAYLEY_MAX_B 64
+void oftcu_cayley_forward (float *R, float *Ainv, const float *packed, int rows, int reps, int b);
+void oftcu_cayley_backward (float *dpacked, const float *dR, const float *Ainv, int rows, int reps, int b);
 /* mean squared error of pred against target (n elements), written to loss[0] (device fp32);
  * dpred += 2·(pred − target)·dloss / n */
 void oftcu_mse_forward (OftCuDtype dt, float *loss, const void *pred, const void *target, int64_t n);

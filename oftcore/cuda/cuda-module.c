@@ -69,6 +69,7 @@ cu_arena_take (CuArena *a, size_t bytes, GError **error)
   void *p = c->base + c->offset;
   c->offset += need;
   a->used += need;
+  a->peak_used = MAX (a->peak_used, a->used);
   return p;
 }
 

@@ -16,6 +16,7 @@ typedef struct {
   size_t chunk_size;
   CuChunk *head, *spare;
   size_t used, reserved;
+  size_t peak_used;   /* the most used at once since the owner last set it to used (chunk tails not counted) */
 } CuArena;
 
 typedef struct {
@@ -151,21 +152,29 @@ struct _CuUnet {
   CuArena acts;
   GHashTable *rots;   /* LinRot* → device R [n_blocks, b, b] fp32 */
   GHashTable *train;  /* Trainable* → CuTrain*: its R uploaded at every call, its dR */
-  float *train_slab;  /* device: R of every trainable, then dR of every trainable (train_floats each) */
-  float *train_host;  /* host staging [train_floats] */
-  size_t train_floats;
+  /* device: R of every trainable, then dR of every trainable (train_floats each), then for the exact Cayley
+   * ones built here their (I + Q)⁻¹ (train_ainv), packed parameters and packed gradients (train_ne each) */
+  float *train_slab;
+  float *train_host;  /* host staging: [train_floats] for R and dR, then [train_ne] for packed values */
+  size_t train_floats, train_ainv, train_ne;
+  gboolean train_host_R;  /* some trainable's R comes from the host (Neumann, larger blocks) */
   CuUnetFwd fwd;      /* the inference forward (cuda-unet.c) */
 };
 
 /* A trained OFT rotation on the device: R and ∂loss/∂R [nb, b, b] fp32 (a shared block repeated), views
- * into the CuUnet's slab. */
+ * into the CuUnet's slab. With cayley (trainable_cayley_on_device), R is built here from packed [rows,
+ * b(b−1)/2] and the backward turns dR into dpacked, keeping Ainv [rows, b, b] between the two. */
 typedef struct {
   float *R, *dR;
   int nb, b;
+  gboolean cayley;
+  int rows;
+  float *Ainv, *packed, *dpacked;
 } CuTrain;
 
-/* Uploads every attached trainable's R (the host's oft_unet_refresh_trainable result); an error for
- * what the GPU does not train (BOFT, per-output scales). */
+/* Puts every attached trainable's R on the device: exact Cayley ones from their packed parameters (COFT
+ * projected on the host first, in place, as PEFT does before every forward), the others from the host's
+ * oft_unet_refresh_trainable result; an error for what the GPU does not train (BOFT, per-output scales). */
 gboolean cu_unet_sync_train (CuUnet *d, GError **error);
 /* The Linear's forward as oft_unet_lin_forward (inference rotations, then the trained one) */
 void     cu_unet_lin (Cx *c, CuUnet *d, void *out, const void *x, const void *lin, int64_t N);

@@ -1,8 +1,10 @@
 /* The OFT training step on the GPU: models/unet-train.c and unet-blocks.c step for step, from the MSE
  * loss back to every trained rotation's dR, over the host model's structs and the device copies of its
  * weights (cuda-unet.c). Frozen weights get no gradient: only activations' gradients flow, and each
- * trained Linear's dR. The host rebuilds R (Cayley, COFT) and turns dR into the packed parameters'
- * gradient as on the CPU; this file uploads R at each step and downloads dR.
+ * trained Linear's dR. Exact Cayley rotations are built here from their packed parameters and their dR
+ * turned into the packed gradient here (cu_unet_sync_train, oftcu_cayley_*), so a step moves only packed
+ * values; for the others (Neumann, blocks over 64) the host rebuilds R and turns the downloaded dR into the
+ * packed gradient as on the CPU.
  * As on the CPU, checkpointing keeps only each unit's input and output and recomputes the rest during
  * the backward. Attention keeps its output and log-sum-exp instead of the probabilities. */
 #include "cuda-module.h"
@@ -87,12 +89,15 @@ lin_bwd (Run *r, void *dx, const void *dy, const void *x, const Lin *l, int64_t 
 
 /* ---- BasicTransformerBlock ---- */
 
+/* The layer norms' outputs and GEGLU's are not kept: the backward recomputes them from the residual stream
+ * (t0, t1, t2) and ff1's output f, one elementwise kernel each, which saves 3·N·D + N·F per block (a fifth
+ * of the non-checkpointed step's activations at SD1.5 sizes). */
 typedef struct {
-  void *t0, *t1, *t2, *h1, *h2, *h3;
+  void *t0, *t1, *t2;
   float *m1, *r1, *m2, *r2, *m3, *r3;
   void *q1, *k1, *v1, *o1, *q2, *k2, *v2, *o2;
   float *lse1, *lse2;
-  void *f, *g;
+  void *f;
 } TSave;
 
 static void
@@ -103,29 +108,28 @@ tblock_fwd (Run *r, void *x, const TBlock *b, int64_t HW, TSave *s)
   int64_t N = B * HW, NC = (int64_t) B * T;
   *s = (TSave) {
     .t0 = cx_take (c, N * D), .t1 = cx_take (c, N * D), .t2 = cx_take (c, N * D),
-    .h1 = cx_take (c, N * D), .h2 = cx_take (c, N * D), .h3 = cx_take (c, N * D),
     .m1 = cx_f32 (c, N), .r1 = cx_f32 (c, N), .m2 = cx_f32 (c, N), .r2 = cx_f32 (c, N),
     .m3 = cx_f32 (c, N), .r3 = cx_f32 (c, N),
     .q1 = cx_take (c, N * D), .k1 = cx_take (c, N * D), .v1 = cx_take (c, N * D), .o1 = cx_take (c, N * D),
     .q2 = cx_take (c, N * D), .k2 = cx_take (c, NC * D), .v2 = cx_take (c, NC * D), .o2 = cx_take (c, N * D),
     .lse1 = cx_f32 (c, (int64_t) B * H * HW), .lse2 = cx_f32 (c, (int64_t) B * H * HW),
-    .f = cx_take (c, N * 2 * F), .g = cx_take (c, N * F),
+    .f = cx_take (c, N * 2 * F),
   };
   CuMark m = cx_mark (c);
-  void *y = cx_take (c, N * D);
+  void *y = cx_take (c, N * D), *h = cx_take (c, N * D), *g = cx_take (c, N * F);
 
   k_copy (c, s->t0, x, N * D);
-  k_layernorm (c, s->h1, s->m1, s->r1, x, cx_norm (c, b->n1w, D), cx_norm (c, b->n1b, D), N, D, 1e-5f);
-  lin_fwd (r, s->q1, s->h1, &b->q1, N);
-  lin_fwd (r, s->k1, s->h1, &b->k1, N);
-  lin_fwd (r, s->v1, s->h1, &b->v1, N);
+  k_layernorm (c, h, s->m1, s->r1, x, cx_norm (c, b->n1w, D), cx_norm (c, b->n1b, D), N, D, 1e-5f);
+  lin_fwd (r, s->q1, h, &b->q1, N);
+  lin_fwd (r, s->k1, h, &b->k1, N);
+  lin_fwd (r, s->v1, h, &b->v1, N);
   L (oftcu_attention_forward (c->dt, s->o1, s->lse1, s->q1, s->k1, s->v1, B, (int) HW, (int) HW, H, D / H, false));
   lin_fwd (r, y, s->o1, &b->o1, N);
   k_add (c, x, x, y, N * D);
 
   k_copy (c, s->t1, x, N * D);
-  k_layernorm (c, s->h2, s->m2, s->r2, x, cx_norm (c, b->n2w, D), cx_norm (c, b->n2b, D), N, D, 1e-5f);
-  lin_fwd (r, s->q2, s->h2, &b->q2, N);
+  k_layernorm (c, h, s->m2, s->r2, x, cx_norm (c, b->n2w, D), cx_norm (c, b->n2b, D), N, D, 1e-5f);
+  lin_fwd (r, s->q2, h, &b->q2, N);
   lin_fwd (r, s->k2, r->ctx, &b->k2, NC);
   lin_fwd (r, s->v2, r->ctx, &b->v2, NC);
   L (oftcu_attention_forward (c->dt, s->o2, s->lse2, s->q2, s->k2, s->v2, B, (int) HW, T, H, D / H, false));
@@ -133,10 +137,10 @@ tblock_fwd (Run *r, void *x, const TBlock *b, int64_t HW, TSave *s)
   k_add (c, x, x, y, N * D);
 
   k_copy (c, s->t2, x, N * D);
-  k_layernorm (c, s->h3, s->m3, s->r3, x, cx_norm (c, b->n3w, D), cx_norm (c, b->n3b, D), N, D, 1e-5f);
-  lin_fwd (r, s->f, s->h3, &b->ff1, N);
-  k_geglu (c, s->g, s->f, N, F);
-  lin_fwd (r, y, s->g, &b->ff2, N);
+  k_layernorm (c, h, s->m3, s->r3, x, cx_norm (c, b->n3w, D), cx_norm (c, b->n3b, D), N, D, 1e-5f);
+  lin_fwd (r, s->f, h, &b->ff1, N);
+  k_geglu (c, g, s->f, N, F);
+  lin_fwd (r, y, g, &b->ff2, N);
   k_add (c, x, x, y, N * D);
   cx_reset (c, m);
 }
@@ -152,17 +156,25 @@ tblock_bwd (Run *r, void *dx, const TBlock *b, int64_t HW, const TSave *s)
   void *dh = zeros (c, N * D), *dy = zeros (c, N * D), *dq = zeros (c, N * D);
   void *dk = zeros (c, MAX (N, NC) * D), *dv = zeros (c, MAX (N, NC) * D);
   void *dg = zeros (c, N * F), *df = zeros (c, N * 2 * F);
+  /* the forward's layer norm outputs and GEGLU output again (mean and rstd into scratch: the saved ones
+   * are what the norms' backward reads) */
+  void *h = cx_take (c, N * D), *g = cx_take (c, N * F);
+  float *mean = cx_f32 (c, N), *rstd = cx_f32 (c, N);
+#define LN_AGAIN(t, w_, b_) k_layernorm (c, h, mean, rstd, t, cx_norm (c, w_, D), cx_norm (c, b_, D), N, D, 1e-5f)
 
-  lin_bwd (r, dg, dx, s->g, &b->ff2, N);
+  k_geglu (c, g, s->f, N, F);
+  lin_bwd (r, dg, dx, g, &b->ff2, N);
   L (oftcu_geglu_backward (c->dt, df, dg, s->f, N, F));
-  lin_bwd (r, dh, df, s->h3, &b->ff1, N);
+  LN_AGAIN (s->t2, b->n3w, b->n3b);
+  lin_bwd (r, dh, df, h, &b->ff1, N);
   L (oftcu_layernorm_backward (c->dt, dx, NULL, NULL, dh, s->t2, s->m3, s->r3, cx_norm (c, b->n3w, D), N, D));
 
   zero (c, dh, N * D);
   lin_bwd (r, dy, dx, s->o2, &b->o2, N);
   L (oftcu_attention_backward (c->dt, dq, dk, dv, dy, s->o2, s->lse2, s->q2, s->k2, s->v2, B, (int) HW, T, H, D / H,
                                false));
-  lin_bwd (r, dh, dq, s->h2, &b->q2, N);
+  LN_AGAIN (s->t1, b->n2w, b->n2b);
+  lin_bwd (r, dh, dq, h, &b->q2, N);
   lin_bwd (r, NULL, dk, r->ctx, &b->k2, NC);
   lin_bwd (r, NULL, dv, r->ctx, &b->v2, NC);
   L (oftcu_layernorm_backward (c->dt, dx, NULL, NULL, dh, s->t1, s->m2, s->r2, cx_norm (c, b->n2w, D), N, D));
@@ -175,9 +187,11 @@ tblock_bwd (Run *r, void *dx, const TBlock *b, int64_t HW, const TSave *s)
   lin_bwd (r, dy, dx, s->o1, &b->o1, N);
   L (oftcu_attention_backward (c->dt, dq, dk, dv, dy, s->o1, s->lse1, s->q1, s->k1, s->v1, B, (int) HW, (int) HW, H,
                                D / H, false));
-  lin_bwd (r, dh, dq, s->h1, &b->q1, N);
-  lin_bwd (r, dh, dk, s->h1, &b->k1, N);
-  lin_bwd (r, dh, dv, s->h1, &b->v1, N);
+  LN_AGAIN (s->t0, b->n1w, b->n1b);
+#undef LN_AGAIN
+  lin_bwd (r, dh, dq, h, &b->q1, N);
+  lin_bwd (r, dh, dk, h, &b->k1, N);
+  lin_bwd (r, dh, dv, h, &b->v1, N);
   L (oftcu_layernorm_backward (c->dt, dx, NULL, NULL, dh, s->t0, s->m1, s->r1, cx_norm (c, b->n1w, D), N, D));
   cx_reset (c, m);
 }
@@ -242,8 +256,9 @@ transformer_bwd (Run *r, void *dx, const Transformer *t, int Hh, int Ww, const T
 
 /* ---- ResnetBlock2D ---- */
 
+/* The group norms' outputs are not kept either: the backward recomputes them from x and c1. */
 typedef struct {
-  void *h1, *c1, *h2;
+  void *c1;
   float *mean1, *rstd1, *mean2, *rstd2;
 } RSave;
 
@@ -253,14 +268,12 @@ resnet_fwd (Run *r, void *out, const void *x, const OftResnet *n, int H, int W, 
   Cx *c = &r->c;
   int B = r->B;
   int64_t HW = (int64_t) H * W, G = (int64_t) B * n->groups;
-  *s = (RSave) { .h1 = cx_take (c, B * n->cin * HW), .c1 = cx_take (c, B * n->cout * HW),
-                 .h2 = cx_take (c, B * n->cout * HW), .mean1 = cx_f32 (c, G), .rstd1 = cx_f32 (c, G),
+  *s = (RSave) { .c1 = cx_take (c, B * n->cout * HW), .mean1 = cx_f32 (c, G), .rstd1 = cx_f32 (c, G),
                  .mean2 = cx_f32 (c, G), .rstd2 = cx_f32 (c, G) };
   CuMark m = cx_mark (c);
   void *a1 = cx_take (c, (int64_t) B * MAX (n->cin, n->cout) * HW);
-  k_groupnorm (c, s->h1, s->mean1, s->rstd1, x, cx_norm (c, n->n1w, n->cin), cx_norm (c, n->n1b, n->cin), B, n->cin,
-               HW, n->groups, n->eps);
-  k_silu (c, a1, s->h1, B * n->cin * HW);
+  k_groupnorm_silu (c, a1, s->mean1, s->rstd1, x, cx_norm (c, n->n1w, n->cin), cx_norm (c, n->n1b, n->cin), B,
+                    n->cin, HW, n->groups, n->eps);
   k_conv (c, s->c1, a1, cx_w (c, n->c1w), cx_w (c, n->c1b), B, n->cin, H, W, n->cout, 3, 1, 1);
   if (n->tw && r->temb_act)
     {
@@ -268,9 +281,8 @@ resnet_fwd (Run *r, void *out, const void *x, const OftResnet *n, int H, int W, 
       k_linear (c, t, r->temb_act, cx_w (c, n->tw), cx_w (c, n->tb), B, n->temb, n->cout);
       k_add_channel (c, s->c1, t, B, n->cout, HW);
     }
-  k_groupnorm (c, s->h2, s->mean2, s->rstd2, s->c1, cx_norm (c, n->n2w, n->cout), cx_norm (c, n->n2b, n->cout), B,
-               n->cout, HW, n->groups, n->eps);
-  k_silu (c, a1, s->h2, B * n->cout * HW);
+  k_groupnorm_silu (c, a1, s->mean2, s->rstd2, s->c1, cx_norm (c, n->n2w, n->cout), cx_norm (c, n->n2b, n->cout),
+                    B, n->cout, HW, n->groups, n->eps);
   k_conv (c, out, a1, cx_w (c, n->c2w), cx_w (c, n->c2b), B, n->cout, H, W, n->cout, 3, 1, 1);
   if (n->scw)
     {
@@ -290,20 +302,25 @@ resnet_bwd (Run *r, void *dx, const void *dout, const void *x, const OftResnet *
   int B = r->B;
   int64_t HW = (int64_t) H * W, big = (int64_t) B * MAX (n->cin, n->cout) * HW;
   CuMark m = cx_mark (c);
-  void *da = zeros (c, big), *dh = zeros (c, big);
+  void *da = zeros (c, big), *dh = zeros (c, big), *h = cx_take (c, big);
+  float *mean = cx_f32 (c, (int64_t) B * n->groups), *rstd = cx_f32 (c, (int64_t) B * n->groups);
   if (n->scw)
     conv_bwd (c, dx, dout, n->scw, B, n->cin, H, W, n->cout, 1, 1, 0);
   else
     k_add (c, dx, dx, dout, B * n->cout * HW);
   conv_bwd (c, da, dout, n->c2w, B, n->cout, H, W, n->cout, 3, 1, 1);
-  L (oftcu_silu_backward (c->dt, dh, da, s->h2, B * n->cout * HW));
+  k_groupnorm (c, h, mean, rstd, s->c1, cx_norm (c, n->n2w, n->cout), cx_norm (c, n->n2b, n->cout), B, n->cout, HW,
+               n->groups, n->eps);
+  L (oftcu_silu_backward (c->dt, dh, da, h, B * n->cout * HW));
   zero (c, da, B * n->cout * HW);
   L (oftcu_groupnorm_backward (c->dt, da, NULL, NULL, dh, s->c1, s->mean2, s->rstd2, cx_norm (c, n->n2w, n->cout), B,
                                n->cout, HW, n->groups));
   zero (c, dh, big);
   conv_bwd (c, dh, da, n->c1w, B, n->cin, H, W, n->cout, 3, 1, 1);
   zero (c, da, B * n->cin * HW);
-  L (oftcu_silu_backward (c->dt, da, dh, s->h1, B * n->cin * HW));
+  k_groupnorm (c, h, mean, rstd, x, cx_norm (c, n->n1w, n->cin), cx_norm (c, n->n1b, n->cin), B, n->cin, HW,
+               n->groups, n->eps);
+  L (oftcu_silu_backward (c->dt, da, dh, h, B * n->cin * HW));
   L (oftcu_groupnorm_backward (c->dt, dx, NULL, NULL, da, x, s->mean1, s->rstd1, cx_norm (c, n->n1w, n->cin), B,
                                n->cin, HW, n->groups));
   cx_reset (c, m);
@@ -390,8 +407,12 @@ cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, c
   Cx *c = &run.c;
   cx_begin (c, &d->acts, &d->w);
   CuMark mark = cx_mark (c);
+  d->acts.peak_used = d->acts.used;
   if (d->train_floats)
     L (oftcu_memset0 (d->train_slab + d->train_floats, d->train_floats * sizeof (float)));
+  float *dpacked_all = d->train_ne ? d->train_slab + 2 * d->train_floats + d->train_ainv + d->train_ne : NULL;
+  if (d->train_ne)
+    L (oftcu_memset0 (dpacked_all, d->train_ne * sizeof (float)));
 
   void *xs = cx_upload (c, sample, (int64_t) B * u->in_ch * h * w);
   float *ts = cx_upload_f32 (c, timesteps, B);
@@ -543,21 +564,43 @@ cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, c
         }
     }
 
-  /* dR to the host in one transfer, a shared block's gradient summed over the blocks */
-  if (cx_ok (c) && d->train_floats && (oftcu_sync () != 0 ||
-                    oftcu_download (d->train_host, d->train_slab + d->train_floats, d->train_floats * sizeof (float))))
+  /* exact Cayley rotations: dR → packed gradients here; then one transfer for the packed gradients, one
+   * for the other rotations' dR */
+  for (guint i = 0; i < u->trainables->len; i++)
+    {
+      const Trainable *t = g_ptr_array_index (u->trainables, i);
+      const CuTrain *ct = g_hash_table_lookup (d->train, t);
+      if (ct->cayley && t->gR)
+        L (oftcu_cayley_backward (ct->dpacked, ct->dR, ct->Ainv, ct->rows, ct->nb / ct->rows, ct->b));
+    }
+  float *host_dR = d->train_host, *host_dpacked = d->train_host + d->train_floats;
+  if (cx_ok (c) && d->train_floats &&
+      (oftcu_sync () != 0 ||
+       (d->train_host_R && oftcu_download (host_dR, d->train_slab + d->train_floats,
+                                           d->train_floats * sizeof (float)) != 0) ||
+       (d->train_ne && oftcu_download (host_dpacked, dpacked_all, d->train_ne * sizeof (float)) != 0)))
     g_set_error (&c->error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "downloading the rotations' gradients: %s",
                  oftcu_error () ? oftcu_error () : "?");
-  size_t off = 0;
+  size_t off = 0, off_p = 0;
   for (guint i = 0; i < u->trainables->len && cx_ok (c); i++)
     {
       Trainable *t = g_ptr_array_index (u->trainables, i);
       const CuTrain *ct = g_hash_table_lookup (d->train, t);
       size_t bb = (size_t) ct->b * ct->b;
-      const float *all = d->train_host + off;
+      const float *all = host_dR + off;
       off += bb * ct->nb;
+      if (ct->cayley)
+        {
+          size_t row_ne = (size_t) ct->rows * ct->b * (ct->b - 1) / 2;
+          if (t->gR)   /* += as oft_rotation_backward */
+            for (size_t e = 0; e < row_ne; e++)
+              t->gR[e] += host_dpacked[off_p + e];
+          off_p += row_ne;
+          continue;
+        }
       if (!t->gR)
         continue;
+      /* a shared block's gradient summed over the blocks */
       if (t->spec.block_share)
         {
           memset (t->dR, 0, sizeof (float) * bb);
@@ -569,6 +612,8 @@ cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, c
         memcpy (t->dR, all, sizeof (float) * bb * ct->nb);
     }
   gboolean ok = cx_end (c, "the loss and backward", error);
+  g_debug ("UNet training step (%s): activations %.1f MiB at most, in %.1f MiB of chunks", checkpoint ?
+           "checkpointed" : "not checkpointed", d->acts.peak_used / 1048576.0, d->acts.reserved / 1048576.0);
   cx_reset (c, mark);
   g_ptr_array_unref (run.host);
   return ok;

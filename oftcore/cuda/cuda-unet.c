@@ -32,13 +32,17 @@ free_rot (gpointer p)
   oftcu_free (p);
 }
 
-/* Every trained rotation's R and dR live in one device slab ([R of all | dR of all], fp32), so that a step
- * uploads R and downloads dR in one transfer each; the host staging buffer is kept between steps. */
+/* Every trained rotation's R and dR live in one device slab ([R of all | dR of all | the Cayley ones' Ainv,
+ * packed values and packed gradients], fp32), so that a step uploads and downloads each part in one
+ * transfer; the host staging buffer is kept between steps. */
+G_STATIC_ASSERT (OFT_DEVICE_CAYLEY_MAX_B <= OFTCU_CAYLEY_MAX_B);
+
 gboolean
 cu_unet_sync_train (CuUnet *d, GError **error)
 {
   GPtrArray *list = d->u->trainables;
-  size_t total = 0;
+  size_t total = 0, ainv = 0, ne = 0;
+  gboolean host_R = FALSE;
   for (guint i = 0; list && i < list->len; i++)
     {
       const Trainable *t = g_ptr_array_index (list, i);
@@ -49,47 +53,89 @@ cu_unet_sync_train (CuUnet *d, GError **error)
                        t->kind != OFT_ADAPTER_OFT ? "BOFT" : "OFT with a per-output scale");
           return FALSE;
         }
-      total += (size_t) t->spec.n_blocks * t->spec.b * t->spec.b;
+      const OftSpec *s = &t->spec;
+      total += (size_t) s->n_blocks * s->b * s->b;
+      if (trainable_cayley_on_device (t))
+        {
+          ainv += (size_t) oft_spec_rows (s) * s->b * s->b;
+          ne += (size_t) oft_spec_rows (s) * s->b * (s->b - 1) / 2;
+        }
+      else
+        host_R = TRUE;
     }
   g_hash_table_remove_all (d->train);
-  if (total != d->train_floats)
+  if (total != d->train_floats || ainv != d->train_ainv || ne != d->train_ne)
     {
       oftcu_free (d->train_slab);
       d->train_slab = NULL;
-      d->train_floats = 0;
-      if (total)
+      d->train_floats = d->train_ainv = d->train_ne = 0;
+      size_t n = 2 * total + ainv + 2 * ne;
+      if (n)
         {
-          d->train_slab = oftcu_alloc (2 * total * sizeof (float));
+          d->train_slab = oftcu_alloc (n * sizeof (float));
           if (!d->train_slab)
             {
               g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "UNet: allocating %.1f MiB on the GPU for the "
-                           "trained rotations: %s", 2.0 * total * sizeof (float) / (1 << 20),
+                           "trained rotations: %s", (double) n * sizeof (float) / (1 << 20),
                            oftcu_error () ? oftcu_error () : "out of memory");
               oftcu_clear_error ();
               return FALSE;
             }
         }
-      d->train_floats = total;
-      d->train_host = g_renew (float, d->train_host, MAX (total, 1));
+      d->train_floats = total, d->train_ainv = ainv, d->train_ne = ne;
+      d->train_host = g_renew (float, d->train_host, MAX (total + ne, 1));
     }
-  size_t off = 0;
+  d->train_host_R = host_R;
+  float *dev_ainv = ne ? d->train_slab + 2 * total : NULL, *dev_packed = ne ? dev_ainv + ainv : NULL;
+  size_t off = 0, off_a = 0, off_p = 0;
   for (guint i = 0; list && i < list->len; i++)
     {
-      const Trainable *t = g_ptr_array_index (list, i);
+      Trainable *t = g_ptr_array_index (list, i);
       const OftSpec *s = &t->spec;
       size_t bb = (size_t) s->b * s->b;
+      int rows = oft_spec_rows (s);
       CuTrain *ct = g_new0 (CuTrain, 1);
-      *ct = (CuTrain) { .R = d->train_slab + off, .dR = d->train_slab + total + off, .nb = s->n_blocks, .b = s->b };
+      *ct = (CuTrain) { .R = d->train_slab + off, .dR = d->train_slab + total + off, .nb = s->n_blocks, .b = s->b,
+                        .rows = rows };
       g_hash_table_insert (d->train, (gpointer) t, ct);
-      /* a shared block is repeated to every block */
-      for (int k = 0; k < s->n_blocks; k++)
-        memcpy (d->train_host + off + k * bb, t->R + (s->block_share ? 0 : k * bb), bb * sizeof (float));
+      if (trainable_cayley_on_device (t))
+        {
+          size_t row_ne = (size_t) rows * s->b * (s->b - 1) / 2;
+          if (s->coft)
+            oft_coft_project (t->param, s);   /* PEFT: in place, before every forward, not differentiated */
+          ct->cayley = TRUE;
+          ct->Ainv = dev_ainv + off_a;
+          ct->packed = dev_packed + off_p;
+          ct->dpacked = dev_packed + ne + off_p;
+          memcpy (d->train_host + total + off_p, t->param, row_ne * sizeof (float));
+          off_a += (size_t) rows * bb, off_p += row_ne;
+        }
+      else   /* a shared block is repeated to every block */
+        for (int k = 0; k < s->n_blocks; k++)
+          memcpy (d->train_host + off + k * bb, t->R + (s->block_share ? 0 : k * bb), bb * sizeof (float));
       off += bb * s->n_blocks;
     }
-  if (total && oftcu_upload (d->train_slab, d->train_host, total * sizeof (float)) != 0)
+  if ((host_R && total && oftcu_upload (d->train_slab, d->train_host, total * sizeof (float)) != 0) ||
+      (ne && oftcu_upload (dev_packed, d->train_host + total, ne * sizeof (float)) != 0))
     {
       g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "UNet: uploading the trained rotations: %s",
                    oftcu_error () ? oftcu_error () : "?");
+      oftcu_clear_error ();
+      return FALSE;
+    }
+  GHashTableIter it;
+  gpointer key, value;
+  g_hash_table_iter_init (&it, d->train);
+  while (g_hash_table_iter_next (&it, &key, &value))
+    {
+      const CuTrain *ct = value;
+      if (ct->cayley)
+        oftcu_cayley_forward (ct->R, ct->Ainv, ct->packed, ct->rows, ct->nb / ct->rows, ct->b);
+    }
+  if (oftcu_error ())
+    {
+      g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "UNet: building the trained rotations: %s",
+                   oftcu_error ());
       oftcu_clear_error ();
       return FALSE;
     }

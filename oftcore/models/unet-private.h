@@ -28,6 +28,15 @@ typedef struct {
   int index;           /* the module's index in the adapter */
 } Trainable;
 
+/* The GPU module builds this trainable's R from its packed parameter and turns dR into the packed gradient
+ * itself (exact Cayley, blocks up to its kernel's OFTCU_CAYLEY_MAX_B), so the host does neither. */
+#define OFT_DEVICE_CAYLEY_MAX_B 64
+static inline bool
+trainable_cayley_on_device (const Trainable *t)
+{
+  return t->kind == OFT_ADAPTER_OFT && !t->s && !t->spec.neumann && t->spec.b <= OFT_DEVICE_CAYLEY_MAX_B;
+}
+
 typedef struct {
   int in, out;
   float *w, *b;        /* b may be NULL */

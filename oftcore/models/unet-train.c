@@ -138,8 +138,8 @@ oft_unet_attach_trainable (OftUnet *u, OftPeftAdapter *a, GError **error)
 
 /* Modules in parallel (each module's rows are independent; an inner parallel loop then runs on its own
  * thread): the many small modules of an SD adapter (10 to 40 blocks each) keep every core busy. */
-void
-oft_unet_refresh_trainable (OftUnet *u)
+static void
+refresh_trainables (OftUnet *u, gboolean device_cayley)
 {
   int n = u->trainables ? (int) u->trainables->len : 0;
 #pragma omp parallel for schedule(dynamic, 1) if (n > 1)
@@ -153,8 +153,15 @@ oft_unet_refresh_trainable (OftUnet *u)
         }
       if (t->spec.coft)
         oft_coft_project (t->param, &t->spec); /* PEFT: in place, before every forward, not differentiated */
-      oft_rotation_forward (t->R, t->cache, t->param, &t->spec);
+      if (!device_cayley || !trainable_cayley_on_device (t))
+        oft_rotation_forward (t->R, t->cache, t->param, &t->spec);
     }
+}
+
+void
+oft_unet_refresh_trainable (OftUnet *u)
+{
+  refresh_trainables (u, FALSE);
 }
 
 /* ---- full-parameter training ---- */
@@ -306,7 +313,9 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
                    "UNet input %d×%d×%d: the latent size must be a positive multiple of %d", B, h, w, mult);
       return FALSE;
     }
-  oft_unet_refresh_trainable (u);
+  /* on the GPU, exact Cayley rotations are built there (their host R stays stale until the next refresh) */
+  gboolean on_gpu = u->dev && !g && !u->dcontrol;
+  refresh_trainables (u, on_gpu);
   guint n_train = u->trainables ? u->trainables->len : 0;
   gboolean any_scale = FALSE;
   for (guint i = 0; i < n_train; i++)
@@ -324,16 +333,17 @@ oft_unet_train_loss (OftUnet *u, const float *sample, const float *timesteps, co
       if (t->gR)
         memset (t->dR, 0, sizeof (float) * trainable_R_floats (t));
     }
-  if (u->dev && !g && !u->dcontrol)
+  if (on_gpu)
     {
-      /* the GPU: it reads every R and writes dR; the packed gradients follow here as on the CPU */
+      /* the GPU: it adds the packed gradients of exact Cayley rotations to gR itself, and writes the others'
+       * dR, whose packed gradients follow here as on the CPU */
       gboolean ok = u->dev_ops->unet_train_loss (u->dev, sample, timesteps, context, B, h, w, T, target, checkpoint,
                                                  loss, error);
 #pragma omp parallel for schedule(dynamic, 1) if (n_train > 1)
       for (guint i = 0; i < n_train; i++)
         {
           Trainable *t = g_ptr_array_index (u->trainables, i);
-          if (ok && t->gR)
+          if (ok && t->gR && !trainable_cayley_on_device (t))
             oft_rotation_backward (t->gR, t->dR, t->cache, t->param, &t->spec);
           t->gR = t->gs = NULL;
         }

@@ -566,6 +566,68 @@ oftcu_block_rotate_backward (OftCuDtype dt, void *dinp, float *dR, const void *d
 }
 
 void
+oftcu_cayley_forward (float *R, float *Ainv, const float *packed, int rows, int reps, int b)
+{
+  if (b < 1 || b > OFTCU_CAYLEY_MAX_B || reps < 1)
+    {
+      fail ("cayley forward: block size out of range");
+      return;
+    }
+  size_t bb = (size_t) b * b;
+  OftSpec s = { .d = rows * b, .b = b, .n_blocks = rows };
+  float *Rr = g_new (float, MAX (rows, 1) * bb);
+  oft_rotation_forward (Rr, Ainv, packed, &s);
+  for (int r = 0; r < rows; r++)
+    for (int q = 0; q < reps; q++)
+      memcpy (R + ((size_t) r * reps + q) * bb, Rr + r * bb, bb * sizeof (float));
+  g_free (Rr);
+}
+
+/* dQ = −2·Aᵀ·G·Aᵀ (the CPU's oft_cayley_backward_d), G summed over the reps; in double */
+void
+oftcu_cayley_backward (float *dpacked, const float *dR, const float *Ainv, int rows, int reps, int b)
+{
+  if (b < 1 || b > OFTCU_CAYLEY_MAX_B || reps < 1)
+    {
+      fail ("cayley backward: block size out of range");
+      return;
+    }
+  size_t bb = (size_t) b * b;
+  double *G = g_new (double, 3 * bb), *T = G + bb, *dQ = T + bb;
+  for (int r = 0; r < rows; r++)
+    {
+      const float *A = Ainv + r * bb;
+      for (size_t e = 0; e < bb; e++)
+        {
+          G[e] = 0;
+          for (int q = 0; q < reps; q++)
+            G[e] += dR[((size_t) r * reps + q) * bb + e];
+        }
+      for (int i = 0; i < b; i++)
+        for (int j = 0; j < b; j++)
+          {
+            double t = 0;
+            for (int k = 0; k < b; k++)
+              t += (double) A[k * b + i] * G[k * b + j];
+            T[i * b + j] = t;
+          }
+      for (int i = 0; i < b; i++)
+        for (int j = 0; j < b; j++)
+          {
+            double t = 0;
+            for (int k = 0; k < b; k++)
+              t += T[i * b + k] * A[j * b + k];
+            dQ[i * b + j] = -2 * t;
+          }
+      float *d = dpacked + (size_t) r * b * (b - 1) / 2;
+      for (int i = 0, k = 0; i < b; i++)
+        for (int j = i + 1; j < b; j++, k++)
+          d[k] += (float) (dQ[i * b + j] - dQ[j * b + i]);
+    }
+  g_free (G);
+}
+
+void
 oftcu_mse_forward (OftCuDtype dt, float *loss, const void *pred, const void *target, int64_t n)
 {
   float *p = rd (dt, pred, n), *t = rd (dt, target, n);

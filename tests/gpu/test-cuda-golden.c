@@ -427,6 +427,108 @@ static void test_unet_train_bf16 (void)
   unet_train (OFT_DTYPE_BF16, TRUE, BF16_TRAIN_LOSS_TOL, BF16_TRAIN_TOL, BF16_TRAIN_L2_TOL);
 }
 
+/* The golden adapter's parameters as an exact Cayley adapter (golden C itself uses the Neumann series,
+ * which the host computes): with block_share each module keeps its first row, with coft a radius small
+ * enough to project every module. */
+static OftPeftAdapter *
+exact_cayley_adapter (const OftPeftAdapter *golden, gboolean share_coft)
+{
+  OftAdapterConfig cfg = *oft_peft_adapter_config (golden);
+  cfg.neumann = false;
+  cfg.block_share = share_coft;
+  cfg.coft = share_coft;
+  cfg.eps = 1e-3;
+  const char *const targets[] = { "to_q", "to_k", "to_v", "to_out.0", NULL };
+  OftPeftAdapter *a = oft_peft_adapter_new (&cfg, targets);
+  GError *error = NULL;
+  for (size_t i = 0; i < oft_peft_adapter_n_modules (golden); i++)
+    {
+      const OftAdapterModule *m = oft_peft_adapter_module (golden, i);
+      OftTensor p = m->param;
+      if (share_coft)
+        p.shape[0] = 1;
+      g_assert_true (oft_peft_adapter_add_module (a, m->module, &p, NULL, &error));
+      g_assert_no_error (error);
+    }
+  return a;
+}
+
+static float
+train_grads (OftUnet *u, OftPeftAdapter *a, float **grads, const float *x, const float *t, const float *ctx,
+             const float *target)
+{
+  GError *error = NULL;
+  float loss = 0;
+  g_assert_true (oft_unet_attach_trainable (u, a, &error));
+  g_assert_no_error (error);
+  g_assert_true (oft_unet_train_loss (u, x, t, ctx, 2, 16, 16, 77, target, FALSE, &loss, grads, &error));
+  g_assert_no_error (error);
+  return loss;
+}
+
+/* Exact Cayley rotations are built and differentiated on the GPU (oftcu_cayley_*): the loss and every
+ * packed gradient against the CPU's (double LU) on the same model, fp32 with TF32 off, ≤ 1e-4 of each
+ * tensor's scale; then the same with one shared block per module and COFT projecting every module. */
+static void
+test_unet_train_exact_cayley (void)
+{
+  OftSafetensors *st = test_open_golden ("unet_oft/reference.safetensors");
+  float *x = test_load (st, "noisy_latents", NULL), *ctx = test_load (st, "encoder_hidden_states", NULL);
+  float *t = test_load (st, "timesteps", NULL), *target = test_load (st, "noise", NULL);
+  OftPeftAdapter *golden = test_load_adapter ("unet_oft/adapter");
+  OftUnet *cpu = test_load_unet ("pipeline/unet"), *gpu = test_load_unet ("pipeline/unet");
+  to_device (gpu, OFT_DTYPE_F32);
+  for (int share_coft = 0; share_coft <= 1; share_coft++)
+    {
+      OftPeftAdapter *ac = exact_cayley_adapter (golden, share_coft), *ag = exact_cayley_adapter (golden, share_coft);
+      size_t n = oft_peft_adapter_n_modules (ac);
+      float **gc = g_new0 (float *, n), **gg = g_new0 (float *, n);
+      for (size_t i = 0; i < n; i++)
+        {
+          int64_t k = oft_tensor_numel (&oft_peft_adapter_module (ac, i)->param);
+          gc[i] = g_new0 (float, k);
+          gg[i] = g_new0 (float, k);
+        }
+      float lc = train_grads (cpu, ac, gc, x, t, ctx, target), lg = train_grads (gpu, ag, gg, x, t, ctx, target);
+      const char *what = share_coft ? "shared blocks, COFT" : "a block per row";
+      char label[128];
+      g_snprintf (label, sizeof label, "GPU fp32 exact Cayley (%s) loss vs the CPU", what);
+      report (label, &lg, &lc, 1, 1e-5);
+      double worst = 0;
+      for (size_t i = 0; i < n; i++)
+        {
+          const OftAdapterModule *mc = oft_peft_adapter_module (ac, i), *mg = oft_peft_adapter_module (ag, i);
+          int64_t k = oft_tensor_numel (&mc->param);
+          /* COFT projected both copies of the parameters in place, on the host (up to an ulp per repetition) */
+          double scale, err = max_err (mg->param.data, mc->param.data, k, &scale);
+          g_assert_cmpfloat (err, <=, 1e-6 * scale);
+          err = max_err (gg[i], gc[i], k, &scale);
+          worst = fmax (worst, err / fmax (scale, 1e-30));
+          if (!(err <= 1e-4 * scale))
+            g_test_fail_printf ("GPU exact Cayley (%s) %s: max abs error %.3g at scale %.3g", what, mc->module, err,
+                                scale);
+        }
+      g_test_message ("GPU fp32 exact Cayley (%s), %zu gradients vs the CPU: worst error %.3g of the tensor's scale "
+                      "(bound 0.0001)", what, n, worst);
+      for (size_t i = 0; i < n; i++)
+        g_free (gc[i]), g_free (gg[i]);
+      g_free (gc);
+      g_free (gg);
+      oft_unet_detach_trainable (cpu);
+      oft_unet_detach_trainable (gpu);
+      oft_peft_adapter_free (ac);
+      oft_peft_adapter_free (ag);
+    }
+  oft_unet_free (cpu);
+  oft_unet_free (gpu);
+  oft_peft_adapter_free (golden);
+  g_free (x);
+  g_free (ctx);
+  g_free (t);
+  g_free (target);
+  oft_safetensors_close (st);
+}
+
 /* Replay (oft train --replay-batch with --device): 3 AdamW steps on the golden batch from the golden
  * adapter with the UNet on the GPU, against PEFT's adamw_step3 parameters and its loss sequence. */
 static void
@@ -581,6 +683,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cuda/unet-train/fp32", test_unet_train_fp32);
   g_test_add_func ("/cuda/unet-train/fp32-checkpointed", test_unet_train_fp32_ckpt);
   g_test_add_func ("/cuda/unet-train/bf16", test_unet_train_bf16);
+  g_test_add_func ("/cuda/unet-train/exact-cayley-fp32", test_unet_train_exact_cayley);
   g_test_add_func ("/cuda/unet-train/replay-fp32", test_replay_fp32);
   g_test_add_func ("/cuda/pipeline/fp32", test_pipeline_fp32);
   g_test_add_func ("/cuda/pipeline/bf16", test_pipeline_bf16);

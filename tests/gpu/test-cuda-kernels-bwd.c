@@ -1,5 +1,5 @@
 /* GPU backward and training kernels (oftcore/cuda/cuda-kernels-bwd.cu, cuda-kernels-train.cu) against
- * their CPU references (oft/nn.h, oft_rotate_input_* and oft_coft_project in oft/adapters.h,
+ * their CPU references (oft/nn.h, oft_rotate_input_*, oft_rotation_* and oft_coft_project in oft/adapters.h,
  * oft_adamw_step in oft/train.h), in fp32 and bf16, at SD1.5-like shapes and small odd ones (partial
  * tiles, strides, odd head dims).
  *
@@ -862,6 +862,65 @@ test_coft (void)
     }
 }
 
+/* Exact Cayley against oft_rotation_forward/backward (double LU with pivoting on the CPU, fp32 Gauss–Jordan
+ * without pivoting on the GPU): R and Ainv, then dpacked into a prefill, for rows of one block each and
+ * for one shared block repeated (reps > 1 sums the copies' dR first), at the parameter scales training
+ * reaches (|u| ≤ 0.05) and far beyond it (|u| ≤ 0.5, ‖Q‖ ≈ 5 at b = 32). fp32 against double: every
+ * entry of (I + Q)⁻¹ is a b-term elimination of values ≤ 1, ~b·2⁻²⁴ ≈ 2e-6 of the scale; bound 1e-5. */
+static void
+test_cayley (void)
+{
+  const struct { int rows, reps, b; float amp; } cases[] = {
+    { 40, 1, 32, 0.05f }, { 10, 1, 32, 0.5f }, { 1, 12, 32, 0.05f }, { 6, 1, 64, 0.05f }, { 5, 1, 7, 0.3f },
+    { 3, 2, 1, 0.1f },
+  };
+  for (size_t c = 0; c < G_N_ELEMENTS (cases); c++)
+    {
+      const int rows = cases[c].rows, reps = cases[c].reps, b = cases[c].b;
+      const int64_t ne = (int64_t) b * (b - 1) / 2, bb = (int64_t) b * b, nR = (int64_t) rows * reps * bb;
+      float *u = fzeros (rows * ne), *R = fzeros (rows * bb), *A = fzeros (rows * bb);
+      test_fill_uniform (u, rows * ne, -cases[c].amp, cases[c].amp, 2000 + c);
+      OftSpec spec = { .d = rows * b, .b = b, .n_blocks = rows };
+      oft_rotation_forward (R, A, u, &spec);
+      float *want_R = fzeros (nR);
+      for (int r = 0; r < rows; r++)
+        for (int q = 0; q < reps; q++)
+          memcpy (want_R + ((int64_t) r * reps + q) * bb, R + r * bb, bb * sizeof (float));
+      float *d_u = dput (OFTCU_F32, u, rows * ne), *d_R = dalloc (nR * sizeof (float));
+      float *d_A = dalloc (rows * bb * sizeof (float));
+      oftcu_cayley_forward (d_R, d_A, d_u, rows, reps, b);
+      gpu_ok ("cayley forward");
+      char label[64];
+      g_snprintf (label, sizeof label, "rows%d reps%d b%d |u|<=%g", rows, reps, b, cases[c].amp);
+      check_scaled ("cayley_forward", OFTCU_F32, label, "R", dget (OFTCU_F32, d_R, nR), want_R, nR, 1.0, TOL_F32);
+      check_scaled ("cayley_forward", OFTCU_F32, label, "Ainv", dget (OFTCU_F32, d_A, rows * bb), A, rows * bb, 1.0,
+                    TOL_F32);
+      /* backward from the CPU's Ainv (so only the backward is measured), into a prefill */
+      float *dR = rnd (OFTCU_F32, nR, -1, 1, 3000 + c), *G = fzeros (rows * bb);
+      for (int r = 0; r < rows; r++)
+        for (int q = 0; q < reps; q++)
+          for (int64_t e = 0; e < bb; e++)
+            G[r * bb + e] += dR[((int64_t) r * reps + q) * bb + e];
+      float *delta = fzeros (rows * ne), *pre = rnd (OFTCU_F32, rows * ne, -1, 1, 4000 + c);
+      oft_rotation_backward (delta, G, A, u, &spec);
+      double scale = fmax (maxabs (delta, rows * ne), 1e-30);
+      float *want = fzeros (rows * ne);
+      for (int64_t e = 0; e < rows * ne; e++)
+        want[e] = pre[e] + delta[e];
+      float *d_dp = dput (OFTCU_F32, pre, rows * ne);
+      float *d_dR = dput (OFTCU_F32, dR, nR), *d_A2 = dput (OFTCU_F32, A, rows * bb);
+      oftcu_cayley_backward (d_dp, d_dR, d_A2, rows, reps, b);
+      gpu_ok ("cayley backward");
+      check_scaled ("cayley_backward", OFTCU_F32, label, "dpacked", dget (OFTCU_F32, d_dp, rows * ne), want,
+                    rows * ne, scale, TOL_F32);
+      pool_clear ();
+    }
+  /* a block size over the kernel's limit is an error, not a launch */
+  oftcu_cayley_forward (NULL, NULL, NULL, 1, 1, OFTCU_CAYLEY_MAX_B + 1);
+  g_assert_nonnull (oftcu_error ());
+  oftcu_clear_error ();
+}
+
 static void
 mse_case (OftCuDtype dt, int64_t n, guint32 seed)
 {
@@ -1014,6 +1073,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cuda-bwd/upsample-concat-add-channel", test_resample);
   g_test_add_func ("/cuda-train/block-rotate", test_block_rotate);
   g_test_add_func ("/cuda-train/coft", test_coft);
+  g_test_add_func ("/cuda-train/cayley", test_cayley);
   g_test_add_func ("/cuda-train/mse", test_mse);
   g_test_add_func ("/cuda-train/sumsq", test_sumsq);
   g_test_add_func ("/cuda-train/adamw", test_adamw);

@@ -102,8 +102,9 @@ gboolean oft_unet_forward (OftUnet *u, const float *sample, const float *timeste
  * but falls back to the CPU with a g_message naming why; OFT_DEVICE_CPU frees the GPU copy. From then on
  * oft_unet_forward runs there on host buffers; control features and taps work as on the CPU.
  * oft_unet_apply_adapter afterwards uploads again. An OFT/COFT adapter attached for training (before or
- * after) trains there: oft_unet_train_loss runs the loss and the backward on the GPU, R is rebuilt and
- * dR turned into the parameters' gradient on the host (BOFT, per-output scales, control and context
+ * after) trains there: oft_unet_train_loss runs the loss and the backward on the GPU, and with exact
+ * Cayley (blocks up to 64) builds R and the parameters' gradient there too; Neumann rotations are rebuilt
+ * and their dR turned into the gradient on the host (BOFT, per-output scales, control and context
  * gradients give an error there). Full training is refused while on the GPU, and the GPU while it is
  * attached. */
 gboolean  oft_unet_set_device (OftUnet *u, OftDevice device, OftDType dtype, GError **error);
