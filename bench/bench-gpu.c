@@ -154,7 +154,8 @@ out:
 /* One OFT training step as `oft train` takes it on the GPU: batch 1, 64×64 latent (512²), 77×768 context,
  * block size 32 on every to_q/to_k/to_v/to_out.0 (attn1 and attn2), bf16 base weights, fp32 rotations
  * (exact Cayley and its backward on the GPU, the packed parameters up and their gradients down each step),
- * the loss and backward on the GPU, then AdamW on the host. checkpoint: recompute each unit in the backward (oft train --gradient-checkpointing). */
+ * the loss and backward on the GPU, then AdamW on the host. checkpoint: recompute each unit in the backward
+ * (oft train --gradient-checkpointing). */
 static Result
 bench_train (const OftCudaOps *ops, OftUnet *u, gboolean checkpoint, int warmup, int reps, int *n_modules)
 {
@@ -285,6 +286,17 @@ bench_train (const OftCudaOps *ops, OftUnet *u, gboolean checkpoint, int warmup,
       if (!ok)
         fail ("UNet forward with the adapter attached", error);
       r.ms_forward = fbest;
+      /* one more step and one more eager forward with OFT_CUDA_PROFILE=1: "profile:" lines, GPU time per
+       * kind of kernel (events around each launch, so a little slower than the timed runs) */
+      g_setenv ("OFT_CUDA_PROFILE", "1", TRUE);
+      g_setenv ("OFT_CUDA_GRAPHS", "0", TRUE);
+      float loss = 0;
+      if (ok && !(ok = oft_unet_train_loss (u, x, t, ctx, B, h, w, T, target, checkpoint, &loss, grads, &error)))
+        fail ("OFT training step (profiled)", error);
+      if (ok && !(ok = oft_unet_forward (u, x, t, ctx, B, h, w, T, out, &error)))
+        fail ("UNet forward with the adapter attached (profiled)", error);
+      g_unsetenv ("OFT_CUDA_PROFILE");
+      g_unsetenv ("OFT_CUDA_GRAPHS");
       g_free (out);
       for (size_t j = 0; j < nm; j++)
         {
@@ -481,7 +493,8 @@ main (int argc, char **argv)
     g_snprintf (peak_s, sizeof peak_s, "%.0f", peak);
   printf ("device: %s (dense bf16 peak %s TFLOP/s)\n", name ? name : "?", peak_s);
   char *dir = oft_sd15_config_dir ();
-  char *ucfg = g_build_filename (dir, "unet", "config.json", NULL), *vcfg = g_build_filename (dir, "vae", "config.json", NULL);
+  char *ucfg = g_build_filename (dir, "unet", "config.json", NULL);
+  char *vcfg = g_build_filename (dir, "vae", "config.json", NULL);
   int rc = 0;
 
   double t0 = now ();
@@ -506,8 +519,9 @@ main (int argc, char **argv)
       const char *how = k == 0 ? "checkpointed" : "no checkpointing";
       if (tr->ok)
         printf ("summary: OFT train step bf16 (batch 1, 64x64, b32 on %d to_q/k/v/out.0, AdamW, %s): %.2f ms "
-                "median (min %.2f; host AdamW %.2f; Cayley fwd+bwd on the GPU, the host's would take %.2f; a forward alone %.2f), peak GPU memory %.2f GiB (target <= 85 ms, "
-                "<= 2.2 GiB; PyTorch+PEFT on an H200 252-280 ms, 2.85 GiB)\n", n_mod, how, tr->ms_median, tr->ms_min,
+                "median (min %.2f; host AdamW %.2f; Cayley fwd+bwd on the GPU, the host's would take %.2f; "
+                "a forward alone %.2f), peak GPU memory %.2f GiB (target <= 85 ms, <= 2.2 GiB; PyTorch+PEFT on an "
+                "H200 252-280 ms, 2.85 GiB)\n", n_mod, how, tr->ms_median, tr->ms_min,
                 tr->ms_adamw, tr->ms_cayley, tr->ms_forward, tr->peak_gib);
       else
         {

@@ -6,6 +6,7 @@
 #include "cuda-module.h"
 #include "oft/error.h"
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #define CU_ALIGN 256
@@ -419,11 +420,22 @@ cx_tap (Cx *c, CxTapFunc tap, gpointer data, const char *name, const void *dev, 
   g_free (h);
 }
 
+void
+cu_prof_print (const char *what)
+{
+  char buf[4096];
+  if (oftcu_prof_report (buf, sizeof buf) != 0)
+    return;
+  char **lines = g_strsplit (buf, "\n", -1);
+  for (char **l = lines; *l; l++)
+    if (**l)
+      printf ("profile: %s: %s\n", what, *l);
+  g_strfreev (lines);
+}
+
 /* ---- launch wrappers ---- */
 
 #define GO if (c->error) return
-/* GPU time per kind of kernel when profiling (oftcu_prof_enable: OFT_CUDA_PROFILE=1, eager forwards only) */
-#define PROF(label, ...) do { oftcu_prof_begin (label); __VA_ARGS__; oftcu_prof_end (); } while (0)
 
 void
 k_linear (Cx *c, void *out, const void *inp, const void *w, const void *b, int64_t N, int C, int OC)

@@ -89,6 +89,11 @@ void     cx_download (Cx *c, float *host, const void *dev, int64_t n);
 typedef void (*CxTapFunc) (const char *name, const float *data, int64_t n, gpointer user_data);
 void     cx_tap (Cx *c, CxTapFunc tap, gpointer data, const char *name, const void *dev, int64_t n);
 
+/* GPU time per kind of kernel when profiling (oftcu_prof_enable: OFT_CUDA_PROFILE=1, eager runs only) */
+#define PROF(label, ...) do { oftcu_prof_begin (label); __VA_ARGS__; oftcu_prof_end (); } while (0)
+/* The profile since the last report as "profile: <what>: ..." lines on stdout (for the benches) */
+void cu_prof_print (const char *what);
+
 /* ---- launch wrappers (storage type from the context; no-ops after a failure) ---- */
 void k_linear (Cx *c, void *out, const void *inp, const void *w, const void *b, int64_t N, int C, int OC);
 /* conv2d with its im2col scratch taken from the arena and given back */

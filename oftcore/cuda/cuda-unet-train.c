@@ -13,8 +13,10 @@
 #include <math.h>
 #include <string.h>
 
-/* launch only while nothing has failed (a NULL buffer after a refused allocation must not reach a kernel) */
+/* launch only while nothing has failed (a NULL buffer after a refused allocation must not reach a kernel);
+ * LP also times it under a label when profiling (OFT_CUDA_PROFILE=1) */
 #define L(call) do { if (cx_ok (c)) { call; } } while (0)
+#define LP(label, call) L (PROF (label, call))
 
 typedef struct {
   Cx c;
@@ -49,7 +51,7 @@ conv_bwd (Cx *c, void *dx, const void *dout, const float *w, int B, int C, int H
   size_t n = cx_ok (c) ? oftcu_conv2d_scratch_bytes (c->dt, &s) : 0;
   CuMark m = cx_mark (c);
   void *scratch = n && cx_ok (c) ? cu_arena_take (c->a, n, &c->error) : NULL;
-  L (oftcu_conv2d_backward (c->dt, dx, NULL, NULL, dout, NULL, wd, &s, scratch));
+  LP ("conv bwd", oftcu_conv2d_backward (c->dt, dx, NULL, NULL, dout, NULL, wd, &s, scratch));
   cx_reset (c, m);
 }
 
@@ -70,7 +72,7 @@ lin_bwd (Run *r, void *dx, const void *dy, const void *x, const Lin *l, int64_t 
   if (!l->train)
     {
       if (dx)
-        L (oftcu_linear_backward (c->dt, dx, NULL, NULL, dy, x, w, N, l->in, l->out));
+        LP ("linear bwd", oftcu_linear_backward (c->dt, dx, NULL, NULL, dy, x, w, N, l->in, l->out));
       return;
     }
   const CuTrain *t = g_hash_table_lookup (r->d->train, l->train);
@@ -82,16 +84,21 @@ lin_bwd (Run *r, void *dx, const void *dy, const void *x, const Lin *l, int64_t 
     }
   CuMark m = cx_mark (c);
   void *dxr = zeros (c, N * l->in);
-  L (oftcu_linear_backward (c->dt, dxr, NULL, NULL, dy, x, w, N, l->in, l->out));
-  L (oftcu_block_rotate_backward (c->dt, dx, l->train->gR ? t->dR : NULL, dxr, x, t->R, N, t->nb, t->b));
+  LP ("linear bwd", oftcu_linear_backward (c->dt, dxr, NULL, NULL, dy, x, w, N, l->in, l->out));
+  LP ("block_rotate bwd", oftcu_block_rotate_backward (c->dt, dx, l->train->gR ? t->dR : NULL, dxr, x, t->R, N,
+                                                      t->nb, t->b));
   cx_reset (c, m);
 }
 
 /* ---- BasicTransformerBlock ---- */
 
-/* The layer norms' outputs and GEGLU's are not kept: the backward recomputes them from the residual stream
- * (t0, t1, t2) and ff1's output f, one elementwise kernel each, which saves 3·N·D + N·F per block (a fifth
- * of the non-checkpointed step's activations at SD1.5 sizes). */
+/* What a block keeps for its backward. The layer norms' and GEGLU's outputs are never kept: the backward
+ * recomputes them from the residual stream (t0, t1, t2) and f, an elementwise kernel each. Without
+ * checkpointing every block's saves live through the whole backward, so the projections q1, k1, v1, q2
+ * and ff1's output f are not kept either (NULL) but recomputed from the recomputed norms, five more GEMMs
+ * per block: that keeps 5·N·D per block instead of 12·N·D + 3·N·F, and the whole step's activations fall
+ * from about 0.69 to 0.3 GiB at SD1.5 sizes. With checkpointing a unit's saves live only during its own
+ * backward, so they are all kept. */
 typedef struct {
   void *t0, *t1, *t2;
   float *m1, *r1, *m2, *r2, *m3, *r3;
@@ -106,46 +113,55 @@ tblock_fwd (Run *r, void *x, const TBlock *b, int64_t HW, TSave *s)
   Cx *c = &r->c;
   int B = r->B, T = r->T, D = b->dim, H = b->heads, F = b->ff;
   int64_t N = B * HW, NC = (int64_t) B * T;
+  bool keep = r->checkpoint;
   *s = (TSave) {
     .t0 = cx_take (c, N * D), .t1 = cx_take (c, N * D), .t2 = cx_take (c, N * D),
     .m1 = cx_f32 (c, N), .r1 = cx_f32 (c, N), .m2 = cx_f32 (c, N), .r2 = cx_f32 (c, N),
     .m3 = cx_f32 (c, N), .r3 = cx_f32 (c, N),
-    .q1 = cx_take (c, N * D), .k1 = cx_take (c, N * D), .v1 = cx_take (c, N * D), .o1 = cx_take (c, N * D),
-    .q2 = cx_take (c, N * D), .k2 = cx_take (c, NC * D), .v2 = cx_take (c, NC * D), .o2 = cx_take (c, N * D),
+    .o1 = cx_take (c, N * D), .k2 = cx_take (c, NC * D), .v2 = cx_take (c, NC * D), .o2 = cx_take (c, N * D),
     .lse1 = cx_f32 (c, (int64_t) B * H * HW), .lse2 = cx_f32 (c, (int64_t) B * H * HW),
-    .f = cx_take (c, N * 2 * F),
   };
+  if (keep)
+    {
+      s->q1 = cx_take (c, N * D), s->k1 = cx_take (c, N * D), s->v1 = cx_take (c, N * D);
+      s->q2 = cx_take (c, N * D), s->f = cx_take (c, N * 2 * F);
+    }
   CuMark m = cx_mark (c);
   void *y = cx_take (c, N * D), *h = cx_take (c, N * D), *g = cx_take (c, N * F);
+  void *q1 = keep ? s->q1 : cx_take (c, N * D), *k1 = keep ? s->k1 : cx_take (c, N * D);
+  void *v1 = keep ? s->v1 : cx_take (c, N * D), *q2 = keep ? s->q2 : q1, *f = keep ? s->f : cx_take (c, N * 2 * F);
 
   k_copy (c, s->t0, x, N * D);
   k_layernorm (c, h, s->m1, s->r1, x, cx_norm (c, b->n1w, D), cx_norm (c, b->n1b, D), N, D, 1e-5f);
-  lin_fwd (r, s->q1, h, &b->q1, N);
-  lin_fwd (r, s->k1, h, &b->k1, N);
-  lin_fwd (r, s->v1, h, &b->v1, N);
-  L (oftcu_attention_forward (c->dt, s->o1, s->lse1, s->q1, s->k1, s->v1, B, (int) HW, (int) HW, H, D / H, false));
+  lin_fwd (r, q1, h, &b->q1, N);
+  lin_fwd (r, k1, h, &b->k1, N);
+  lin_fwd (r, v1, h, &b->v1, N);
+  LP ("attention", oftcu_attention_forward (c->dt, s->o1, s->lse1, q1, k1, v1, B, (int) HW, (int) HW, H, D / H,
+                                           false));
   lin_fwd (r, y, s->o1, &b->o1, N);
   k_add (c, x, x, y, N * D);
 
   k_copy (c, s->t1, x, N * D);
   k_layernorm (c, h, s->m2, s->r2, x, cx_norm (c, b->n2w, D), cx_norm (c, b->n2b, D), N, D, 1e-5f);
-  lin_fwd (r, s->q2, h, &b->q2, N);
+  lin_fwd (r, q2, h, &b->q2, N);
   lin_fwd (r, s->k2, r->ctx, &b->k2, NC);
   lin_fwd (r, s->v2, r->ctx, &b->v2, NC);
-  L (oftcu_attention_forward (c->dt, s->o2, s->lse2, s->q2, s->k2, s->v2, B, (int) HW, T, H, D / H, false));
+  LP ("attention", oftcu_attention_forward (c->dt, s->o2, s->lse2, q2, s->k2, s->v2, B, (int) HW, T, H, D / H,
+                                           false));
   lin_fwd (r, y, s->o2, &b->o2, N);
   k_add (c, x, x, y, N * D);
 
   k_copy (c, s->t2, x, N * D);
   k_layernorm (c, h, s->m3, s->r3, x, cx_norm (c, b->n3w, D), cx_norm (c, b->n3b, D), N, D, 1e-5f);
-  lin_fwd (r, s->f, h, &b->ff1, N);
-  k_geglu (c, g, s->f, N, F);
+  lin_fwd (r, f, h, &b->ff1, N);
+  k_geglu (c, g, f, N, F);
   lin_fwd (r, y, g, &b->ff2, N);
   k_add (c, x, x, y, N * D);
   cx_reset (c, m);
 }
 
-/* dx[N, D]: ∂/∂(block output) in, ∂/∂(block input) out (oft_unet_tblock_backward without dcontext) */
+/* dx[N, D]: ∂/∂(block output) in, ∂/∂(block input) out (oft_unet_tblock_backward without dcontext).
+ * Each part's temporaries are given back before the next part takes its own. */
 static void
 tblock_bwd (Run *r, void *dx, const TBlock *b, int64_t HW, const TSave *s)
 {
@@ -153,46 +169,73 @@ tblock_bwd (Run *r, void *dx, const TBlock *b, int64_t HW, const TSave *s)
   int B = r->B, T = r->T, D = b->dim, H = b->heads, F = b->ff;
   int64_t N = B * HW, NC = (int64_t) B * T;
   CuMark m = cx_mark (c);
-  void *dh = zeros (c, N * D), *dy = zeros (c, N * D), *dq = zeros (c, N * D);
-  void *dk = zeros (c, MAX (N, NC) * D), *dv = zeros (c, MAX (N, NC) * D);
-  void *dg = zeros (c, N * F), *df = zeros (c, N * 2 * F);
-  /* the forward's layer norm outputs and GEGLU output again (mean and rstd into scratch: the saved ones
-   * are what the norms' backward reads) */
-  void *h = cx_take (c, N * D), *g = cx_take (c, N * F);
+  /* h: a layer norm's output again (mean and rstd into scratch: the saved ones are what the norms' backward
+   * reads) */
+  void *dh = zeros (c, N * D), *dy = zeros (c, N * D), *h = cx_take (c, N * D);
   float *mean = cx_f32 (c, N), *rstd = cx_f32 (c, N);
 #define LN_AGAIN(t, w_, b_) k_layernorm (c, h, mean, rstd, t, cx_norm (c, w_, D), cx_norm (c, b_, D), N, D, 1e-5f)
 
-  k_geglu (c, g, s->f, N, F);
-  lin_bwd (r, dg, dx, g, &b->ff2, N);
-  L (oftcu_geglu_backward (c->dt, df, dg, s->f, N, F));
+  /* feed-forward */
+  CuMark part = cx_mark (c);
+  void *dg = zeros (c, N * F), *df = zeros (c, N * 2 * F), *g = cx_take (c, N * F);
   LN_AGAIN (s->t2, b->n3w, b->n3b);
+  void *f = s->f;
+  if (!f)
+    {
+      f = cx_take (c, N * 2 * F);
+      lin_fwd (r, f, h, &b->ff1, N);
+    }
+  k_geglu (c, g, f, N, F);
+  lin_bwd (r, dg, dx, g, &b->ff2, N);
+  LP ("geglu bwd", oftcu_geglu_backward (c->dt, df, dg, f, N, F));
   lin_bwd (r, dh, df, h, &b->ff1, N);
-  L (oftcu_layernorm_backward (c->dt, dx, NULL, NULL, dh, s->t2, s->m3, s->r3, cx_norm (c, b->n3w, D), N, D));
+  LP ("layernorm bwd", oftcu_layernorm_backward (c->dt, dx, NULL, NULL, dh, s->t2, s->m3, s->r3,
+                                                cx_norm (c, b->n3w, D), N, D));
+  cx_reset (c, part);
 
+  /* cross-attention */
   zero (c, dh, N * D);
-  lin_bwd (r, dy, dx, s->o2, &b->o2, N);
-  L (oftcu_attention_backward (c->dt, dq, dk, dv, dy, s->o2, s->lse2, s->q2, s->k2, s->v2, B, (int) HW, T, H, D / H,
-                               false));
+  void *dq = zeros (c, N * D), *dk = zeros (c, NC * D), *dv = zeros (c, NC * D);
   LN_AGAIN (s->t1, b->n2w, b->n2b);
+  void *q2 = s->q2;
+  if (!q2)
+    {
+      q2 = cx_take (c, N * D);
+      lin_fwd (r, q2, h, &b->q2, N);
+    }
+  lin_bwd (r, dy, dx, s->o2, &b->o2, N);
+  LP ("attention bwd", oftcu_attention_backward (c->dt, dq, dk, dv, dy, s->o2, s->lse2, q2, s->k2, s->v2, B,
+                                                (int) HW, T, H, D / H, false));
   lin_bwd (r, dh, dq, h, &b->q2, N);
   lin_bwd (r, NULL, dk, r->ctx, &b->k2, NC);
   lin_bwd (r, NULL, dv, r->ctx, &b->v2, NC);
-  L (oftcu_layernorm_backward (c->dt, dx, NULL, NULL, dh, s->t1, s->m2, s->r2, cx_norm (c, b->n2w, D), N, D));
+  LP ("layernorm bwd", oftcu_layernorm_backward (c->dt, dx, NULL, NULL, dh, s->t1, s->m2, s->r2,
+                                                cx_norm (c, b->n2w, D), N, D));
+  cx_reset (c, part);
 
+  /* self-attention */
   zero (c, dy, N * D);
   zero (c, dh, N * D);
-  zero (c, dq, N * D);
-  zero (c, dk, N * D);
-  zero (c, dv, N * D);
-  lin_bwd (r, dy, dx, s->o1, &b->o1, N);
-  L (oftcu_attention_backward (c->dt, dq, dk, dv, dy, s->o1, s->lse1, s->q1, s->k1, s->v1, B, (int) HW, (int) HW, H,
-                               D / H, false));
+  dq = zeros (c, N * D), dk = zeros (c, N * D), dv = zeros (c, N * D);
   LN_AGAIN (s->t0, b->n1w, b->n1b);
 #undef LN_AGAIN
+  const void *q1 = s->q1, *k1 = s->k1, *v1 = s->v1;
+  if (!q1)
+    {
+      void *q = cx_take (c, N * D), *k = cx_take (c, N * D), *v = cx_take (c, N * D);
+      lin_fwd (r, q, h, &b->q1, N);
+      lin_fwd (r, k, h, &b->k1, N);
+      lin_fwd (r, v, h, &b->v1, N);
+      q1 = q, k1 = k, v1 = v;
+    }
+  lin_bwd (r, dy, dx, s->o1, &b->o1, N);
+  LP ("attention bwd", oftcu_attention_backward (c->dt, dq, dk, dv, dy, s->o1, s->lse1, q1, k1, v1, B, (int) HW,
+                                                (int) HW, H, D / H, false));
   lin_bwd (r, dh, dq, h, &b->q1, N);
   lin_bwd (r, dh, dk, h, &b->k1, N);
   lin_bwd (r, dh, dv, h, &b->v1, N);
-  L (oftcu_layernorm_backward (c->dt, dx, NULL, NULL, dh, s->t0, s->m1, s->r1, cx_norm (c, b->n1w, D), N, D));
+  LP ("layernorm bwd", oftcu_layernorm_backward (c->dt, dx, NULL, NULL, dh, s->t0, s->m1, s->r1,
+                                                cx_norm (c, b->n1w, D), N, D));
   cx_reset (c, m);
 }
 
@@ -243,14 +286,14 @@ transformer_bwd (Run *r, void *dx, const Transformer *t, int Hh, int Ww, const T
   void *dtok = zeros (c, N * D), *tmp = cx_take (c, N * MAX (C, D)), *dh = cx_take (c, N * C);
   /* out = x + proj_out(tokens): dx keeps its value for the residual */
   k_transpose (c, tmp, dx, B, C, HW);
-  L (oftcu_linear_backward (c->dt, dtok, NULL, NULL, tmp, s->tok, cx_w (c, t->pow_), N, D, C));
+  LP ("linear bwd", oftcu_linear_backward (c->dt, dtok, NULL, NULL, tmp, s->tok, cx_w (c, t->pow_), N, D, C));
   for (int i = t->n_blocks - 1; i >= 0; i--)
     tblock_bwd (r, dtok, &t->blocks[i], HW, &s->blocks[i]);
   zero (c, tmp, N * C);
-  L (oftcu_linear_backward (c->dt, tmp, NULL, NULL, dtok, NULL, cx_w (c, t->piw), N, C, D));
+  LP ("linear bwd", oftcu_linear_backward (c->dt, tmp, NULL, NULL, dtok, NULL, cx_w (c, t->piw), N, C, D));
   k_transpose (c, dh, tmp, B, HW, C);
-  L (oftcu_groupnorm_backward (c->dt, dx, NULL, NULL, dh, s->x_in, s->mean, s->rstd, cx_norm (c, t->nw, C), B, C, HW,
-                               t->groups));
+  LP ("groupnorm bwd", oftcu_groupnorm_backward (c->dt, dx, NULL, NULL, dh, s->x_in, s->mean, s->rstd,
+                                                cx_norm (c, t->nw, C), B, C, HW, t->groups));
   cx_reset (c, m);
 }
 
@@ -311,18 +354,18 @@ resnet_bwd (Run *r, void *dx, const void *dout, const void *x, const OftResnet *
   conv_bwd (c, da, dout, n->c2w, B, n->cout, H, W, n->cout, 3, 1, 1);
   k_groupnorm (c, h, mean, rstd, s->c1, cx_norm (c, n->n2w, n->cout), cx_norm (c, n->n2b, n->cout), B, n->cout, HW,
                n->groups, n->eps);
-  L (oftcu_silu_backward (c->dt, dh, da, h, B * n->cout * HW));
+  LP ("silu bwd", oftcu_silu_backward (c->dt, dh, da, h, B * n->cout * HW));
   zero (c, da, B * n->cout * HW);
-  L (oftcu_groupnorm_backward (c->dt, da, NULL, NULL, dh, s->c1, s->mean2, s->rstd2, cx_norm (c, n->n2w, n->cout), B,
-                               n->cout, HW, n->groups));
+  LP ("groupnorm bwd", oftcu_groupnorm_backward (c->dt, da, NULL, NULL, dh, s->c1, s->mean2, s->rstd2,
+                                                cx_norm (c, n->n2w, n->cout), B, n->cout, HW, n->groups));
   zero (c, dh, big);
   conv_bwd (c, dh, da, n->c1w, B, n->cin, H, W, n->cout, 3, 1, 1);
   zero (c, da, B * n->cin * HW);
   k_groupnorm (c, h, mean, rstd, x, cx_norm (c, n->n1w, n->cin), cx_norm (c, n->n1b, n->cin), B, n->cin, HW,
                n->groups, n->eps);
-  L (oftcu_silu_backward (c->dt, da, dh, h, B * n->cin * HW));
-  L (oftcu_groupnorm_backward (c->dt, dx, NULL, NULL, da, x, s->mean1, s->rstd1, cx_norm (c, n->n1w, n->cin), B,
-                               n->cin, HW, n->groups));
+  LP ("silu bwd", oftcu_silu_backward (c->dt, da, dh, h, B * n->cin * HW));
+  LP ("groupnorm bwd", oftcu_groupnorm_backward (c->dt, dx, NULL, NULL, da, x, s->mean1, s->rstd1,
+                                                cx_norm (c, n->n1w, n->cin), B, n->cin, HW, n->groups));
   cx_reset (c, m);
 }
 
@@ -396,8 +439,12 @@ cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, c
                    "trained there (full training, control and context gradients run on the CPU)");
       return FALSE;
     }
+  /* OFT_CUDA_PROFILE=1: GPU time per kind of kernel of this step, printed at the end (for the benches) */
+  gboolean profile = g_strcmp0 (g_getenv ("OFT_CUDA_PROFILE"), "1") == 0;
+  oftcu_prof_enable (profile);
   if (!u->trainables || !cu_unet_sync_train (d, error))
     {
+      oftcu_prof_enable (false);
       if (!u->trainables)
         g_set_error (error, OFT_MODEL_ERROR, OFT_ERROR_INVALID, "UNet training on the GPU: no adapter attached");
       return FALSE;
@@ -500,7 +547,7 @@ cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, c
                u->norm_eps);
   k_silu (c, act, hn, B * C * HW);
   k_conv (c, out, act, cx_w (c, u->cout_w), cx_w (c, u->cout_b), B, C, H, W, u->out_ch, 3, 1, 1);
-  L (oftcu_mse_forward (c->dt, dloss, out, tgt, n_out));
+  LP ("mse", oftcu_mse_forward (c->dt, dloss, out, tgt, n_out));
   if (cx_ok (c) && d->train_floats && (oftcu_sync () != 0 || oftcu_download (loss, dloss, sizeof (float)) != 0))
     g_set_error (&c->error, OFT_MODEL_ERROR, OFT_ERROR_FAILED, "downloading the loss: %s",
                  oftcu_error () ? oftcu_error () : "?");
@@ -513,11 +560,11 @@ cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, c
     dskips[k] = zeros (c, (int64_t) B * skip_ch[k] * skip_h[k] * skip_w[k]);
   void *dout = zeros (c, n_out), *dact = zeros (c, B * C * HW), *dhn = zeros (c, B * C * HW);
   void *dx = zeros (c, B * C * HW);
-  L (oftcu_mse_backward (c->dt, dout, out, tgt, n_out, 1.0f));
+  LP ("mse bwd", oftcu_mse_backward (c->dt, dout, out, tgt, n_out, 1.0f));
   conv_bwd (c, dact, dout, u->cout_w, B, C, H, W, u->out_ch, 3, 1, 1);
-  L (oftcu_silu_backward (c->dt, dhn, dact, hn, B * C * HW));
-  L (oftcu_groupnorm_backward (c->dt, dx, NULL, NULL, dhn, x, gmean, grstd, cx_norm (c, u->nout_w, C), B, C, HW,
-                               u->groups));
+  LP ("silu bwd", oftcu_silu_backward (c->dt, dhn, dact, hn, B * C * HW));
+  LP ("groupnorm bwd", oftcu_groupnorm_backward (c->dt, dx, NULL, NULL, dhn, x, gmean, grstd, cx_norm (c, u->nout_w, C),
+                                                B, C, HW, u->groups));
   for (int i = L_ - 1; i >= 0; i--)
     {
       Level *lv = &u->up[i];
@@ -529,7 +576,7 @@ cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, c
           CuMark m = cx_mark (c);
           void *dup = zeros (c, (int64_t) B * ch * 4 * H * W);
           conv_bwd (c, dup, dx, lv->up.w, B, ch, 2 * H, 2 * W, ch, 3, 1, 1);
-          L (oftcu_upsample2x_backward (c->dt, dd, dup, (int64_t) B * ch, H, W));
+          LP ("upsample2x bwd", oftcu_upsample2x_backward (c->dt, dd, dup, (int64_t) B * ch, H, W));
           cx_reset (c, m);
           dx = dd;
         }
@@ -539,7 +586,7 @@ cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, c
           void *dcat = unit_bwd (&run, un, dx, &lv->res[j], lv->has_attn ? &lv->attn[j] : NULL);
           int sc = skip_ch[un->skip], cprev = un->cin - sc;
           void *dd = zeros (c, (int64_t) B * cprev * H * W);
-          L (oftcu_concat_backward (c->dt, dd, dskips[un->skip], dcat, B, cprev, sc, (int64_t) H * W));
+          LP ("concat bwd", oftcu_concat_backward (c->dt, dd, dskips[un->skip], dcat, B, cprev, sc, (int64_t) H * W));
           dx = dd;
         }
     }
@@ -571,7 +618,7 @@ cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, c
       const Trainable *t = g_ptr_array_index (u->trainables, i);
       const CuTrain *ct = g_hash_table_lookup (d->train, t);
       if (ct->cayley && t->gR)
-        L (oftcu_cayley_backward (ct->dpacked, ct->dR, ct->Ainv, ct->rows, ct->nb / ct->rows, ct->b));
+        LP ("cayley bwd", oftcu_cayley_backward (ct->dpacked, ct->dR, ct->Ainv, ct->rows, ct->nb / ct->rows, ct->b));
     }
   float *host_dR = d->train_host, *host_dpacked = d->train_host + d->train_floats;
   if (cx_ok (c) && d->train_floats &&
@@ -610,6 +657,13 @@ cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, c
         }
       else
         memcpy (t->dR, all, sizeof (float) * bb * ct->nb);
+    }
+  oftcu_prof_enable (false);
+  if (profile && cx_ok (c))
+    {
+      char *what = g_strdup_printf ("UNet training step %dx%dx%d%s", B, h, w, checkpoint ? " checkpointed" : "");
+      cu_prof_print (what);
+      g_free (what);
     }
   gboolean ok = cx_end (c, "the loss and backward", error);
   g_debug ("UNet training step (%s): activations %.1f MiB at most, in %.1f MiB of chunks", checkpoint ?

@@ -9,7 +9,6 @@
 #include "cuda-module.h"
 #include "../models/unet-private.h"
 #include "oft/error.h"
-#include <stdio.h>
 #include <string.h>
 
 static void
@@ -130,7 +129,7 @@ cu_unet_sync_train (CuUnet *d, GError **error)
     {
       const CuTrain *ct = value;
       if (ct->cayley)
-        oftcu_cayley_forward (ct->R, ct->Ainv, ct->packed, ct->rows, ct->nb / ct->rows, ct->b);
+        PROF ("cayley", oftcu_cayley_forward (ct->R, ct->Ainv, ct->packed, ct->rows, ct->nb / ct->rows, ct->b));
     }
   if (oftcu_error ())
     {
@@ -586,15 +585,9 @@ cu_unet_forward (gpointer dev, const float *sample, const float *timesteps, cons
   if (profile && cx_ok (c))
     {
       /* OFT_CUDA_PROFILE=1: GPU time per kind of kernel of this (eager) forward, on stdout for the benches */
-      char buf[4096];
-      if (oftcu_prof_report (buf, sizeof buf) == 0)
-        {
-          char **lines = g_strsplit (buf, "\n", -1);
-          for (char **l = lines; *l; l++)
-            if (**l)
-              printf ("profile: UNet %dx%dx%d: %s\n", B, h, w, *l);
-          g_strfreev (lines);
-        }
+      char *what = g_strdup_printf ("UNet %dx%dx%d", B, h, w);
+      cu_prof_print (what);
+      g_free (what);
     }
   return cx_end (c, "UNet forward", error);
 }

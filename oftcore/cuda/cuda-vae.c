@@ -6,7 +6,6 @@
  * GEMMs around a softmax rather than the fused kernel, and in fp32 whatever the storage type: bf16
  * logits of a 512-wide dot product would round by up to ~0.1, too coarse for the softmax. */
 #include "cuda-module.h"
-#include <stdio.h>
 #include "../models/vae-private.h"
 #include "oft/error.h"
 #include <math.h>
@@ -156,14 +155,11 @@ cu_vae_decode (gpointer dev, const float *z, int B, int h, int w, float *img, GE
                      v->out_ch);
   oftcu_prof_enable (false);
   cx_download (c, img, y, (int64_t) B * v->out_ch * h * w);
-  char buf[4096];
-  if (profile && cx_ok (c) && oftcu_prof_report (buf, sizeof buf) == 0)
+  if (profile && cx_ok (c))
     {
-      char **lines = g_strsplit (buf, "\n", -1);
-      for (char **l = lines; *l; l++)
-        if (**l)
-          printf ("profile: VAE decode %dx%d: %s\n", h0 * f, w0 * f, *l);
-      g_strfreev (lines);
+      char *what = g_strdup_printf ("VAE decode %dx%d", h0 * f, w0 * f);
+      cu_prof_print (what);
+      g_free (what);
     }
   gboolean ok = cx_end (c, "VAE decode", error);
   cx_reset (c, mark);
