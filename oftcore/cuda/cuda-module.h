@@ -181,6 +181,9 @@ typedef struct {
  * projected on the host first, in place, as PEFT does before every forward), the others from the host's
  * oft_unet_refresh_trainable result; an error for what the GPU does not train (BOFT, per-output scales). */
 gboolean cu_unet_sync_train (CuUnet *d, GError **error);
+/* The exact Cayley trainables' R and Ainv from their packed values, or (backward) their packed gradients
+ * from dR, in as few launches as the slab's layout allows */
+void     cu_unet_cayley (CuUnet *d, gboolean backward);
 /* The Linear's forward as oft_unet_lin_forward (inference rotations, then the trained one) */
 void     cu_unet_lin (Cx *c, CuUnet *d, void *out, const void *x, const void *lin, int64_t N);
 gboolean cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, const float *context,

@@ -92,6 +92,15 @@ lin_bwd (Run *r, void *dx, const void *dy, const void *x, const Lin *l, int64_t 
 
 /* ---- BasicTransformerBlock ---- */
 
+/* a profile label naming the attention's head size and lengths (interned: the profile keeps the pointer) */
+static const char *
+att_label (const char *what, int Dh, int64_t Tq, int64_t Tk)
+{
+  char buf[96];
+  g_snprintf (buf, sizeof buf, "%s D%d %lldx%lld", what, Dh, (long long) Tq, (long long) Tk);
+  return g_intern_string (buf);
+}
+
 /* What a block keeps for its backward. The layer norms' and GEGLU's outputs are never kept: the backward
  * recomputes them from the residual stream (t0, t1, t2) and f, an elementwise kernel each. Without
  * checkpointing every block's saves live through the whole backward, so the projections q1, k1, v1, q2
@@ -136,8 +145,8 @@ tblock_fwd (Run *r, void *x, const TBlock *b, int64_t HW, TSave *s)
   lin_fwd (r, q1, h, &b->q1, N);
   lin_fwd (r, k1, h, &b->k1, N);
   lin_fwd (r, v1, h, &b->v1, N);
-  LP ("attention", oftcu_attention_forward (c->dt, s->o1, s->lse1, q1, k1, v1, B, (int) HW, (int) HW, H, D / H,
-                                           false));
+  LP (att_label ("attention", D / H, HW, HW),
+      oftcu_attention_forward (c->dt, s->o1, s->lse1, q1, k1, v1, B, (int) HW, (int) HW, H, D / H, false));
   lin_fwd (r, y, s->o1, &b->o1, N);
   k_add (c, x, x, y, N * D);
 
@@ -146,8 +155,8 @@ tblock_fwd (Run *r, void *x, const TBlock *b, int64_t HW, TSave *s)
   lin_fwd (r, q2, h, &b->q2, N);
   lin_fwd (r, s->k2, r->ctx, &b->k2, NC);
   lin_fwd (r, s->v2, r->ctx, &b->v2, NC);
-  LP ("attention", oftcu_attention_forward (c->dt, s->o2, s->lse2, q2, s->k2, s->v2, B, (int) HW, T, H, D / H,
-                                           false));
+  LP (att_label ("attention", D / H, HW, T),
+      oftcu_attention_forward (c->dt, s->o2, s->lse2, q2, s->k2, s->v2, B, (int) HW, T, H, D / H, false));
   lin_fwd (r, y, s->o2, &b->o2, N);
   k_add (c, x, x, y, N * D);
 
@@ -204,8 +213,9 @@ tblock_bwd (Run *r, void *dx, const TBlock *b, int64_t HW, const TSave *s)
       lin_fwd (r, q2, h, &b->q2, N);
     }
   lin_bwd (r, dy, dx, s->o2, &b->o2, N);
-  LP ("attention bwd", oftcu_attention_backward (c->dt, dq, dk, dv, dy, s->o2, s->lse2, q2, s->k2, s->v2, B,
-                                                (int) HW, T, H, D / H, false));
+  LP (att_label ("attention bwd", D / H, HW, T),
+      oftcu_attention_backward (c->dt, dq, dk, dv, dy, s->o2, s->lse2, q2, s->k2, s->v2, B, (int) HW, T, H, D / H,
+                                false));
   lin_bwd (r, dh, dq, h, &b->q2, N);
   lin_bwd (r, NULL, dk, r->ctx, &b->k2, NC);
   lin_bwd (r, NULL, dv, r->ctx, &b->v2, NC);
@@ -229,8 +239,9 @@ tblock_bwd (Run *r, void *dx, const TBlock *b, int64_t HW, const TSave *s)
       q1 = q, k1 = k, v1 = v;
     }
   lin_bwd (r, dy, dx, s->o1, &b->o1, N);
-  LP ("attention bwd", oftcu_attention_backward (c->dt, dq, dk, dv, dy, s->o1, s->lse1, q1, k1, v1, B, (int) HW,
-                                                (int) HW, H, D / H, false));
+  LP (att_label ("attention bwd", D / H, HW, HW),
+      oftcu_attention_backward (c->dt, dq, dk, dv, dy, s->o1, s->lse1, q1, k1, v1, B, (int) HW, (int) HW, H, D / H,
+                                false));
   lin_bwd (r, dh, dq, h, &b->q1, N);
   lin_bwd (r, dh, dk, h, &b->k1, N);
   lin_bwd (r, dh, dv, h, &b->v1, N);
@@ -613,13 +624,7 @@ cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, c
 
   /* exact Cayley rotations: dR → packed gradients here; then one transfer for the packed gradients, one
    * for the other rotations' dR */
-  for (guint i = 0; i < u->trainables->len; i++)
-    {
-      const Trainable *t = g_ptr_array_index (u->trainables, i);
-      const CuTrain *ct = g_hash_table_lookup (d->train, t);
-      if (ct->cayley && t->gR)
-        LP ("cayley bwd", oftcu_cayley_backward (ct->dpacked, ct->dR, ct->Ainv, ct->rows, ct->nb / ct->rows, ct->b));
-    }
+  L (cu_unet_cayley (d, TRUE));   /* frozen ones too: their dR is zero, and the host ignores their result */
   float *host_dR = d->train_host, *host_dpacked = d->train_host + d->train_floats;
   if (cx_ok (c) && d->train_floats &&
       (oftcu_sync () != 0 ||
