@@ -1109,11 +1109,32 @@ amma_store_add (__nv_bfloat16 *gbase, const float (&acc)[DP / 8][4], float scale
       }
 }
 
+/* g[row][d] = scale·acc (fp32 partial sums), as amma_store_add otherwise */
+template <int DP>
+__device__ __forceinline__ void
+amma_store_f32 (float *gbase, const float (&acc)[DP / 8][4], float scale, int row0, int T_, int D, int HD)
+{
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int n = 0; n < DP / 8; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      {
+        const int row = row0 + g + (e >> 1) * 8, d = n * 8 + 2 * t + (e & 1);
+        if (row < T_ && d < D)
+          gbase[(int64_t) row * HD + d] = scale * acc[n][e];
+      }
+}
+
+/* dK, dV of one 64-key tile (blockIdx.x) of one head (blockIdx.y) over the queries of chunk blockIdx.z
+ * (q_chunk rows, a multiple of 64). part NULL: added to dk, dv. Otherwise the chunk's sums go to
+ * part_k/part_v[chunk][B·Tk·H·D] (fp32; part_stride = B·Tk·H·D) and k_att_dkdv_reduce adds them up. */
 template <int DP>
 __global__ void __launch_bounds__ (AMMA_WARPS * 32)
 k_attention_backward_dkdv_mma (__nv_bfloat16 *dk, __nv_bfloat16 *dv, const __nv_bfloat16 *dout,
                                const __nv_bfloat16 *out, const float *lse, const __nv_bfloat16 *q,
-                               const __nv_bfloat16 *k, const __nv_bfloat16 *v, AttDims a)
+                               const __nv_bfloat16 *k, const __nv_bfloat16 *v, AttDims a, int q_chunk,
+                               float *part_k, float *part_v, int64_t part_stride)
 {
   constexpr int LDS = DP + 8;
   OFTCU_DYNAMIC_SMEM (uint4, amma_sm_kv);
@@ -1134,8 +1155,9 @@ k_attention_backward_dkdv_mma (__nv_bfloat16 *dk, __nv_bfloat16 *dv, const __nv_
     for (int e = 0; e < 4; e++)
       acc_k[n][e] = acc_v[n][e] = 0.0f;
 
-  const int i_start = a.causal ? (j0 / AMMA_ROWS) * AMMA_ROWS : 0;
-  for (int i0 = i_start; i0 < a.Tq; i0 += AMMA_ROWS)
+  const int i_lo = blockIdx.z * q_chunk, i_hi = min (a.Tq, i_lo + q_chunk);
+  const int i_start = max (i_lo, a.causal ? (j0 / AMMA_ROWS) * AMMA_ROWS : 0);
+  for (int i0 = i_start; i0 < i_hi; i0 += AMMA_ROWS)
     {
       __syncthreads ();   /* the previous tile is consumed */
       amma_load<DP> (sQ, q + qoff, i0, a.Tq, a.D, HD);
@@ -1164,10 +1186,76 @@ k_attention_backward_dkdv_mma (__nv_bfloat16 *dk, __nv_bfloat16 *dv, const __nv_
           dp[n][e] = p[n][e] * (dp[n][e] - sDi[n * 8 + 2 * t + (e & 1)]);   /* dSᵀ */
       amma_accumulate<DP> (acc_k, dp, sQ);                 /* dK += dSᵀ·Q (× scale below) */
     }
+  if (part_k)
+    {
+      const int64_t z = (int64_t) blockIdx.z * part_stride + koff;
+      amma_store_f32<DP> (part_k + z, acc_k, a.scale, j0 + warp * 16, a.Tk, a.D, HD);
+      amma_store_f32<DP> (part_v + z, acc_v, 1.0f, j0 + warp * 16, a.Tk, a.D, HD);
+      return;
+    }
   if (dk)
     amma_store_add<DP> (dk + koff, acc_k, a.scale, j0 + warp * 16, a.Tk, a.D, HD);
   if (dv)
     amma_store_add<DP> (dv + koff, acc_v, 1.0f, j0 + warp * 16, a.Tk, a.D, HD);
+}
+
+/* dk += Σ_z part_k[z], dv likewise, the chunks summed in order (deterministic) */
+__global__ void
+k_att_dkdv_reduce (__nv_bfloat16 *dk, __nv_bfloat16 *dv, const float *part_k, const float *part_v, int S, int64_t n)
+{
+  for (int64_t e = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; e < n; e += (int64_t) gridDim.x * blockDim.x)
+    {
+      float sk = 0.0f, sv = 0.0f;
+      for (int z = 0; z < S; z++)
+        {
+          sk += part_k[z * n + e];
+          sv += part_v[z * n + e];
+        }
+      if (dk)
+        oftcu_add_to (dk, e, sk);
+      if (dv)
+        oftcu_add_to (dv, e, sv);
+    }
+}
+
+/* How many query chunks the dK/dV kernel splits into: one unless its (key tile, head) blocks of threads would
+ * leave most of the GPU idle (cross-attention over 77 keys: 2 tiles per head) and there are queries enough;
+ * then about two blocks per multiprocessor, each chunk at least two query tiles. */
+static int
+att_dkdv_splits (int ktiles, int BH, int Tq, bool causal)
+{
+  static int sms = 0;
+  if (!sms)
+    {
+      int dev = 0;
+      cudaGetDevice (&dev);
+      if (cudaDeviceGetAttribute (&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms < 1)
+        sms = 1;
+    }
+  const int ctas = ktiles * BH, qtiles = (Tq + AMMA_ROWS - 1) / AMMA_ROWS;
+  if (causal || ctas >= sms || qtiles < 4)
+    return 1;
+  return min ((2 * sms + ctas - 1) / ctas, qtiles / 2);
+}
+
+/* The split's fp32 partial sums: grown on demand, kept (not during a graph capture: then no split) */
+static float *
+att_workspace (size_t floats)
+{
+  static float *ws = NULL;
+  static size_t have = 0;
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing (oftcu_stream (), &st) != cudaSuccess || st != cudaStreamCaptureStatusNone)
+    return NULL;
+  if (floats <= have)
+    return ws;
+  oftcu_sync ();   /* the old workspace may still be read by queued kernels */
+  oftcu_free (ws);
+  ws = (float *) oftcu_alloc (floats * sizeof (float));
+  have = ws ? floats : 0;
+  if (!ws)
+    oftcu_clear_error ();   /* no split then, not a failure */
+  return ws;
 }
 
 template <int DP>
@@ -1238,10 +1326,23 @@ attention_backward_mma_launch (__nv_bfloat16 *dq, __nv_bfloat16 *dk, __nv_bfloat
     {
       cudaFuncSetAttribute (k_attention_backward_dkdv_mma<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                             (int) smem);
-      dim3 grid ((a.Tk + AMMA_ROWS - 1) / AMMA_ROWS, B * a.H);
-      k_attention_backward_dkdv_mma<DP><<<grid, AMMA_WARPS * 32, smem, oftcu_stream ()>>> (dk, dv, dout, out, lse,
-                                                                                          q, k, v, a);
+      const int ktiles = (a.Tk + AMMA_ROWS - 1) / AMMA_ROWS, qtiles = (a.Tq + AMMA_ROWS - 1) / AMMA_ROWS;
+      int S = att_dkdv_splits (ktiles, B * a.H, a.Tq, a.causal);
+      const int q_chunk = (qtiles + S - 1) / S * AMMA_ROWS;
+      S = (a.Tq + q_chunk - 1) / q_chunk;
+      const int64_t n = (int64_t) B * a.Tk * a.H * a.D;
+      float *ws = S > 1 ? att_workspace ((size_t) 2 * S * n) : NULL;
+      if (!ws)
+        S = 1;
+      dim3 grid (ktiles, B * a.H, S);
+      k_attention_backward_dkdv_mma<DP><<<grid, AMMA_WARPS * 32, smem, oftcu_stream ()>>> (
+          dk, dv, dout, out, lse, q, k, v, a, S > 1 ? q_chunk : qtiles * AMMA_ROWS, ws, ws ? ws + S * n : NULL, n);
       OFTCU_CHECK_LAUNCH ("attention backward (dk, dv; tensor cores)");
+      if (ws)
+        {
+          k_att_dkdv_reduce<<<oftcu_grid256 (n), 256, 0, oftcu_stream ()>>> (dk, dv, ws, ws + S * n, S, n);
+          OFTCU_CHECK_LAUNCH ("attention backward (dk, dv partial sums)");
+        }
     }
   if (dq)
     {

@@ -655,6 +655,7 @@ test_attention (void)
       attention_case (dtypes[t], 1, 20, 77, 2, 80, false, 670);       /* head dims 65..128 */
       attention_case (dtypes[t], 2, 130, 150, 2, 40, false, 680);     /* several full and partial tiles */
       attention_case (dtypes[t], 1, 150, 150, 2, 64, true, 690);      /* causal over three tiles */
+      attention_case (dtypes[t], 2, 333, 50, 2, 40, false, 695);      /* dK/dV over query chunks, partial tiles */
     }
 }
 
