@@ -63,11 +63,11 @@ cu_unet_cayley (CuUnet *d, gboolean backward)
     }
 }
 
+G_STATIC_ASSERT (OFT_DEVICE_CAYLEY_MAX_B <= OFTCU_CAYLEY_MAX_B);
+
 /* Every trained rotation's R and dR live in one device slab ([R of all | dR of all | the Cayley ones' Ainv,
  * packed values and packed gradients], fp32), so that a step uploads and downloads each part in one
  * transfer; the host staging buffer is kept between steps. */
-G_STATIC_ASSERT (OFT_DEVICE_CAYLEY_MAX_B <= OFTCU_CAYLEY_MAX_B);
-
 gboolean
 cu_unet_sync_train (CuUnet *d, GError **error)
 {

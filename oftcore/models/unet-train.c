@@ -151,10 +151,11 @@ refresh_trainables (OftUnet *u, gboolean device_cayley)
           oft_boft_transform_forward (t->R, t->cache, t->param, &t->bspec);
           continue;
         }
+      if (device_cayley && trainable_cayley_on_device (t))
+        continue;   /* the GPU module projects (COFT) and builds R itself (cu_unet_sync_train) */
       if (t->spec.coft)
         oft_coft_project (t->param, &t->spec); /* PEFT: in place, before every forward, not differentiated */
-      if (!device_cayley || !trainable_cayley_on_device (t))
-        oft_rotation_forward (t->R, t->cache, t->param, &t->spec);
+      oft_rotation_forward (t->R, t->cache, t->param, &t->spec);
     }
 }
 
