@@ -1,6 +1,6 @@
 /* GPU kernel throughput at SD1.5 shapes (built with -Dcuda=enabled; run by hand or from tests/gpu/run.sh):
- * GEMM TFLOP/s against the GPU's dense bf16 peak, attention (tensor-core and SIMT kernels), conv2d 3×3,
- * group norm. Each figure is the median of 5 timed batches of `iters` launches after a warm-up, launches
+ * GEMM TFLOP/s against the GPU's dense bf16 peak, attention (tensor-core and SIMT kernels) and its backward,
+ * conv2d 3×3, group norm. Each figure is the median of 5 timed batches of `iters` launches after a warm-up, launches
  * queued back to back on the stream and timed to the final sync, so launch overhead is included as in a
  * real step. Exits 77 without a GPU. `bench-gpu-kernels [--quick]` */
 #include "cuda-kernels.h"
@@ -84,6 +84,15 @@ attn_run (void *p)
   oftcu_attention_forward (a->dt, a->o, a->lse, a->q, a->k, a->v, a->B, a->Tq, a->Tk, a->H, a->D, false);
 }
 
+typedef struct { AttnCtx f; void *dout, *dq, *dk, *dv; } AttnBwdCtx;
+static void
+attn_bwd_run (void *p)
+{
+  AttnBwdCtx *a = p;
+  oftcu_attention_backward (a->f.dt, a->dq, a->dk, a->dv, a->dout, a->f.o, a->f.lse, a->f.q, a->f.k, a->f.v, a->f.B,
+                            a->f.Tq, a->f.Tk, a->f.H, a->f.D, false);
+}
+
 typedef struct { OftCuDtype dt; OftCuConvShape s; void *x, *w, *bias, *y, *scratch; } ConvCtx;
 static void
 conv_run (void *p)
@@ -136,6 +145,35 @@ bench_attention (OftCuDtype dt, int B, int H, int Tq, int Tk, int D, int simt, i
   oftcu_free (a.v);
   oftcu_free (a.o);
   oftcu_free (a.lse);
+}
+
+/* The backward at the training step's shapes: all three gradients, then dQ alone and dK, dV alone (the two
+ * kernels), against the forward's time. TFLOP/s counts the five GEMMs of the backward, 10·B·H·Tq·Tk·D. */
+static void
+bench_attention_bwd (OftCuDtype dt, int B, int H, int Tq, int Tk, int D, int iters)
+{
+  const int64_t nq = (int64_t) B * Tq * H * D, nk = (int64_t) B * Tk * H * D;
+  AttnBwdCtx a = { { dt, B, Tq, Tk, H, D, dev_random (nq, dt), dev_random (nk, dt), dev_random (nk, dt), NULL, NULL },
+                   dev_random (nq, dt), NULL, NULL, NULL };
+  a.f.o = oftcu_alloc ((size_t) nq * oftcu_dtype_size (dt));
+  a.f.lse = oftcu_alloc ((size_t) B * H * Tq * 4);
+  void *dq = dev_random (nq, dt), *dk = dev_random (nk, dt), *dv = dev_random (nk, dt);
+  double fwd = time_ms (attn_run, &a.f, iters);
+  const char *names[3] = { "dq dk dv", "dq only", "dk dv only" };
+  for (int w = 0; w < 3; w++)
+    {
+      a.dq = w != 2 ? dq : NULL;
+      a.dk = w != 1 ? dk : NULL;
+      a.dv = w != 1 ? dv : NULL;
+      double ms = time_ms (attn_bwd_run, &a, iters), tf = 10.0 * B * H * (double) Tq * Tk * D / (ms * 1e-3) / 1e12;
+      printf ("attention backward %s B%d H%d Tq%d Tk%d D%d, %s: %.3f ms (%.1f× the forward's %.3f ms)%s",
+              dt == OFTCU_BF16 ? "bf16" : "fp32", B, H, Tq, Tk, D, names[w], ms, ms / fwd, fwd, w ? "\n" : "");
+      if (!w)
+        printf (", %.1f TFLOP/s (%.0f%% of peak)\n", tf, 100 * tf / peak_tflops ());
+    }
+  void *bufs[] = { a.f.q, a.f.k, a.f.v, a.f.o, a.f.lse, a.dout, dq, dk, dv };
+  for (size_t i = 0; i < G_N_ELEMENTS (bufs); i++)
+    oftcu_free (bufs[i]);
 }
 
 static void
@@ -203,6 +241,11 @@ main (int argc, char **argv)
   bench_attention (OFTCU_BF16, 2, 8, 256, 256, 160, 0, it);
   bench_attention (OFTCU_F32, 2, 8, 4096, 4096, 40, 0, it);
   bench_attention (OFTCU_BF16, 1, 1, 4096, 4096, 512, 0, quick ? 1 : 3);
+  /* the training step's (batch 1): self-attention at 64², 32², 16², cross-attention to 77 tokens */
+  bench_attention_bwd (OFTCU_BF16, 1, 8, 4096, 4096, 40, it);
+  bench_attention_bwd (OFTCU_BF16, 1, 8, 4096, 77, 40, it);
+  bench_attention_bwd (OFTCU_BF16, 1, 8, 1024, 1024, 80, it);
+  bench_attention_bwd (OFTCU_BF16, 1, 8, 256, 256, 160, it);
   bench_conv (OFTCU_BF16, (OftCuConvShape) { 2, 320, 64, 64, 320, 3, 3, 1, 1 }, it);
   bench_conv (OFTCU_BF16, (OftCuConvShape) { 2, 1280, 8, 8, 1280, 3, 3, 1, 1 }, it);
   bench_conv (OFTCU_BF16, (OftCuConvShape) { 1, 128, 512, 512, 128, 3, 3, 1, 1 }, quick ? 1 : 3);
