@@ -23,7 +23,7 @@ typedef struct {
   CuUnet *d;
   const void *temb_act, *ctx;
   int B, T;
-  bool checkpoint;
+  bool checkpoint, profile;
   GPtrArray *host;   /* host memory of the saves, freed at the end */
 } Run;
 
@@ -92,10 +92,13 @@ lin_bwd (Run *r, void *dx, const void *dy, const void *x, const Lin *l, int64_t 
 
 /* ---- BasicTransformerBlock ---- */
 
-/* a profile label naming the attention's head size and lengths (interned: the profile keeps the pointer) */
+/* a profile label naming the attention's head size and lengths (interned: the profile keeps the pointer);
+ * only formatted when profiling, the launches being on the step's hot path */
 static const char *
-att_label (const char *what, int Dh, int64_t Tq, int64_t Tk)
+att_label (const Run *r, const char *what, int Dh, int64_t Tq, int64_t Tk)
 {
+  if (!r->profile)
+    return what;
   char buf[96];
   g_snprintf (buf, sizeof buf, "%s D%d %lldx%lld", what, Dh, (long long) Tq, (long long) Tk);
   return g_intern_string (buf);
@@ -106,7 +109,8 @@ att_label (const char *what, int Dh, int64_t Tq, int64_t Tk)
  * checkpointing every block's saves live through the whole backward, so the projections q1, k1, v1, q2
  * and ff1's output f are not kept either (NULL) but recomputed from the recomputed norms, five more GEMMs
  * per block: that keeps 5·N·D per block instead of 12·N·D + 3·N·F (the SD1.5 step's activations on an H200:
- * 687 MiB with only the norms and GEGLU recomputed, 433 MiB with these too, for 2 ms more). With
+ * 687 MiB with only the norms and GEGLU recomputed, 433 MiB with these too; the step took 69.9 ms before and
+ * 67.8 ms after, so the extra GEMMs did not show above the run-to-run spread). With
  * checkpointing a unit's saves live only during its own backward, so they are all kept. */
 typedef struct {
   void *t0, *t1, *t2;
@@ -145,7 +149,7 @@ tblock_fwd (Run *r, void *x, const TBlock *b, int64_t HW, TSave *s)
   lin_fwd (r, q1, h, &b->q1, N);
   lin_fwd (r, k1, h, &b->k1, N);
   lin_fwd (r, v1, h, &b->v1, N);
-  LP (att_label ("attention", D / H, HW, HW),
+  LP (att_label (r, "attention", D / H, HW, HW),
       oftcu_attention_forward (c->dt, s->o1, s->lse1, q1, k1, v1, B, (int) HW, (int) HW, H, D / H, false));
   lin_fwd (r, y, s->o1, &b->o1, N);
   k_add (c, x, x, y, N * D);
@@ -155,7 +159,7 @@ tblock_fwd (Run *r, void *x, const TBlock *b, int64_t HW, TSave *s)
   lin_fwd (r, q2, h, &b->q2, N);
   lin_fwd (r, s->k2, r->ctx, &b->k2, NC);
   lin_fwd (r, s->v2, r->ctx, &b->v2, NC);
-  LP (att_label ("attention", D / H, HW, T),
+  LP (att_label (r, "attention", D / H, HW, T),
       oftcu_attention_forward (c->dt, s->o2, s->lse2, q2, s->k2, s->v2, B, (int) HW, T, H, D / H, false));
   lin_fwd (r, y, s->o2, &b->o2, N);
   k_add (c, x, x, y, N * D);
@@ -213,7 +217,7 @@ tblock_bwd (Run *r, void *dx, const TBlock *b, int64_t HW, const TSave *s)
       lin_fwd (r, q2, h, &b->q2, N);
     }
   lin_bwd (r, dy, dx, s->o2, &b->o2, N);
-  LP (att_label ("attention bwd", D / H, HW, T),
+  LP (att_label (r, "attention bwd", D / H, HW, T),
       oftcu_attention_backward (c->dt, dq, dk, dv, dy, s->o2, s->lse2, q2, s->k2, s->v2, B, (int) HW, T, H, D / H,
                                 false));
   lin_bwd (r, dh, dq, h, &b->q2, N);
@@ -239,7 +243,7 @@ tblock_bwd (Run *r, void *dx, const TBlock *b, int64_t HW, const TSave *s)
       q1 = q, k1 = k, v1 = v;
     }
   lin_bwd (r, dy, dx, s->o1, &b->o1, N);
-  LP (att_label ("attention bwd", D / H, HW, HW),
+  LP (att_label (r, "attention bwd", D / H, HW, HW),
       oftcu_attention_backward (c->dt, dq, dk, dv, dy, s->o1, s->lse1, q1, k1, v1, B, (int) HW, (int) HW, H, D / H,
                                 false));
   lin_bwd (r, dh, dq, h, &b->q1, N);
@@ -461,7 +465,8 @@ cu_unet_train_loss (gpointer dev, const float *sample, const float *timesteps, c
       return FALSE;
     }
   int L_ = u->n_levels;
-  Run run = { .d = d, .B = B, .T = T, .checkpoint = checkpoint, .host = g_ptr_array_new_with_free_func (g_free) };
+  Run run = { .d = d, .B = B, .T = T, .checkpoint = checkpoint, .profile = profile,
+              .host = g_ptr_array_new_with_free_func (g_free) };
   Cx *c = &run.c;
   cx_begin (c, &d->acts, &d->w);
   CuMark mark = cx_mark (c);

@@ -344,7 +344,8 @@ broad_image (float *out, OftRng *rng, const OftSceneGenParams *gp)
     for (int x = 0; x < IMG; x++)
       {
         int k = seg->pixels[y * IMG + x] % OFT_SCENE_SEG_CLASSES, per = fill[k].period;
-        int alt = fill[k].kind == 1 ? (x / per + y / per) & 1 : fill[k].kind == 2 ? ((fill[k].vertical ? x : y) / per) & 1 : 0;
+        int alt = fill[k].kind == 1 ? (x / per + y / per) & 1
+                  : fill[k].kind == 2 ? ((fill[k].vertical ? x : y) / per) & 1 : 0;
         for (int ch = 0; ch < 3; ch++)
           out[(ch * IMG + y) * IMG + x] = fill[k].c[alt][ch];
       }
