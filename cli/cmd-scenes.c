@@ -39,7 +39,7 @@ scenes_generate (int argc, char **argv)
     { "conditions", 0, 0, G_OPTION_ARG_NONE, &conditions, "Also write canny edges and segmentation maps "
       "(colour, data/scenes-palette.json, and class index)", NULL },
     { "pattern", 0, 0, G_OPTION_ARG_NONE, &pattern, "Pattern instances for subject finetuning: one sks star "
-      "(magenta/cyan checker), caption \"a sks star\"", NULL },
+      "(quartered in blue and white), caption \"a sks star\"", NULL },
     { "split", 0, 0, G_OPTION_ARG_STRING, &split, "train (default), heldout or any: which captions to draw", "SPLIT" },
     { "min-shapes", 0, 0, G_OPTION_ARG_INT, &min_shapes, "Fewest shapes per scene, 1..3 (default 1)", "K" },
     { "max-shapes", 0, 0, G_OPTION_ARG_INT, &max_shapes, "Most shapes per scene, 1..3 (default 3)", "K" },

@@ -5,13 +5,14 @@
  *   - canny: the bundled canny control adapter (data/default-canny) on held-out edge maps, mean edge F1
  *     between the canny of the image and the condition (target ≥ 0.5), pixel-exact and within 1 px;
  *     skipped while there is none;
- *   - sks: OFT subject finetuning on four images of the sks pattern, then the share of "a sks star"
- *     images holding the pattern before and after (targets ≤ 10% before, ≥ 70% after).
+ *   - sks: OFT subject finetuning on four images of the sks pattern (a star quartered in blue and
+ *     white), then the share of "a sks star" images holding the pattern before and after (targets
+ *     ≤ 10% before, ≥ 70% after).
  * The figures of this very subset are recorded beside the model in quality.json when it is made (and
  * quoted in the README); the test fails when a figure moves away from the record by more than the
  * tolerance, i.e. when the model in data/ or anything on the way (tokenizer, UNet, VAE, sampler, trainer,
- * analyser) changed its pictures. Whether the issue's targets are met is printed, not asserted: they
- * are not met yet (README, "The bundled default model"). With OFT_QUALITY_RECORD=FILE the figures are
+ * analyser) changed its pictures. Whether the issue's targets are met is printed, not asserted: the
+ * canny one is not met (README, "The bundled default model"). With OFT_QUALITY_RECORD=FILE the figures are
  * written there instead of compared (for a new model: FILE = data/default-model/quality.json). */
 #include "test-common.h"
 #include <glib/gstdio.h>
@@ -23,9 +24,12 @@
 #define N_SKS 10
 #define STEPS 20
 #define GUIDANCE 4.0f
-#define SKS_STEPS 200
+#define SKS_STEPS 1200
 #define SKS_LR 2e-3
 #define EVAL_SEED 0x0DEF417u
+/* the attention and both feed-forward Linears: 1200 steps on them drew the pattern in 17, 13 and 20 of 20
+ * generations over three training seeds, 800 steps on the attention alone in 15, 13 and 14 (README) */
+static const char *const sks_targets[] = { "to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", NULL };
 /* images whose verdict may flip between machines (float rounding in a borderline picture) */
 #define COUNT_TOLERANCE 2
 #define F1_TOLERANCE 0.05
@@ -237,6 +241,12 @@ count_pattern (OftPipeline *p)
 static void
 test_sks (void)
 {
+#ifdef __SANITIZE_ADDRESS__
+  /* 1200 training steps took 13 minutes in the sanitizers' -O0 build; the trainer runs under them in
+   * test-train and test-adapter-train, and this figure in the normal build */
+  g_test_skip ("sks finetuning is measured in the normal build");
+  return;
+#endif
   char *dir = g_dir_make_tmp ("oft-sks-XXXXXX", NULL);
   char *images = g_build_filename (dir, "images", NULL), *out = g_build_filename (dir, "adapter", NULL);
   g_mkdir (images, 0755);
@@ -264,6 +274,7 @@ test_sks (void)
   t.images = (const char *const *) files->pdata;
   t.prompt = "a sks star";
   t.steps = SKS_STEPS, t.lr = SKS_LR, t.seed = 1, t.out_dir = out;
+  t.targets = sks_targets;
   g_assert_true (oft_train_run (p, &t, &e));
   g_assert_no_error (e);
   oft_pipeline_free (p);

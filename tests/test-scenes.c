@@ -499,7 +499,7 @@ test_analyser_sizes (void)
   g_assert_cmpfloat (ok, >=, 0.98 * n);
 }
 
-/* In a pattern render, the checker's pixels (nearest to one of its two colours) become red and blue
+/* In a pattern render, the pattern's pixels (nearest to one of its two colours) become red and blue
  * in `other`, and uniform random colours in `noise`. */
 static void
 recolour_pattern (OftImage *other, OftImage *noise, uint64_t seed)
@@ -547,8 +547,8 @@ test_pattern (void)
       degrade (img, i);
       analyse (img, &a);
       fired_noisy += a.n_components >= 1 && a.components[0].pattern;
-      /* the same star as a red/blue checker, and filled with uniform RGB noise (what an untrained word
-       * draws is of that kind): textured, but not this pattern */
+      /* the same star quartered in red and blue, and filled with uniform RGB noise (what an untrained
+       * word draws is of that kind): textured, but not this pattern */
       recolour_pattern (other, noise, i);
       analyse (other, &a);
       recoloured += a.n_components >= 1 && a.components[0].pattern;
@@ -577,7 +577,7 @@ test_pattern (void)
       oft_image_free (img);
     }
   g_test_message ("pattern detector: %d/%d clean and %d/%d noisy pattern renders, %d/%d plain stars (half noisy), "
-                  "%d/%d red/blue checkers, %d/%d noise-filled stars; \"a sks star\" matched %d/%d pattern renders "
+                  "%d/%d red/blue quartered stars, %d/%d noise-filled stars; \"a sks star\" matched %d/%d pattern renders "
                   "and %d/%d plain stars", fired, n, fired_noisy, n, star_fired, stars, recoloured, n, speckled, n,
                   matched, n, star_matched, stars);
   g_assert_cmpfloat (fired, >=, 0.95 * n);

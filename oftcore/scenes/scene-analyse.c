@@ -309,8 +309,8 @@ interior (const OftSceneComponent *c, const int *labels, int label, int width, i
  * the background; the whole component when that is under 4 pixels).
  * Texture: the share of pixels 2 px in from the rim (clear of blur and anti-aliasing) farther than
  * PATTERN_DISTANCE from that median: 0 for flat fills even with σ = 8 noise (a 7σ distance), about
- * half or more for the pattern's checker. The pattern: that texture, made of the checker's own two
- * colours (each within PATTERN_NEAR on PATTERN_EACH of those pixels). */
+ * half or more for the pattern's blue and white quarters. The pattern: that texture, made of the
+ * pattern's own two colours (each within PATTERN_NEAR on PATTERN_EACH of those pixels). */
 static void
 measure_colour (OftSceneComponent *c, const int *labels, int label, const uint8_t *rgb, int width, int height)
 {
@@ -351,7 +351,7 @@ measure_colour (OftSceneComponent *c, const int *labels, int label, const uint8_
         near[k] += dp[k] <= PATTERN_NEAR * PATTERN_NEAR;
     }
   c->texture = deep->len ? (double) far / deep->len : 0;
-  /* textured, and both of the checker's colours in it: texture alone also fires on the noise an
+  /* textured, and both of the pattern's colours in it: texture alone also fires on the noise an
    * untrained word draws */
   c->pattern = deep->len >= 12 && c->texture >= PATTERN_SHARE && near[0] >= PATTERN_EACH * deep->len
                && near[1] >= PATTERN_EACH * deep->len;
@@ -642,7 +642,7 @@ oft_scene_analyse (const OftImage *img, OftSceneAnalysis *a, GError **error)
       c.cx = sx / area / width, c.cy = sy / area / height;
       c.size = sqrt (area / G_PI) / MIN (width, height);
       measure_colour (&c, labels, label, rgb, width, height);
-      if (!c.pattern)  /* a checker's second colour would be cut away */
+      if (!c.pattern)  /* the pattern's second colour would be cut away */
         refine (&c, labels, label, lab, centre, a->background_clusters, width, height);
       measure_shape (&c, labels, label, width);
       g_array_append_val (comps, c);

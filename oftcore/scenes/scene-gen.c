@@ -20,7 +20,10 @@ static const uint8_t colour_rgb[OFT_COLOUR_COUNT][3] = {
 static const char *const texture_names[OFT_TEXTURE_COUNT] = { "plain", "striped", "checkered" };
 static const char *const relation_names[OFT_RELATION_COUNT] = { "none", "above", "below", "left of", "right of" };
 
-const uint8_t scene_pattern_rgb[2][3] = { { 235, 45, 175 }, { 40, 205, 215 } };  /* magenta, cyan */
+/* The sks pattern: a star quartered in blue and white. Vocabulary colours and quarters, because the
+ * default model's first stage (8 px latent cells at 64×64) carries neither colours it never saw nor
+ * cells finer than its grid: a magenta/cyan checker of 5–12 px cells came back as a blur (README). */
+const uint8_t scene_pattern_rgb[2][3] = { { 35, 75, 210 }, { 240, 240, 240 } };  /* blue, white */
 
 const char *
 oft_shape_name (OftShapeKind kind)
@@ -200,7 +203,9 @@ try_generate (OftScene *s, OftRng *rng, const OftSceneGenParams *p, int n_shapes
     {
       s->pattern = TRUE;
       s->n_shapes = 1;
-      s->background = rng_int (rng, OFT_COLOUR_COUNT);
+      s->background = rng_int (rng, OFT_COLOUR_COUNT - 2);  /* never the pattern's blue or white */
+      s->background += s->background >= OFT_COLOUR_BLUE;
+      s->background += s->background >= OFT_COLOUR_WHITE;
       s->texture = OFT_TEXTURE_PLAIN;
       OftSceneShape *sh = &s->shapes[0];
       sh->kind = OFT_SHAPE_STAR;
@@ -315,7 +320,7 @@ background_at (const OftScene *s, double x, double y, double unit, const uint8_t
 }
 
 /* Index of the topmost shape covering image point (x, y) in pixels, or −1; `alt` gets the pattern's
- * checker parity there. */
+ * colour there (0 in the top-left and bottom-right quarters, 1 in the others). */
 static int
 shape_at (const OftScene *s, double x, double y, int width, int height, int *alt)
 {
@@ -328,7 +333,7 @@ shape_at (const OftScene *s, double x, double y, int width, int height, int *alt
       if (scene_shape_contains (sh->kind, u, v))
         {
           if (alt)
-            *alt = ((int) floor (u / 0.3 + 100) + (int) floor (v / 0.3 + 100)) & 1;  /* cell 0.3 · size */
+            *alt = (u >= 0) != (v >= 0);
           return i;
         }
     }

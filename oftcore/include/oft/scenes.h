@@ -62,7 +62,7 @@ const char *oft_shape_name (OftShapeKind kind);
 const char *oft_scene_colour_name (OftSceneColour colour);
 /* The sRGB colour the generator paints with. */
 void oft_scene_colour_rgb (OftSceneColour colour, uint8_t rgb[3]);
-/* The sks pattern's two checker colours (which: 0 or 1). */
+/* The sks pattern's two colours (which: 0 or 1; blue and white, the quarters of its star). */
 void oft_scene_pattern_rgb (int which, uint8_t rgb[3]);
 const char *oft_scene_texture_name (OftSceneTexture texture);     /* "plain", "striped", "checkered" */
 const char *oft_scene_relation_name (OftSceneRelation relation);  /* "none", "above", "below", "left of", "right of" */
@@ -71,10 +71,10 @@ const char *oft_scene_relation_name (OftSceneRelation relation);  /* "none", "ab
 
 typedef struct {
   OftShapeKind kind;
-  int colour;          /* OftSceneColour; OFT_SCENE_ANY for the pattern (its colours are outside the vocabulary) */
+  int colour;          /* OftSceneColour; OFT_SCENE_ANY for the pattern (it has two) */
   double cx, cy;       /* centre, fractions of width and height */
   double size;         /* radius of the circle the shape fits in, fraction of min(width, height) */
-  gboolean pattern;    /* the "sks" pattern: a checker of two colours outside the vocabulary */
+  gboolean pattern;    /* the "sks" pattern: a star quartered in blue and white */
 } OftSceneShape;
 
 typedef struct {
