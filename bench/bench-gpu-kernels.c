@@ -166,10 +166,11 @@ bench_attention_bwd (OftCuDtype dt, int B, int H, int Tq, int Tk, int D, int ite
       a.dk = w != 1 ? dk : NULL;
       a.dv = w != 1 ? dv : NULL;
       double ms = time_ms (attn_bwd_run, &a, iters), tf = 10.0 * B * H * (double) Tq * Tk * D / (ms * 1e-3) / 1e12;
-      printf ("attention backward %s B%d H%d Tq%d Tk%d D%d, %s: %.3f ms (%.1f× the forward's %.3f ms)%s",
-              dt == OFTCU_BF16 ? "bf16" : "fp32", B, H, Tq, Tk, D, names[w], ms, ms / fwd, fwd, w ? "\n" : "");
-      if (!w)
-        printf (", %.1f TFLOP/s (%.0f%% of peak)\n", tf, 100 * tf / peak_tflops ());
+      printf ("attention backward %s B%d H%d Tq%d Tk%d D%d, %s: %.3f ms (%.1f× the forward's %.3f ms)",
+              dt == OFTCU_BF16 ? "bf16" : "fp32", B, H, Tq, Tk, D, names[w], ms, ms / fwd, fwd);
+      if (w == 0)  /* the GEMM count holds for all three gradients only */
+        printf (", %.1f TFLOP/s (%.0f%% of peak)", tf, 100 * tf / peak_tflops ());
+      putchar ('\n');
     }
   void *bufs[] = { a.f.q, a.f.k, a.f.v, a.f.o, a.f.lse, a.dout, dq, dk, dv };
   for (size_t i = 0; i < G_N_ELEMENTS (bufs); i++)

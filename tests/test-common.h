@@ -6,6 +6,19 @@
 #include "oft/oft.h"
 #include <json-glib/json-glib.h>
 
+/* 1 in a build with AddressSanitizer (GCC's macro, or clang's feature test): the runs it slows several
+ * times use fewer cases or skip there. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
 /* g_test_init after oft_runtime_tune_process: the tests run with the BLAS kernels and OpenMP wait
  * policy the `oft` command uses (the process may re-execute itself once, before any output). */
 void test_init (int *argc, char ***argv);

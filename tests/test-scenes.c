@@ -9,11 +9,7 @@
 
 /* Under AddressSanitizer (~4× slower) the accuracy runs use fewer scenes to stay within the suite's time;
  * the normal build measures the full counts. */
-#ifdef __SANITIZE_ADDRESS__
-#define ACCURACY_SCENES 150
-#else
-#define ACCURACY_SCENES 500
-#endif
+#define ACCURACY_SCENES (UNDER_ASAN ? 150 : 500)
 
 static OftSceneGenParams
 params (int shapes, gboolean pattern)
@@ -577,8 +573,8 @@ test_pattern (void)
       oft_image_free (img);
     }
   g_test_message ("pattern detector: %d/%d clean and %d/%d noisy pattern renders, %d/%d plain stars (half noisy), "
-                  "%d/%d red/blue quartered stars, %d/%d noise-filled stars; \"a sks star\" matched %d/%d pattern renders "
-                  "and %d/%d plain stars", fired, n, fired_noisy, n, star_fired, stars, recoloured, n, speckled, n,
+                  "%d/%d red/blue quartered stars, %d/%d noise-filled stars; \"a sks star\" matched %d/%d pattern "
+                  "renders and %d/%d plain stars", fired, n, fired_noisy, n, star_fired, stars, recoloured, n, speckled, n,
                   matched, n, star_matched, stars);
   g_assert_cmpfloat (fired, >=, 0.95 * n);
   g_assert_cmpfloat (fired_noisy, >=, 0.95 * n);

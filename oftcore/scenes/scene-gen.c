@@ -23,7 +23,7 @@ static const char *const relation_names[OFT_RELATION_COUNT] = { "none", "above",
 /* The sks pattern: a star quartered in blue and white. Vocabulary colours and quarters, because the
  * default model's first stage (8 px latent cells at 64×64) carries neither colours it never saw nor
  * cells finer than its grid: a magenta/cyan checker of 5–12 px cells came back as a blur (README). */
-const uint8_t scene_pattern_rgb[2][3] = { { 35, 75, 210 }, { 240, 240, 240 } };  /* blue, white */
+const uint8_t *const scene_pattern_rgb[2] = { colour_rgb[OFT_COLOUR_BLUE], colour_rgb[OFT_COLOUR_WHITE] };
 
 const char *
 oft_shape_name (OftShapeKind kind)

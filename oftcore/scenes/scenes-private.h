@@ -6,7 +6,7 @@
  * 15 % toward white (dark ones), close enough to keep its colour name. */
 G_GNUC_INTERNAL void scene_shade_rgb (OftSceneColour colour, uint8_t rgb[3]);
 /* The two colours of the sks pattern's checker (outside the vocabulary). */
-G_GNUC_INTERNAL extern const uint8_t scene_pattern_rgb[2][3];
+G_GNUC_INTERNAL extern const uint8_t *const scene_pattern_rgb[2];
 
 /* sRGB (D65) to CIELAB. */
 G_GNUC_INTERNAL void scene_rgb_to_lab (const uint8_t rgb[3], double lab[3]);
