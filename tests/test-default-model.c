@@ -11,8 +11,9 @@
  * The figures of this very subset are recorded beside the model in quality.json when it is made (and
  * quoted in the README); the test fails when a figure moves away from the record by more than the
  * tolerance, i.e. when the model in data/ or anything on the way (tokenizer, UNet, VAE, sampler, trainer,
- * analyser) changed its pictures. Whether the issue's targets are met is printed, not asserted: the
- * canny one is not met (README, "The bundled default model"). With OFT_QUALITY_RECORD=FILE the figures are
+ * analyser) changed its pictures. Whether the issue's targets are met is printed, not asserted (a subset
+ * this small scatters around the full figure; README, "The bundled default model", has both, and why
+ * the canny one is met within 1 px only). With OFT_QUALITY_RECORD=FILE the figures are
  * written there instead of compared (for a new model: FILE = data/default-model/quality.json). */
 #include "test-common.h"
 #include <glib/gstdio.h>
@@ -24,6 +25,9 @@
 #define N_SKS 10
 #define STEPS 20
 #define GUIDANCE 4.0f
+/* with a control the layout comes from the edges; text guidance as strong as above pulls each shape toward
+ * the caption's typical one (on 96 held-out maps, edge F1 within 1 px: 0.516 at guidance 4, 0.607 at 2) */
+#define CONTROL_GUIDANCE 2.0f
 #define SKS_STEPS 1200
 #define SKS_LR 2e-3
 #define EVAL_SEED 0x0DEF417u
@@ -113,7 +117,8 @@ generate (OftPipeline *p, const char *prompt, uint64_t seed, const OftCondEncode
 {
   OftGenerateParams g;
   oft_generate_params_init (&g);
-  g.prompt = prompt, g.steps = STEPS, g.guidance = GUIDANCE, g.sampler = OFT_SAMPLER_DDIM, g.seed = seed;
+  g.prompt = prompt, g.steps = STEPS, g.guidance = enc ? CONTROL_GUIDANCE : GUIDANCE, g.sampler = OFT_SAMPLER_DDIM;
+  g.seed = seed;
   g.width = g.height = size;
   g.control = enc, g.condition = cond;
   float *rgb = g_new (float, 3 * size * size);
@@ -203,8 +208,9 @@ test_canny (void)
   f1 /= N_CANNY, f1w /= N_CANNY;
   double want = record ? json_object_get_double_member_with_default (record, "canny_f1", NAN) : NAN;
   double want_w = record ? json_object_get_double_member_with_default (record, "canny_f1_1px", NAN) : NAN;
-  g_test_message ("mean edge F1 against the condition: %.3f (recorded %.3f; issue target >= 0.5: %s); within 1 px "
-                  "%.3f (recorded %.3f)", f1, want, f1 >= 0.5 ? "met" : "not met", f1w, want_w);
+  g_test_message ("mean edge F1 against the condition: pixel-exact %.3f (recorded %.3f), within 1 px %.3f (recorded "
+                  "%.3f); issue target >= 0.5: %s pixel-exact, %s within 1 px", f1, want, f1w, want_w,
+                  f1 >= 0.5 ? "met" : "not met", f1w >= 0.5 ? "met" : "not met");
   if (record_to)
     g_string_append_printf (recorded, "%s\n  \"canny_f1\": %.3f,\n  \"canny_f1_1px\": %.3f",
                             recorded->len > 1 ? "," : "", f1, f1w);

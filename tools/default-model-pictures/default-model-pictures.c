@@ -7,7 +7,7 @@
  * canny.png: held-out canny conditions and what the model draws with the canny control adapter;
  * sks.png: the four sks training images, "a sks star" before finetuning and after (SKS_ADAPTER).
  * Images are shown 2× (nearest neighbour), captions in the built-in 5×7 font. Same settings as
- * tests/test-default-model.c: DDIM 20 steps, guidance 4. */
+ * tests/test-default-model.c: DDIM 20 steps, guidance 4, 2 with the canny control. */
 #include "oft/oft.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,7 +87,7 @@ generate (OftPipeline *p, const char *prompt, uint64_t seed, const OftCondEncode
 {
   OftGenerateParams g;
   oft_generate_params_init (&g);
-  g.prompt = prompt, g.steps = 20, g.guidance = 4.0f, g.sampler = OFT_SAMPLER_DDIM, g.seed = seed;
+  g.prompt = prompt, g.steps = 20, g.guidance = enc ? 2.0f : 4.0f, g.sampler = OFT_SAMPLER_DDIM, g.seed = seed;
   g.width = g.height = size, g.control = enc, g.condition = cond;
   float *rgb = g_new (float, 3 * size * size);
   GError *e = NULL;
@@ -199,7 +199,8 @@ main (int argc, char **argv)
       paste (c, edges, x, y);
       paste (c, img, x + cell + PAD, y);
       text (c, x, y + cell + 4, cap, (2 * cell + PAD) / 6, ink);
-      char *f1 = g_strdup_printf ("edge F1 %.2f", m.f1);
+      double w = oft_metrics_edges_f1_within (got->pixels, edges->pixels, size, size, 1);
+      char *f1 = g_strdup_printf ("edge F1 %.2f, %.2f within 1 px", m.f1, w);
       oft_font_draw (c, x, y + cell + 4 + 3 * 10, f1, 1, ink);
       g_free (f1);
       oft_image_free (ref), oft_image_free (edges), oft_image_free (img), oft_image_free (got);
