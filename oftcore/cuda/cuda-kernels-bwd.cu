@@ -1092,27 +1092,23 @@ amma_accumulate (float (&acc)[DP / 8][4], const float (&m)[8][4], const __nv_bfl
     }
 }
 
-/* g[row][d] += scale·acc for the warp's rows row0 + g (+8), d = 8n + 2t (+1) < D, rows < T */
-template <int DP>
+/* One element of a warp's tile: added to a bf16 gradient, or stored as an fp32 partial sum (reduced later). */
 __device__ __forceinline__ void
-amma_store_add (__nv_bfloat16 *gbase, const float (&acc)[DP / 8][4], float scale, int row0, int T_, int D, int HD)
+amma_put (__nv_bfloat16 *g, int64_t i, float v)
 {
-  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-#pragma unroll
-  for (int n = 0; n < DP / 8; n++)
-#pragma unroll
-    for (int e = 0; e < 4; e++)
-      {
-        const int row = row0 + g + (e >> 1) * 8, d = n * 8 + 2 * t + (e & 1);
-        if (row < T_ && d < D)
-          oftcu_add_to (gbase, (int64_t) row * HD + d, scale * acc[n][e]);
-      }
+  oftcu_add_to (g, i, v);
 }
 
-/* g[row][d] = scale·acc (fp32 partial sums), as amma_store_add otherwise */
-template <int DP>
 __device__ __forceinline__ void
-amma_store_f32 (float *gbase, const float (&acc)[DP / 8][4], float scale, int row0, int T_, int D, int HD)
+amma_put (float *g, int64_t i, float v)
+{
+  g[i] = v;
+}
+
+/* g[row][d] (+)= scale·acc (amma_put) for the warp's rows row0 + g (+8), d = 8n + 2t (+1) < D, rows < T */
+template <int DP, typename T>
+__device__ __forceinline__ void
+amma_store (T *gbase, const float (&acc)[DP / 8][4], float scale, int row0, int T_, int D, int HD)
 {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
@@ -1122,7 +1118,7 @@ amma_store_f32 (float *gbase, const float (&acc)[DP / 8][4], float scale, int ro
       {
         const int row = row0 + g + (e >> 1) * 8, d = n * 8 + 2 * t + (e & 1);
         if (row < T_ && d < D)
-          gbase[(int64_t) row * HD + d] = scale * acc[n][e];
+          amma_put (gbase, (int64_t) row * HD + d, scale * acc[n][e]);
       }
 }
 
@@ -1189,14 +1185,14 @@ k_attention_backward_dkdv_mma (__nv_bfloat16 *dk, __nv_bfloat16 *dv, const __nv_
   if (part_k)
     {
       const int64_t z = (int64_t) blockIdx.z * part_stride + koff;
-      amma_store_f32<DP> (part_k + z, acc_k, a.scale, j0 + warp * 16, a.Tk, a.D, HD);
-      amma_store_f32<DP> (part_v + z, acc_v, 1.0f, j0 + warp * 16, a.Tk, a.D, HD);
+      amma_store<DP> (part_k + z, acc_k, a.scale, j0 + warp * 16, a.Tk, a.D, HD);
+      amma_store<DP> (part_v + z, acc_v, 1.0f, j0 + warp * 16, a.Tk, a.D, HD);
       return;
     }
   if (dk)
-    amma_store_add<DP> (dk + koff, acc_k, a.scale, j0 + warp * 16, a.Tk, a.D, HD);
+    amma_store<DP> (dk + koff, acc_k, a.scale, j0 + warp * 16, a.Tk, a.D, HD);
   if (dv)
-    amma_store_add<DP> (dv + koff, acc_v, 1.0f, j0 + warp * 16, a.Tk, a.D, HD);
+    amma_store<DP> (dv + koff, acc_v, 1.0f, j0 + warp * 16, a.Tk, a.D, HD);
 }
 
 /* dk += Σ_z part_k[z], dv likewise, the chunks summed in order (deterministic) */
@@ -1307,7 +1303,7 @@ k_attention_backward_dq_mma (__nv_bfloat16 *dq, const __nv_bfloat16 *dout, const
           }
       amma_accumulate<DP> (acc, dp, sK);                   /* dQ += dS·K (× scale below) */
     }
-  amma_store_add<DP> (dq + qoff, acc, a.scale, i0 + warp * 16, a.Tq, a.D, HD);
+  amma_store<DP> (dq + qoff, acc, a.scale, i0 + warp * 16, a.Tq, a.D, HD);
 }
 
 template <int DP>

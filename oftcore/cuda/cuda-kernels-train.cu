@@ -306,7 +306,7 @@ cayley_packed_index (int i, int j, int b)   /* i < j: row-major strict upper tri
 __global__ void
 k_cayley_forward (float *R, float *Ainv, const float *packed, int reps, int b)
 {
-  extern __shared__ float sm[];
+  OFTCU_DYNAMIC_SMEM (float, sm);
   const int w = 2 * b, j = threadIdx.x, r = blockIdx.x;
   const int64_t bb = (int64_t) b * b;
   float *M = sm, *f = sm + b * w;
@@ -350,7 +350,7 @@ k_cayley_forward (float *R, float *Ainv, const float *packed, int reps, int b)
 __global__ void __launch_bounds__ (256)
 k_cayley_backward (float *dpacked, const float *dR, const float *Ainv, int reps, int b)
 {
-  extern __shared__ float sm[];
+  OFTCU_DYNAMIC_SMEM (float, sm);
   const int r = blockIdx.x, bb = b * b;
   float *A = sm, *G = sm + bb, *T = G + bb;
   for (int e = threadIdx.x; e < bb; e += blockDim.x)

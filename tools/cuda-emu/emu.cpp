@@ -4,6 +4,7 @@
  * data show). Implements the runtime half of cuda-kernels.h, oftcu_gemm as a double loop, and a host
  * attention forward for the lse contract test. */
 #include "cuda-common.cuh"
+#include <algorithm>
 #include <barrier>
 #include <thread>
 #include <vector>
@@ -65,7 +66,7 @@ cudaStream_t oftcu_stream (void) { return nullptr; }
 void emu_launch (dim3 g, dim3 b, size_t smem, const char *name, std::function<void ()> f)
 {
   unsigned nt = b.x * b.y * b.z;
-  if (nt == 0 || nt > 1024 || nt % 32 || g.y > 65535 || g.z > 65535 || g.x == 0 || g.y == 0 || g.z == 0)
+  if (nt == 0 || nt > 1024 || g.y > 65535 || g.z > 65535 || g.x == 0 || g.y == 0 || g.z == 0)
     { oftcu_set_error ("emu: bad launch config of %s: grid %u,%u,%u block %u,%u,%u", name, g.x, g.y, g.z, b.x, b.y, b.z); return; }
   if (smem > 48 * 1024 && (int) smem > max_dyn)
     { oftcu_set_error ("emu: %s asks %zu bytes of dynamic smem without the attribute", name, smem); return; }
@@ -78,10 +79,11 @@ void emu_launch (dim3 g, dim3 b, size_t smem, const char *name, std::function<vo
           BlockCtx c;
           std::barrier<> bar (nt);
           c.bar = &bar;
-          for (unsigned w = 0; w < nt / 32; w++)
-            c.warp_bar.emplace_back (new std::barrier<> (32));
-          c.shfl.assign (nt, 0.0);
-          c.xbuf.assign (nt / 32, std::vector<unsigned char> (32 * 64));
+          const unsigned nw = (nt + 31) / 32;   /* the last warp may be partial (a block of 2·b threads) */
+          for (unsigned w = 0; w < nw; w++)
+            c.warp_bar.emplace_back (new std::barrier<> (std::min (32u, nt - 32 * w)));
+          c.shfl.assign (32 * nw, 0.0);
+          c.xbuf.assign (nw, std::vector<unsigned char> (32 * 64));
           c.dyn.resize (smem + 16);
           float nanv = NAN;   /* uninitialised shared memory reads as NaN */
           for (size_t i = 0; i + 4 <= c.dyn.size (); i += 4) memcpy (&c.dyn[i], &nanv, 4);

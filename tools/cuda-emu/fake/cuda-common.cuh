@@ -32,7 +32,10 @@ inline float __fadd_rn (float a, float b) { volatile float r = a + b; return r; 
 inline float __fsub_rn (float a, float b) { volatile float r = a - b; return r; }
 inline float __fdiv_rn (float a, float b) { volatile float r = a / b; return r; }
 inline float __fsqrt_rn (float a) { return sqrtf (a); }
+inline float __fmaf_rn (float a, float b, float c) { return fmaf (a, b, c); }  /* one rounding, as on the GPU */
+inline float __frcp_rn (float a) { volatile float r = 1.0f / a; return r; }
 inline int min (int a, int b) { return a < b ? a : b; }
+inline int max (int a, int b) { return a > b ? a : b; }
 struct __nv_bfloat16 { uint16_t x; };
 struct uint4 { unsigned x, y, z, w; };
 inline uint4 make_uint4 (unsigned a, unsigned b, unsigned c, unsigned d) { uint4 r = { a, b, c, d }; return r; }
@@ -46,9 +49,18 @@ inline __nv_bfloat16 __float2bfloat16_rn (float f)
   h.x = (uint16_t) (u >> 16);
   return h;
 }
-enum { cudaDevAttrMaxSharedMemoryPerBlockOptin = 97, cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+enum { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrMaxSharedMemoryPerBlockOptin = 97,
+       cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 inline int cudaGetDevice (int *d) { *d = 0; return 0; }
-inline int cudaDeviceGetAttribute (int *v, int, int) { *v = 232448; return 0; }
+/* an H100's 132 multiprocessors and 227 KiB of opt-in shared memory: the launchers then split and tile as there */
+inline int cudaDeviceGetAttribute (int *v, int attr, int)
+{
+  *v = attr == cudaDevAttrMultiProcessorCount ? 132 : 232448;
+  return 0;
+}
+typedef int cudaStreamCaptureStatus;
+enum { cudaStreamCaptureStatusNone = 0 };
+inline int cudaStreamIsCapturing (cudaStream_t, cudaStreamCaptureStatus *s) { *s = cudaStreamCaptureStatusNone; return 0; }
 template <typename F> inline int cudaFuncSetAttribute (F, int, int v) { emu_set_max_dyn (v); return 0; }
 
 cudaStream_t oftcu_stream (void);
