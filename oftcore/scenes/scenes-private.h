@@ -5,7 +5,7 @@
 /* The second colour of a textured background: the colour moved 18 % toward black (light colours) or
  * 15 % toward white (dark ones), close enough to keep its colour name. */
 G_GNUC_INTERNAL void scene_shade_rgb (OftSceneColour colour, uint8_t rgb[3]);
-/* The two colours of the sks pattern's checker (outside the vocabulary). */
+/* The two colours of the sks pattern's quarters: the palette's blue and white. */
 G_GNUC_INTERNAL extern const uint8_t *const scene_pattern_rgb[2];
 
 /* sRGB (D65) to CIELAB. */
